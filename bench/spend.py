@@ -1,0 +1,377 @@
+"""Throughput and latency of the spend hot path, relative to a no-op route.
+
+Starts ``clawguard serve`` on a temporary database (a subprocess), creates two
+budgets (agent ``a1`` in cap mode, team ``t1`` in warn mode), then, from a
+separate load process, drives two phases one after the other against that same
+daemon with N concurrent keep-alive connections (default 64) for ``--seconds``
+each:
+
+1. ``GET /healthz`` -- the ceiling: what the HTTP stack alone can serve;
+2. ``POST /api/governance/spend`` charging four scopes (agent, mission, team,
+   tenant; two with budget rows) with a unique ``idempotencyKey`` per request,
+   i.e. one ``BEGIN IMMEDIATE`` transaction with a ledger row per request.
+
+It prints requests/s, p50 and p99 latency for each phase and the ratio
+spend-rps / healthz-rps. The target (on a 2-core machine) is a ratio of at
+least 0.3 with a spend p99 under 25 ms and no errors; the exit status is 1
+when it is missed.
+
+The load generator is ``wrk`` (Debian package ``wrk``) when it is on PATH,
+otherwise a pool of Python processes using aiohttp (same connection count).
+The generator in use is printed. Run from the repository root::
+
+    python bench/spend.py [--seconds 10] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+LISTEN_RE = re.compile(r"listening on http://([^\s:/]+|\[[^\]]+\]):(\d+)")
+SPEND_MICROS = 4000  # 0.4 cents in micro-dollars
+SPEND_FIELDS = '"agentId":"a1","missionId":"m1","teamId":"t1","tenantId":"org","costUsdCents":0.4'
+BUDGETS = (
+    {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100_000_000, "mode": "cap"},
+    {"scope": "team", "scopeId": "t1", "limitUsdCents": 100_000_000, "mode": "warn"},
+)
+TARGET_RATIO = 0.3
+TARGET_P99_MS = 25.0
+
+
+@dataclass
+class Result:
+    requests: int  # responses received with a status < 400
+    errors: int  # status >= 400, socket errors, timeouts
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name + ':':8} {self.rps:8.0f} req/s  p50 {self.p50_ms:6.2f} ms"
+            f"  p99 {self.p99_ms:6.2f} ms  errors {self.errors}"
+        )
+
+
+# --------------------------------------------------------------------- daemon
+
+
+class Daemon:
+    """A ``clawguard serve`` subprocess on a fresh temporary database."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> str:
+        config = self.workdir / "clawguard.toml"
+        config.write_text(
+            '[server]\nhost = "127.0.0.1"\nport = 0\n'
+            f'[storage]\npath = "{self.workdir / "clawguard.db"}"\n'
+            '[auth]\nmode = "none"\n'
+        )
+        env = dict(os.environ, CLAWGUARD_AUTH_MODE="none", PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        # stderr goes to a file, not a pipe: a pipe nobody drains would block
+        # a daemon that logs per request.
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "clawguard", "serve", "--config", str(config)],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTEN_RE.search(self.log_path.read_text(errors="replace"))
+            if match:
+                return f"http://{match.group(1)}:{match.group(2)}"
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("daemon did not start; see its log")
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise RuntimeError(f"{method} {url}: {exc.code} {detail}") from None
+    return json.loads(raw) if raw else None
+
+
+def prepare(base: str) -> None:
+    """Create the two budgets and check that one spend goes through."""
+    for budget in BUDGETS:
+        http_json("POST", f"{base}/api/governance/budgets", budget)
+    body = json.loads("{" + SPEND_FIELDS + "}") | {"idempotencyKey": "bench-probe"}
+    reply = http_json("POST", f"{base}/api/governance/spend", body)
+    if reply.get("stop") or len(reply.get("scopes", [])) != 4:
+        raise RuntimeError(f"unexpected spend reply: {reply}")
+
+
+def agent_spent_micros(base: str) -> int:
+    budgets = http_json("GET", f"{base}/api/governance/budgets?scope=agent")["budgets"]
+    return next(int(b["spentUsdMicros"]) for b in budgets if b["scopeId"] == "a1")
+
+
+# ------------------------------------------------------------------------ wrk
+
+WRK_DONE = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH_RESULT %d %d %d %d %d %d %d %.1f %.1f\\n",
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write,
+    e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+WRK_SPEND = """
+-- setup() runs in the main Lua state; thread:set() gives each thread's own
+-- state a global `tid`, so keys are unique across threads.
+local counter, next_tid = 0, 0
+function setup(thread)
+  next_tid = next_tid + 1
+  thread:set("tid", next_tid)
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  counter = counter + 1
+  local body = string.format('{%s,"idempotencyKey":"bench-%s-%d-%d"}', FIELDS, RUN, tid, counter)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def run_wrk(
+    url: str, spend: bool, connections: int, threads: int, seconds: int, tmp: Path
+) -> Result:
+    script = tmp / ("spend.lua" if spend else "healthz.lua")
+    lua = WRK_DONE
+    if spend:
+        lua = (
+            f"FIELDS = {json.dumps(SPEND_FIELDS)}\nRUN = {json.dumps(uuid.uuid4().hex[:8])}\n"
+            + WRK_SPEND
+            + lua
+        )
+    script.write_text(lua)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    match = re.search(r"^BENCH_RESULT (.*)$", proc.stdout, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"could not parse wrk output:\n{proc.stdout}{proc.stderr}")
+    total, micros, status, *sock, p50_us, p99_us = match.group(1).split()
+    return Result(
+        requests=int(total) - int(status),
+        errors=int(status) + sum(int(n) for n in sock),
+        seconds=int(micros) / 1e6,
+        p50_ms=float(p50_us) / 1000,
+        p99_ms=float(p99_us) / 1000,
+    )
+
+
+# ------------------------------------------------------------- python fallback
+
+
+async def _load(
+    url: str, spend: bool, connections: int, seconds: float, worker: int
+) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    run = uuid.uuid4().hex[:8]
+    counter = 0
+
+    async def client(session: aiohttp.ClientSession, deadline: float) -> None:
+        nonlocal errors, counter
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            try:
+                if spend:
+                    counter += 1
+                    body = f'{{{SPEND_FIELDS},"idempotencyKey":"bench-{run}-{worker}-{counter}"}}'
+                    resp = await session.post(
+                        url, data=body, headers={"Content-Type": "application/json"}
+                    )
+                else:
+                    resp = await session.get(url)
+                async with resp:
+                    await resp.read()
+                    ok = resp.status < 400
+            except (TimeoutError, aiohttp.ClientError):
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors += 1
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(session, start + seconds) for _ in range(connections)))
+        elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "errors": errors, "seconds": elapsed}
+
+
+def _load_worker(
+    url: str, spend: bool, connections: int, seconds: float, worker: int
+) -> dict[str, Any]:
+    return asyncio.run(_load(url, spend, connections, seconds, worker))
+
+
+def run_python(url: str, spend: bool, connections: int, processes: int, seconds: int) -> Result:
+    processes = max(1, min(processes, connections))
+    shares = [connections // processes + (i < connections % processes) for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_load_worker, url, spend, n, seconds, i) for i, n in enumerate(shares)
+        ]
+        parts = [f.result() for f in futures]
+    latencies = sorted(lat for p in parts for lat in p["latencies"])
+
+    def pct(q: float) -> float:
+        if not latencies:
+            return 0.0
+        return float(latencies[min(len(latencies) - 1, int(q * len(latencies)))]) * 1000
+
+    return Result(
+        requests=len(latencies),
+        errors=sum(p["errors"] for p in parts),
+        seconds=max(p["seconds"] for p in parts),
+        p50_ms=pct(0.50),
+        p99_ms=pct(0.99),
+    )
+
+
+# ----------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--seconds", type=int, default=10, help="duration of each phase (default 10)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=64, help="concurrent connections (default 64)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="load threads/processes (default 2)")
+    parser.add_argument(
+        "--generator",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk if installed (auto), or the built-in aiohttp one",
+    )
+    args = parser.parse_args(argv)
+
+    generator = args.generator
+    if generator == "auto":
+        generator = "wrk" if shutil.which("wrk") else "python"
+    elif generator == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not on PATH (Debian: apt-get install wrk)")
+
+    with tempfile.TemporaryDirectory(prefix="clawguard-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        daemon = Daemon(tmp)
+        try:
+            base = daemon.start()
+            prepare(base)
+
+            def phase(path: str, spend: bool) -> Result:
+                url = base + path
+                print(f"{generator}: {path} for {args.seconds} s ...", file=sys.stderr)
+                if generator == "wrk":
+                    return run_wrk(url, spend, args.connections, args.threads, args.seconds, tmp)
+                return run_python(url, spend, args.connections, args.threads, args.seconds)
+
+            healthz = phase("/healthz", spend=False)
+            spend = phase("/api/governance/spend", spend=True)
+            charged = agent_spent_micros(base) // SPEND_MICROS - 1  # minus the probe
+        except Exception:
+            print(f"daemon log (tail):\n{daemon.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            daemon.stop()
+
+    ratio = spend.rps / healthz.rps if healthz.rps else 0.0
+    print(f"generator: {generator}  ({args.connections} connections, {args.seconds} s per phase)")
+    print(healthz.line("healthz"))
+    print(spend.line("spend"))
+    print(f"spends charged to agent a1: {charged} (responses counted: {spend.requests})")
+    print(f"ratio spend/healthz: {ratio:.2f}")
+    if generator == "python":
+        print("note: the Python generator may saturate before the daemon; wrk is more exact")
+    passed = (
+        ratio >= TARGET_RATIO
+        and spend.p99_ms < TARGET_P99_MS
+        and spend.errors == 0
+        and healthz.errors == 0
+        and charged >= spend.requests
+    )
+    verdict = "PASS" if passed else "FAIL"
+    print(
+        f"{verdict}: target ratio >= {TARGET_RATIO}, spend p99 < {TARGET_P99_MS:g} ms, "
+        "no errors, every counted spend charged"
+    )
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

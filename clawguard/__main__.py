@@ -1,0 +1,5 @@
+"""`python -m clawguard` is the `clawguard` command."""
+
+from clawguard import cli
+
+raise SystemExit(cli.main())

@@ -1,0 +1,47 @@
+"""The budget kill-switch as executors and operators meet it: spend, preflight, the stop rule.
+
+No I/O of its own: the charging itself is one store transaction, and the tier
+math lives in money.py so the store can apply it inside that transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from clawguard import audit, models, store
+
+
+def fingerprint(request: models.SpendRequest) -> str:
+    """What makes two spends with one idempotency key the same spend: all but the key."""
+    body = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
+    body["costUsdCents"] = request.cost_micros  # 0.4 and 0.40 are the same amount
+    return hashlib.sha256(audit.canonical(body).encode()).hexdigest()
+
+
+def stop_reason(scopes: list[models.ScopeState]) -> str | None:
+    """`budget_paused:<scope>` for the first paused scope, agent -> mission -> team -> tenant.
+
+    Only a cap-mode row is ever stored as paused (a warn row clamps at
+    soft_capped), so a paused scope is a cap that has fired.
+    """
+    for state in scopes:
+        if state.status == "paused":
+            return f"budget_paused:{state.scope}"
+    return None
+
+
+async def record_spend(db: store.Store, request: models.SpendRequest) -> models.SpendOutcome:
+    charged = await db.record_spend(request, fingerprint(request))
+    reason = stop_reason(charged.scopes)
+    return models.SpendOutcome(
+        spend=charged.spend, stop=reason is not None, stop_reason=reason, scopes=charged.scopes
+    )
+
+
+async def preflight(db: store.Store, scope_ids: models.ScopeIds) -> models.Preflight:
+    """The pre-run gate: refuse a run whose scope chain holds a paused cap budget."""
+    scopes = await db.scope_states(scope_ids)
+    reason = stop_reason(scopes)
+    return models.Preflight(
+        allowed=reason is None, reason=None if reason is None else "budget_paused", scopes=scopes
+    )

@@ -1,0 +1,78 @@
+"""The one frozen Config: built-in defaults, then a TOML file, then CLAWGUARD_<SECTION>_<KEY>.
+
+An unknown key or a bad value raises ConfigError naming the key, so the
+daemon never starts on a setting it would silently ignore.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from clawguard import errors
+
+ENV_PREFIX = "CLAWGUARD_"
+CONFIG_ENV = "CLAWGUARD_CONFIG"
+
+
+class _Section(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = pydantic.Field(default=18790, ge=0, le=65535)
+    shutdown_timeout_ms: int = pydantic.Field(default=10_000, gt=0)
+
+
+class StorageConfig(_Section):
+    path: str = "clawguard.db"
+    busy_timeout_ms: int = pydantic.Field(default=5_000, ge=0)
+    batch_max: int = pydantic.Field(default=256, ge=1, le=10_000)
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> (
+    Config
+):
+    """Read the config file (`path`, else $CLAWGUARD_CONFIG, else none) and the environment."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise errors.ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _apply_environment(raw, environ)
+    try:
+        return Config.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise errors.ConfigError(f"bad setting {key}: {first['msg']}") from exc
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    sections = Config.model_fields
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections:
+            continue  # CLAWGUARD_URL and friends belong to the client, not the daemon
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise errors.ConfigError(f"bad setting {section}: must be a table")
+        table[key] = value

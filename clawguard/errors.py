@@ -1,0 +1,54 @@
+"""The exception tree of clawguard; no HTTP here (web.py maps these to statuses).
+
+    ClawguardError
+     ├── InvalidInput          a request that is malformed or breaks a rule of its shape
+     ├── NotFound              an id or scope that has no row
+     ├── Conflict              a request that contradicts stored state
+     │    └── IdempotencyConflict   the same idempotency key with another body
+     ├── Unprocessable         well-formed, but semantically refused
+     ├── StoreUnavailable      the database cannot be read or written
+     └── ConfigError           a setting that stops start-up
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ClawguardError(Exception):
+    """Base of every error clawguard raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(ClawguardError):
+    code = "invalid_input"
+
+
+class NotFound(ClawguardError):
+    code = "not_found"
+
+
+class Conflict(ClawguardError):
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class Unprocessable(ClawguardError):
+    code = "unprocessable"
+
+
+class StoreUnavailable(ClawguardError):
+    code = "store_unavailable"
+
+
+class ConfigError(ClawguardError):
+    code = "config_error"

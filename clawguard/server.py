@@ -1,0 +1,42 @@
+"""Runs the app as a daemon: bind, say where, wait for SIGTERM or SIGINT, drain, close.
+
+A signal only sets an event; the drain then runs in order: stop accepting
+connections, let in-flight requests finish (bounded by
+server.shutdown_timeout_ms), then the cleanup contexts flush the write queue
+and close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web as aioweb
+
+from clawguard import config, web
+
+log = logging.getLogger(__name__)
+
+
+async def serve(cfg: config.Config) -> None:
+    app = web.create_app(cfg)
+    runner = aioweb.AppRunner(app, access_log=None)
+    await runner.setup()  # opens and migrates the store
+    try:
+        site = aioweb.TCPSite(
+            runner, cfg.server.host, cfg.server.port,
+            shutdown_timeout=cfg.server.shutdown_timeout_ms / 1000,
+        )
+        await site.start()
+        for host, port, *_ in runner.addresses:
+            log.info("listening on http://%s:%d", host, port)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,242 @@
+"""The HTTP surface: handlers, the route table, the error middleware and create_app().
+
+Handlers are thin: parse with pydantic, call the domain, serialise. Every
+error leaves through one middleware in one JSON shape:
+`{"error": code, "message": text, "details": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pydantic
+from aiohttp import web
+
+from clawguard import budgets, config, errors, models, sqlite, store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX = 200, 1000
+
+CONFIG = web.AppKey("config", config.Config)
+CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+STORE = web.AppKey("store", store.Store)
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+STATUS: dict[type[errors.ClawguardError], int] = {
+    errors.InvalidInput: 400,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unprocessable: 422,
+    errors.StoreUnavailable: 503,
+}
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    return web.json_response(
+        {"error": code, "message": message, "details": details}, status=status
+    )
+
+
+def _status_of(exc: errors.ClawguardError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ClawguardError as exc:
+        return error_response(_status_of(exc), exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error")
+
+
+# --- parsing ----------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+def _validation_details(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]), "problem": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise errors.InvalidInput("invalid request", _validation_details(exc)) from exc
+
+
+async def parse_body(request: web.Request, model: type[M], optional: bool = False) -> M:
+    """The JSON body as `model`; numbers are read as Decimal, never through a float."""
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return validate(model, {})
+    try:
+        data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise errors.InvalidInput("the body is not valid JSON", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise errors.InvalidInput("the body must be a JSON object")
+    return validate(model, data)
+
+
+def _scope_path(request: web.Request) -> tuple[models.Scope, str]:
+    scope, scope_id = request.match_info["scope"], request.match_info["scopeId"]
+    if scope not in models.SCOPES:
+        raise errors.InvalidInput(f"unknown scope {scope!r}", {"allowed": list(models.SCOPES)})
+    if not 1 <= len(scope_id) <= 200:
+        raise errors.InvalidInput("scopeId must be 1 to 200 characters")
+    return scope, scope_id
+
+
+def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> Any:
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise errors.InvalidInput(f"unknown {name} {value!r}", {"allowed": list(allowed)})
+    return value
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not value.lstrip("-").isdigit() or len(value) > 20:
+        raise errors.InvalidInput(f"{name} must be an integer")
+    return int(value)
+
+
+def _query_limit(request: web.Request, default: int, maximum: int) -> int:
+    """Clawboo's lenient limit: non-numeric, zero or negative means the default."""
+    value = request.query.get("limit", "")
+    if not value.isdigit() or int(value) <= 0:
+        return default
+    return min(int(value), maximum)
+
+
+def _json(model: models.Model, status: int = 200) -> web.Response:
+    return web.json_response(model.to_json(), status=status)
+
+
+# --- handlers -----------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if await request.app[STORE].ready():
+        return web.json_response({"ok": True})
+    return error_response(503, "not_ready", "the store is unreachable or not migrated")
+
+
+async def list_budgets(request: web.Request) -> web.Response:
+    scope = _query_choice(request, "scope", models.SCOPES)
+    status = _query_choice(request, "status", ("active", "soft_capped", "paused"))
+    rows = await request.app[STORE].list_budgets(scope, status)
+    return web.json_response({"budgets": [budget.to_json() for budget in rows]})
+
+
+async def set_budget(request: web.Request) -> web.Response:
+    body = await parse_body(request, models.BudgetSet)
+    budget = await request.app[STORE].set_budget(body)
+    return web.json_response({"budget": budget.to_json()})
+
+
+async def delete_budget(request: web.Request) -> web.Response:
+    scope, scope_id = _scope_path(request)
+    await request.app[STORE].delete_budget(scope, scope_id)
+    return web.Response(status=204)
+
+
+async def resume_budget(request: web.Request) -> web.Response:
+    scope, scope_id = _scope_path(request)
+    body = await parse_body(request, models.BudgetResume, optional=True)
+    resumed = await request.app[STORE].resume_budget(scope, scope_id, body.grace_usd_cents)
+    return _json(resumed)
+
+
+async def record_spend(request: web.Request) -> web.Response:
+    body = await parse_body(request, models.SpendRequest)
+    return _json(await budgets.record_spend(request.app[STORE], body))
+
+
+async def preflight(request: web.Request) -> web.Response:
+    scope_ids = validate(models.ScopeIds, dict(request.query))
+    return _json(await budgets.preflight(request.app[STORE], scope_ids))
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    event_type = request.query.get("eventType")
+    if event_type not in models.EVENT_TYPES:
+        event_type = None  # the seed: an unknown type is ignored, not refused
+    agent_id = request.query.get("agentId") or None
+    rows = await request.app[STORE].list_audit(
+        agent_id, event_type, _query_int(request, "since"),
+        _query_limit(request, AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX),
+    )
+    return web.json_response({"audit": [row.to_json() for row in rows]})
+
+
+ROUTES = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/api/governance/budgets", list_budgets),
+    web.post("/api/governance/budgets", set_budget),
+    web.delete("/api/governance/budgets/{scope}/{scopeId}", delete_budget),
+    web.post("/api/governance/budgets/{scope}/{scopeId}/resume", resume_budget),
+    web.post("/api/governance/spend", record_spend),
+    web.get("/api/governance/preflight", preflight),
+    web.get("/api/governance/audit", list_audit),
+]
+
+
+# --- the application -------------------------------------------------------------------
+
+
+def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONFIG] = cfg
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(_store_ctx)
+    app.router.add_routes(ROUTES)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = sqlite.SQLiteStore(app[CONFIG].storage, app[CLOCK])
+    await db.open()
+    app[STORE] = db
+    yield
+    await db.close()

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real SQLite file in tmp_path, the real app behind the aiohttp test client."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from clawguard import config, web
+
+
+class FakeClock:
+    """Epoch milliseconds that move only when a test says so."""
+
+    def __init__(self, now: int = 1_800_000_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "clawguard.db"
+
+
+@pytest.fixture
+def cfg(db_path: Path) -> config.Config:
+    return config.Config(storage=config.StorageConfig(path=str(db_path)))
+
+
+@pytest.fixture
+def make_client(
+    cfg: config.Config, clock: FakeClock
+) -> Callable[..., Any]:
+    """Start the real app on 127.0.0.1; `async with make_client() as client: ...`."""
+
+    def make(settings: config.Config | None = None) -> TestClient[Any, Any]:
+        app = web.create_app(settings or cfg, clock=clock)
+        return TestClient(TestServer(app, host="127.0.0.1"))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Any]) -> AsyncIterator[TestClient[Any, Any]]:
+    async with make_client() as test_client:
+        yield test_client
+
+
+def dump(db_path: Path) -> list[str]:
+    """Every row of every table: to show that a refused request changed nothing."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
