@@ -1,0 +1,78 @@
+"""A real clawguard daemon in a subprocess, for tests of crashes, restarts and signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+_LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
+
+
+class Daemon:
+    """`python -m clawguard serve` on a given database; start() waits until it listens."""
+
+    def __init__(self, db_path: Path, **settings: str) -> None:
+        self.db_path = db_path
+        self.env = {
+            **os.environ,
+            "CLAWGUARD_SERVER_HOST": "127.0.0.1",
+            "CLAWGUARD_SERVER_PORT": "0",
+            "CLAWGUARD_STORAGE_PATH": str(db_path),
+            **{f"CLAWGUARD_{key.upper()}": value for key, value in settings.items()},
+        }
+        self.env.pop("CLAWGUARD_CONFIG", None)
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.log: list[str] = []
+
+    def start(self, timeout: float = 20.0) -> Daemon:
+        self.log = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "clawguard", "serve"],
+            env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        )
+        found = threading.Event()
+
+        def read_log() -> None:
+            assert self.process is not None and self.process.stderr is not None
+            for line in self.process.stderr:
+                self.log.append(line)
+                match = _LISTENING.search(line)
+                if match and not found.is_set():
+                    self.url = match[1]
+                    found.set()
+
+        threading.Thread(target=read_log, daemon=True).start()
+        if not found.wait(timeout):
+            self.kill()
+            raise RuntimeError("daemon did not start:\n" + "".join(self.log))
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no cleanup, the way a crash or an OOM kill ends it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise
+        return self.process.returncode
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
