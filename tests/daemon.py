@@ -47,7 +47,8 @@ class Daemon:
                     self.url = match[1]
                     found.set()
 
-        threading.Thread(target=read_log, daemon=True).start()
+        self._reader = threading.Thread(target=read_log, daemon=True)
+        self._reader.start()
         if not found.wait(timeout):
             self.kill()
             raise RuntimeError("daemon did not start:\n" + "".join(self.log))
@@ -58,6 +59,13 @@ class Daemon:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            self._reader.join(10)
+            if self.process.stderr is not None:
+                self.process.stderr.close()
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait; the exit code."""
@@ -69,6 +77,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.kill()
                 raise
+        self._reap()
         return self.process.returncode
 
     def __enter__(self) -> Daemon:

@@ -1,0 +1,73 @@
+"""Configuration: the example file, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clawguard import config, errors
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def test_example_file_loads_and_equals_the_defaults():
+    assert config.load(EXAMPLE, environ={}) == config.Config()
+
+
+def test_every_setting_is_documented_in_the_example():
+    documented = set(re.findall(r"^(\w+) = ", EXAMPLE.read_text(), re.MULTILINE))
+    sections = set(re.findall(r"^\[(\w+)\]", EXAMPLE.read_text(), re.MULTILINE))
+    fields = {
+        key for section in config.Config.model_fields.values()
+        for key in section.annotation.model_fields  # type: ignore[union-attr]
+    }
+    assert sections == set(config.Config.model_fields)
+    assert documented == fields
+
+
+def test_environment_overrides_the_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nport = 1234\n[storage]\npath = "a.db"\n')
+    cfg = config.load(path, environ={"CLAWGUARD_SERVER_PORT": "0", "CLAWGUARD_URL": "x"})
+    assert cfg.server.port == 0 and cfg.storage.path == "a.db"
+
+
+def test_config_file_from_the_environment(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = 4321\n")
+    assert config.load(environ={"CLAWGUARD_CONFIG": str(path)}).server.port == 4321
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "named"),
+    [
+        ("[server]\nprot = 1\n", {}, "server.prot"),
+        ("[server]\nport = 70000\n", {}, "server.port"),
+        ('[server]\nport = "many"\n', {}, "server.port"),
+        ("[storge]\npath = 'x'\n", {}, "storge"),
+        ("", {"CLAWGUARD_STORAGE_BATCH_MAX": "0"}, "storage.batch_max"),
+        ("", {"CLAWGUARD_SERVER_BOGUS": "1"}, "server.bogus"),
+        ("[server\n", {}, "not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path, text, environ, named):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(errors.ConfigError, match=re.escape(named)):
+        config.load(path, environ=environ)
+
+
+def test_check_config_command_reports_and_exits_nonzero(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nport = -1\n")
+    bad = subprocess.run([sys.executable, "-m", "clawguard", "check-config", "--config", str(path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "server.port" in bad.stderr
+    good = subprocess.run([sys.executable, "-m", "clawguard", "check-config", "--config",
+                           str(EXAMPLE)], capture_output=True, text=True)
+    assert good.returncode == 0 and '"port": 18790' in good.stdout
