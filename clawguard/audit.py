@@ -1,4 +1,4 @@
-"""The audit chain: canonical content of a row and its hash (no I/O).
+"""The audit chain: canonical content of a row, its hash, and verification (no I/O).
 
 hash = SHA-256(0x01 || prev_hash || canonical JSON of the row), with the
 genesis prev_hash of 64 zeros. The 0x01 prefix keeps row hashes apart from
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
@@ -30,3 +32,57 @@ def row_hash(
 ) -> str:
     content = canonical([seq, event_type, action, agent_id, details_json, created_at])
     return hashlib.sha256(_ROW_PREFIX + prev_hash.encode() + content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Row:
+    seq: int
+    event_type: str
+    action: str
+    agent_id: str | None
+    details_json: str
+    created_at: int
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    checked: int
+    problem: str | None = None
+    seq: int | None = None  # the first row found wrong
+    head: tuple[int, str] | None = None  # (seq, hash) of the last row checked
+
+
+def verify(rows: Iterable[Row], expect_head: tuple[int, str] | None = None) -> Verdict:
+    """Walk the chain in seq order; name the first row that was edited, removed or inserted.
+
+    Without an anchor, cutting rows off the end leaves a valid shorter chain;
+    `expect_head` (a head saved earlier) proves the chain still reaches it.
+    """
+    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    head_seen = expect_head is None
+    for row in rows:
+        if row.seq != prev_seq + 1:
+            return Verdict(False, checked, f"rows {prev_seq + 1}..{row.seq - 1} were removed",
+                           row.seq)
+        if row.prev_hash != prev_hash:
+            return Verdict(False, checked, "does not link to the row before it (inserted, or the"
+                           " row before it was replaced)", row.seq)
+        digest = row_hash(prev_hash, row.seq, row.event_type, row.action, row.agent_id,
+                          row.details_json, row.created_at)
+        if digest != row.hash:
+            return Verdict(False, checked, "content does not match its hash (edited or forged)",
+                           row.seq)
+        if expect_head is not None and row.seq == expect_head[0]:
+            if row.hash != expect_head[1]:
+                return Verdict(False, checked, "differs from the saved head", row.seq)
+            head_seen = True
+        prev_seq, prev_hash, checked = row.seq, row.hash, checked + 1
+    head = (prev_seq, prev_hash) if checked else None
+    if not head_seen:
+        assert expect_head is not None
+        return Verdict(False, checked, f"the chain ends at {prev_seq}, before the saved head"
+                       f" {expect_head[0]}: rows were cut from the end", prev_seq + 1, head)
+    return Verdict(True, checked, head=head)

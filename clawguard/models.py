@@ -173,3 +173,10 @@ class AuditEntry(Model):
     created_at: int
     prev_hash: str
     hash: str
+
+
+class AuditHead(Model):
+    """The latest audit row: anchor it elsewhere to prove later that no tail was cut."""
+
+    seq: int
+    hash: str

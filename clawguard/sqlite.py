@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,11 @@ class SQLiteStore:
             )
             for seq, etype, action, agent, det, created, prev, digest in rows
         ]
+
+    async def audit_head(self) -> models.AuditHead:
+        rows = await self._read("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", ())
+        seq, digest = rows[0] if rows else (0, audit.GENESIS)
+        return models.AuditHead(seq=seq, hash=digest)
 
     # --- writes --------------------------------------------------------------------
 
@@ -453,6 +458,29 @@ def _record_spend(
         spend=models.SpendRecord(id=spend_id, cost_usd_micros=cost, duplicate=False),
         scopes=scopes,
     )
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    if not Path(path).exists():
+        raise errors.StoreUnavailable(f"no database at {path}")
+    return sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+
+
+def audit_chain(path: str) -> Iterator[audit.Row]:
+    """Every audit row in seq order, straight from the file, for verification and export."""
+    try:
+        conn = _open_read_only(path)
+        try:
+            cursor = conn.execute(
+                "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+                " FROM audit ORDER BY seq"
+            )
+            for row in cursor:
+                yield audit.Row(*row)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise errors.StoreUnavailable(f"cannot read the audit log in {path}: {exc}") from exc
 
 
 def ledger_check(path: str) -> list[tuple[str, int, int]]:

@@ -39,5 +39,7 @@ class Store(Protocol):
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
     ) -> list[models.AuditEntry]: ...
 
+    async def audit_head(self) -> models.AuditHead: ...
+
     async def close(self) -> None:
         """Finish every queued write, then close."""

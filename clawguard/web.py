@@ -209,6 +209,10 @@ async def list_audit(request: web.Request) -> web.Response:
     return web.json_response({"audit": [row.to_json() for row in rows]})
 
 
+async def audit_head(request: web.Request) -> web.Response:
+    return _json(await request.app[STORE].audit_head())
+
+
 ROUTES = [
     web.get("/healthz", healthz),
     web.get("/readyz", readyz),
@@ -219,6 +223,7 @@ ROUTES = [
     web.post("/api/governance/spend", record_spend),
     web.get("/api/governance/preflight", preflight),
     web.get("/api/governance/audit", list_audit),
+    web.get("/api/governance/audit/head", audit_head),
 ]
 
 
