@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from clawguard import audit, models, store
+from clawguard import audit, errors, models, store
 
 
 def fingerprint(request: models.SpendRequest) -> str:
@@ -39,8 +39,16 @@ async def record_spend(db: store.Store, request: models.SpendRequest) -> models.
 
 
 async def preflight(db: store.Store, scope_ids: models.ScopeIds) -> models.Preflight:
-    """The pre-run gate: refuse a run whose scope chain holds a paused cap budget."""
-    scopes = await db.scope_states(scope_ids)
+    """The pre-run gate: refuse a run whose scope chain holds a paused cap budget.
+
+    It fails closed: while spend cannot be recorded or budgets read, no run starts.
+    """
+    try:
+        if not await db.writable():
+            raise errors.StoreUnavailable("the database cannot be written")
+        scopes = await db.scope_states(scope_ids)
+    except errors.StoreUnavailable:
+        return models.Preflight(allowed=False, reason="store_unavailable", scopes=[])
     reason = stop_reason(scopes)
     return models.Preflight(
         allowed=reason is None, reason=None if reason is None else "budget_paused", scopes=scopes

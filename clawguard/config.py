@@ -28,6 +28,7 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = pydantic.Field(default=18790, ge=0, le=65535)
     shutdown_timeout_ms: int = pydantic.Field(default=10_000, gt=0)
+    client_timeout_ms: int = pydantic.Field(default=30_000, gt=0)
 
 
 class StorageConfig(_Section):

@@ -6,6 +6,7 @@
      ├── Conflict              a request that contradicts stored state
      │    └── IdempotencyConflict   the same idempotency key with another body
      ├── Unprocessable         well-formed, but semantically refused
+     ├── RequestTimeout        a client too slow to send its request
      ├── StoreUnavailable      the database cannot be read or written
      └── ConfigError           a setting that stops start-up
 """
@@ -44,6 +45,10 @@ class IdempotencyConflict(Conflict):
 
 class Unprocessable(ClawguardError):
     code = "unprocessable"
+
+
+class RequestTimeout(ClawguardError):
+    code = "request_timeout"
 
 
 class StoreUnavailable(ClawguardError):

@@ -12,6 +12,7 @@ from typing import Literal
 
 MICROS_PER_CENT = 10_000
 MAX_CENTS = 10**12
+MAX_MICROS = 2**63 - 1  # SQLite's INTEGER; a budget's running total must stay below it
 SOFT_PERCENT = 80
 
 Status = Literal["active", "soft_capped", "paused"]

@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 async def serve(cfg: config.Config) -> None:
     app = web.create_app(cfg)
-    runner = aioweb.AppRunner(app, access_log=None)
+    # keepalive_timeout also cuts a connection that never completes its request headers.
+    runner = aioweb.AppRunner(
+        app, access_log=None, keepalive_timeout=cfg.server.client_timeout_ms / 1000
+    )
     await runner.setup()  # opens and migrates the store
     try:
         site = aioweb.TCPSite(

@@ -72,6 +72,7 @@ class SQLiteStore:
         self._reader: aiosqlite.Connection | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._write_fault: str | None = None  # why the last batch failed, until one commits
         self.batch_observer: Callable[[int, float], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
@@ -109,7 +110,17 @@ class SQLiteStore:
             rows = await self._read("SELECT max(version) FROM schema_migrations", ())
         except errors.StoreUnavailable:
             return False
-        return bool(rows) and rows[0][0] == migrate.latest_version()
+        return bool(rows) and rows[0][0] == migrate.latest_version() and await self.writable()
+
+    async def writable(self) -> bool:
+        """Whether writes commit; after a failed one, a probe write finds out if it has cleared."""
+        if self._write_fault is None:
+            return True
+        try:
+            await self._write(_probe)
+        except errors.StoreUnavailable:
+            return False
+        return True
 
     # --- the writer ------------------------------------------------------------
 
@@ -145,6 +156,8 @@ class SQLiteStore:
                 log.error("write batch of %d failed: %s", len(batch), exc)
                 outcomes = [errors.StoreUnavailable(f"the database cannot be written: {exc}")]
                 outcomes *= len(batch)
+            failed = next((o for o in outcomes if isinstance(o, errors.StoreUnavailable)), None)
+            self._write_fault = None if failed is None else failed.message
             if self.batch_observer is not None:
                 self.batch_observer(len(batch), loop.time() - started)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
@@ -265,6 +278,10 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[Job], now: int) -> list[Any]
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _probe(conn: sqlite3.Connection, now: int) -> None:
+    conn.execute("INSERT OR REPLACE INTO heartbeat (id, at) VALUES (1, ?)", (now,))
 
 
 def _append_audit(
@@ -428,6 +445,8 @@ def _record_spend(
         if before is None:
             continue  # uncapped: the ledger row is its whole record
         spent = before.spent_usd_micros + cost
+        if spent > money.MAX_MICROS:
+            raise errors.Unprocessable(f"the {scope} budget's spend total would overflow")
         crossed = money.crossing(before.spent_usd_micros, spent, before.limit_usd_cents)
         if crossed != "none":
             _append_audit(

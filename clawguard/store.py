@@ -16,6 +16,9 @@ class Store(Protocol):
     async def ready(self) -> bool:
         """The database answers and every known migration is applied."""
 
+    async def writable(self) -> bool:
+        """Writes commit (after a failure, checked again by a probe write)."""
+
     async def set_budget(self, request: models.BudgetSet) -> models.Budget: ...
 
     async def delete_budget(self, scope: models.Scope, scope_id: str) -> None: ...

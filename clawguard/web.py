@@ -7,8 +7,10 @@ error leaves through one middleware in one JSON shape:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -36,6 +38,7 @@ STATUS: dict[type[errors.ClawguardError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Unprocessable: 422,
+    errors.RequestTimeout: 408,
     errors.StoreUnavailable: 503,
 }
 
@@ -70,7 +73,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        return error_response(exc.status, code, exc.reason)
+        response = error_response(exc.status, code, exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods would do
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error")
@@ -99,12 +105,16 @@ def validate(model: type[M], data: Any) -> M:
 
 async def parse_body(request: web.Request, model: type[M], optional: bool = False) -> M:
     """The JSON body as `model`; numbers are read as Decimal, never through a float."""
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(request.app[CONFIG].server.client_timeout_ms / 1000):
+            raw = await request.read()
+    except TimeoutError as exc:
+        raise errors.RequestTimeout("the request body did not arrive in time") from exc
     if not raw.strip() and optional:
         return validate(model, {})
     try:
         data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except ValueError as exc:
+    except (ValueError, ArithmeticError, RecursionError) as exc:  # 1e999999999, [[[[...
         raise errors.InvalidInput("the body is not valid JSON", str(exc)) from exc
     if not isinstance(data, dict):
         raise errors.InvalidInput("the body must be a JSON object")
@@ -127,11 +137,14 @@ def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> 
     return value
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only; str.isdigit() takes '²'
+
+
 def _query_int(request: web.Request, name: str) -> int | None:
     value = request.query.get(name)
     if value is None:
         return None
-    if not value.lstrip("-").isdigit() or len(value) > 20:
+    if not _INTEGER.fullmatch(value):
         raise errors.InvalidInput(f"{name} must be an integer")
     return int(value)
 
@@ -139,9 +152,10 @@ def _query_int(request: web.Request, name: str) -> int | None:
 def _query_limit(request: web.Request, default: int, maximum: int) -> int:
     """Clawboo's lenient limit: non-numeric, zero or negative means the default."""
     value = request.query.get("limit", "")
-    if not value.isdigit() or int(value) <= 0:
+    if not re.fullmatch(r"[0-9]+", value) or not value.strip("0"):
         return default
-    return min(int(value), maximum)
+    digits = value.lstrip("0")
+    return maximum if len(digits) > 9 else min(int(digits), maximum)
 
 
 def _json(model: models.Model, status: int = 200) -> web.Response:
