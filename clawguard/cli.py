@@ -1,7 +1,7 @@
-"""The `clawguard` command: serve, migrate, check-config, and the audit tools.
+"""The `clawguard` command: serve, migrate, check-config, keys, and the audit tools.
 
-Commands that work on the database file directly (migrate, audit verify and
-export) need no running daemon.
+Commands that work on the database file directly (migrate, keys, audit verify
+and export) need no running daemon, so the first key can be made before it runs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from clawguard import __version__, audit, config, errors, server, sqlite
+from clawguard import __version__, audit, auth, config, errors, server, sqlite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -61,6 +61,56 @@ def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
     return EXIT_OK
 
 
+def _keys_create(args: argparse.Namespace, cfg: config.Config) -> int:
+    leads = None
+    if args.leads is not None:
+        leads = frozenset(agent.strip() for agent in args.leads.split(",") if agent.strip())
+        if args.role != "leader" or not leads:
+            raise errors.InvalidInput("--leads takes agent ids, and only with --role leader")
+    principal = auth.Principal(key_id=auth.new_key_id(), name=args.name or args.role,
+                               role=args.role, leads=leads)
+    key = auth.new_key()
+    admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    try:
+        admin.create(principal, auth.hash_key(key))
+    finally:
+        admin.close()
+    print(f"created {principal.role} key {principal.key_id} ({principal.name});"
+          " it is shown only now:", file=sys.stderr)
+    print(key)
+    return EXIT_OK
+
+
+def _keys_list(args: argparse.Namespace, cfg: config.Config) -> int:
+    admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    try:
+        keys = admin.list()
+    finally:
+        admin.close()
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return EXIT_OK
+    print(f"{'ID':<18} {'ROLE':<9} {'STATE':<8} {'NAME':<20} LEADS")
+    for key in keys:
+        state = "revoked" if key["revokedAt"] else "active"
+        leads = ",".join(key["leads"]) if key["leads"] is not None else "*"
+        print(f"{key['id']:<18} {key['role']:<9} {state:<8} {key['name']:<20} {leads}")
+    return EXIT_OK
+
+
+def _keys_revoke(args: argparse.Namespace, cfg: config.Config) -> int:
+    admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    try:
+        admin.revoke(args.key_id)
+    except errors.NotFound as exc:
+        print(f"clawguard: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        admin.close()
+    print(f"revoked {args.key_id}; a running daemon refuses it within auth.cache_ms")
+    return EXIT_OK
+
+
 Command = Callable[[argparse.Namespace, config.Config], int]
 
 
@@ -88,6 +138,19 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--head", help="SEQ:HASH saved earlier from GET /api/governance/audit/head")
     export = add(audit_commands, "export", "write every audit row as JSON lines", _audit_export)
     export.add_argument("--db", help="database file (default: storage.path)")
+
+    keys_group = commands.add_parser("keys", help="make, list and revoke API keys (no daemon)")
+    keys_commands = keys_group.add_subparsers(dest="keys_command", required=True)
+    create = add(keys_commands, "create", "make a key and print it once", _keys_create)
+    create.add_argument("--role", required=True, choices=auth.ROLES)
+    create.add_argument("--name", help="who holds it (default: the role)")
+    create.add_argument("--leads", help="leader only: the agent ids it may decide for, a,b,c")
+    listing = add(keys_commands, "list", "list keys (never their values)", _keys_list)
+    listing.add_argument("--json", action="store_true", help="JSON for scripts")
+    revoke = add(keys_commands, "revoke", "revoke a key by its id", _keys_revoke)
+    revoke.add_argument("key_id", metavar="ID")
+    for command in (create, listing, revoke):
+        command.add_argument("--db", help="database file (default: storage.path)")
     return parser
 
 

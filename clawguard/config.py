@@ -6,11 +6,12 @@ daemon never starts on a setting it would silently ignore.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
@@ -37,9 +38,29 @@ class StorageConfig(_Section):
     batch_max: int = pydantic.Field(default=256, ge=1, le=10_000)
 
 
+class AuthConfig(_Section):
+    mode: Literal["keys", "none"] = "keys"
+    cache_ms: int = pydantic.Field(default=1_000, ge=0, le=60_000)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
+    auth: AuthConfig = AuthConfig()
+
+    @property
+    def admin_key_file(self) -> Path:
+        """Where the first-start admin key is written: next to the database."""
+        return Path(self.storage.path).resolve().parent / "clawguard-admin.key"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> (
@@ -58,11 +79,17 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
             raise errors.ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     _apply_environment(raw, environ)
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         raise errors.ConfigError(f"bad setting {key}: {first['msg']}") from exc
+    if cfg.auth.mode == "none" and not is_loopback(cfg.server.host):
+        raise errors.ConfigError(
+            f'bad setting auth.mode: "none" lets anyone spend and resume, so it is only allowed'
+            f" on a loopback address, and server.host is {cfg.server.host}"
+        )
+    return cfg
 
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -2,6 +2,8 @@
 
     ClawguardError
      ├── InvalidInput          a request that is malformed or breaks a rule of its shape
+     ├── Unauthorized          no key, or a key that is unknown or revoked
+     ├── Forbidden             a key whose role may not do this
      ├── NotFound              an id or scope that has no row
      ├── Conflict              a request that contradicts stored state
      │    └── IdempotencyConflict   the same idempotency key with another body
@@ -29,6 +31,14 @@ class ClawguardError(Exception):
 
 class InvalidInput(ClawguardError):
     code = "invalid_input"
+
+
+class Unauthorized(ClawguardError):
+    code = "unauthorized"
+
+
+class Forbidden(ClawguardError):
+    code = "forbidden"
 
 
 class NotFound(ClawguardError):

@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import aiosqlite
 
-from clawguard import audit, config, errors, migrate, models, money, redact
+from clawguard import audit, auth, config, errors, migrate, models, money, redact
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,16 @@ class SQLiteStore:
         seq, digest = rows[0] if rows else (0, audit.GENESIS)
         return models.AuditHead(seq=seq, hash=digest)
 
+    async def find_key(self, key_hash: str) -> auth.Principal | None:
+        rows = await self._read(
+            "SELECT id, name, role, leads FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            (key_hash,),
+        )
+        return _principal(rows[0]) if rows else None
+
+    async def has_keys(self) -> bool:
+        return bool(await self._read("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1", ()))
+
     # --- writes --------------------------------------------------------------------
 
     async def set_budget(self, request: models.BudgetSet) -> models.Budget:
@@ -243,6 +254,17 @@ class SQLiteStore:
             lambda conn, now: _resume_budget(conn, now, scope, scope_id, grace_cents)
         )
         return result
+
+    async def add_key(self, principal: auth.Principal, key_hash: str) -> None:
+        await self._write(lambda conn, now: _add_key(conn, now, principal, key_hash))
+
+    async def audit_event(
+        self, event_type: models.EventType, action: str, agent_id: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        await self._write(
+            lambda conn, now: _append_audit(conn, now, event_type, action, agent_id, details)
+        )
 
     async def record_spend(
         self, request: models.SpendRequest, fingerprint: str
@@ -477,6 +499,74 @@ def _record_spend(
         spend=models.SpendRecord(id=spend_id, cost_usd_micros=cost, duplicate=False),
         scopes=scopes,
     )
+
+
+def _principal(row: Iterable[Any]) -> auth.Principal:
+    key_id, name, role, leads = row
+    return auth.Principal(
+        key_id=key_id, name=name, role=role,
+        leads=None if leads is None else frozenset(json.loads(leads)),
+    )
+
+
+def _add_key(
+    conn: sqlite3.Connection, now: int, principal: auth.Principal, key_hash: str
+) -> None:
+    leads = None if principal.leads is None else json.dumps(sorted(principal.leads))
+    conn.execute(
+        "INSERT INTO api_keys (id, name, role, key_hash, leads, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (principal.key_id, principal.name, principal.role, key_hash, leads, now),
+    )
+    _append_audit(conn, now, "verification", "key.created", None,
+                  {"keyId": principal.key_id, "name": principal.name, "role": principal.role,
+                   "leads": None if principal.leads is None else sorted(principal.leads)})
+
+
+def _revoke_key(conn: sqlite3.Connection, now: int, key_id: str) -> None:
+    changed = conn.execute(
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id)
+    ).rowcount
+    if not changed:
+        raise errors.NotFound(f"no active key {key_id}")
+    _append_audit(conn, now, "verification", "key.revoked", None, {"keyId": key_id})
+
+
+class KeyAdmin:
+    """Key administration straight on the database file, for `clawguard keys` (no daemon)."""
+
+    def __init__(self, path: str, busy_timeout_ms: int = 5_000) -> None:
+        migrate_database(path, busy_timeout_ms)
+        self._conn = connect(path, busy_timeout_ms)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _transaction(self, job: Job) -> Any:
+        try:
+            [outcome] = _run_batch(self._conn, [job], int(time.time() * 1000))
+        except sqlite3.Error as exc:
+            raise errors.StoreUnavailable(f"the database cannot be written: {exc}") from exc
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def create(self, principal: auth.Principal, key_hash: str) -> None:
+        self._transaction(lambda conn, now: _add_key(conn, now, principal, key_hash))
+
+    def revoke(self, key_id: str) -> None:
+        self._transaction(lambda conn, now: _revoke_key(conn, now, key_id))
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT id, name, role, leads, created_at, revoked_at FROM api_keys ORDER BY created_at"
+        )
+        return [
+            {"id": key_id, "name": name, "role": role,
+             "leads": None if leads is None else json.loads(leads),
+             "createdAt": created, "revokedAt": revoked}
+            for key_id, name, role, leads, created, revoked in rows
+        ]
 
 
 def _open_read_only(path: str) -> sqlite3.Connection:

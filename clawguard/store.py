@@ -7,9 +7,9 @@ database cannot be reached, never a driver exception.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from clawguard import models
+from clawguard import auth, models
 
 
 class Store(Protocol):
@@ -43,6 +43,18 @@ class Store(Protocol):
     ) -> list[models.AuditEntry]: ...
 
     async def audit_head(self) -> models.AuditHead: ...
+
+    async def find_key(self, key_hash: str) -> auth.Principal | None:
+        """The principal of an active (unrevoked) key."""
+
+    async def has_keys(self) -> bool: ...
+
+    async def add_key(self, principal: auth.Principal, key_hash: str) -> None: ...
+
+    async def audit_event(
+        self, event_type: models.EventType, action: str, agent_id: str | None,
+        details: dict[str, Any],
+    ) -> None: ...
 
     async def close(self) -> None:
         """Finish every queued write, then close."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from clawguard import budgets, config, errors, models, sqlite, store
+from clawguard import auth, budgets, config, errors, models, sqlite, store
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,16 @@ AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX = 200, 1000
 CONFIG = web.AppKey("config", config.Config)
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 STORE = web.AppKey("store", store.Store)
+KEY_CACHE = web.AppKey("key_cache", auth.KeyCache)
+PRINCIPAL = web.RequestKey("principal", auth.Principal)
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATUS: dict[type[errors.ClawguardError], int] = {
     errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.Unprocessable: 422,
@@ -80,6 +85,58 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error")
+
+
+# --- authentication ----------------------------------------------------------------
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Find the caller's key and check its role against auth.PERMISSIONS."""
+    match = request.match_info
+    if match.http_exception is not None:  # 404 and 405 need no key to be told
+        return await handler(request)
+    method = "GET" if request.method == "HEAD" else request.method
+    route = match.route.resource.canonical if match.route.resource else request.path
+    if request.app[CONFIG].auth.mode == "none":
+        request[PRINCIPAL] = auth.ANONYMOUS
+    elif not auth.is_public(method, route):
+        request[PRINCIPAL] = await _authenticate(request, method, route)
+    return await handler(request)
+
+
+async def _authenticate(request: web.Request, method: str, route: str) -> auth.Principal:
+    key = auth.presented_key(request.headers.get("Authorization"),
+                             request.headers.get("X-API-Key"))
+    if key is None:
+        await _refuse(request, "missing_key", None)
+        raise errors.Unauthorized("an API key is required (Authorization: Bearer <key>)")
+    key_hash, now = auth.hash_key(key), request.app[CLOCK]()
+    cache = request.app[KEY_CACHE]
+    principal = cache.get(key_hash, now)
+    if principal is None:
+        principal = await request.app[STORE].find_key(key_hash)
+        if principal is None:
+            await _refuse(request, "unknown_key", None)
+            raise errors.Unauthorized("the API key is unknown or revoked")
+        cache.put(key_hash, principal, now)
+    if not principal.may_call(method, route):
+        await _refuse(request, "role_forbidden", principal)
+        raise errors.Forbidden(f"a {principal.role} key may not call {method} {route}")
+    return principal
+
+
+async def _refuse(request: web.Request, reason: str, principal: auth.Principal | None) -> None:
+    """Audit a refused call; never the key itself, only which key it was, if known."""
+    details: dict[str, Any] = {"method": request.method, "path": request.path, "reason": reason,
+                               "remote": request.remote}
+    if principal is not None:
+        details |= {"keyId": principal.key_id, "keyName": principal.name,
+                    "role": principal.role}
+    try:
+        await request.app[STORE].audit_event("verification", "auth.refused", None, details)
+    except errors.StoreUnavailable:
+        log.warning("could not audit a refused call: %s", details)
 
 
 # --- parsing ----------------------------------------------------------------------
@@ -245,10 +302,14 @@ ROUTES = [
 
 
 def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[CONFIG] = cfg
     app[CLOCK] = clock
+    app[KEY_CACHE] = auth.KeyCache(cfg.auth.cache_ms)
     app.cleanup_ctx.append(_store_ctx)
+    app.on_startup.append(_first_admin_key)
     app.router.add_routes(ROUTES)
     return app
 
@@ -259,3 +320,20 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = db
     yield
     await db.close()
+
+
+async def _first_admin_key(app: web.Application) -> None:
+    """On first start with no key, make an admin key and leave it where only the owner reads it."""
+    cfg, db = app[CONFIG], app[STORE]
+    if cfg.auth.mode != "keys" or await db.has_keys():
+        return
+    key = auth.new_key()
+    path = cfg.admin_key_file
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # also when the file was already there
+        out.write(key + "\n")
+    await db.add_key(auth.Principal(key_id=auth.new_key_id(), name="first-admin", role="admin"),
+                     auth.hash_key(key))
+    log.warning("no API key existed: created an admin key in %s (readable by its owner only)",
+                path)

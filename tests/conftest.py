@@ -38,7 +38,10 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cfg(db_path: Path) -> config.Config:
-    return config.Config(storage=config.StorageConfig(path=str(db_path)))
+    """Keys are off for tests of everything else; tests/test_auth.py turns them on."""
+    return config.Config(
+        storage=config.StorageConfig(path=str(db_path)), auth=config.AuthConfig(mode="none")
+    )
 
 
 @pytest.fixture

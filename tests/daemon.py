@@ -23,6 +23,7 @@ class Daemon:
             "CLAWGUARD_SERVER_HOST": "127.0.0.1",
             "CLAWGUARD_SERVER_PORT": "0",
             "CLAWGUARD_STORAGE_PATH": str(db_path),
+            "CLAWGUARD_AUTH_MODE": "none",
             **{f"CLAWGUARD_{key.upper()}": value for key, value in settings.items()},
         }
         self.env.pop("CLAWGUARD_CONFIG", None)

@@ -51,8 +51,9 @@ async def _assert_healed(client) -> None:
     assert (await client.get("/readyz")).status == 200
 
 
-async def test_a_lock_held_past_the_busy_timeout(make_client, db_path):
-    settings = config.Config(storage=config.StorageConfig(path=str(db_path), busy_timeout_ms=100))
+async def test_a_lock_held_past_the_busy_timeout(make_client, cfg, db_path):
+    settings = cfg.model_copy(update={"storage": config.StorageConfig(path=str(db_path),
+                                                                      busy_timeout_ms=100)})
     async with make_client(settings) as client:
         await _cap(client)
         before = dump(db_path)

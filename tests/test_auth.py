@@ -1,0 +1,189 @@
+"""Keys and roles: the role table for every route, refusals audited, no key ever shown."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+from daemon import Daemon
+from test_concurrency import call
+
+from clawguard import auth, config, errors, sqlite, web
+
+ROLES = ("executor", "leader", "operator", "admin")
+
+# One well-formed request per route, so that an allowed role gets a real answer.
+SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
+    ("GET", "/healthz"): ("/healthz", None),
+    ("GET", "/readyz"): ("/readyz", None),
+    ("GET", "/api/governance/budgets"): ("/api/governance/budgets", None),
+    ("POST", "/api/governance/budgets"): (
+        "/api/governance/budgets", {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100}),
+    ("DELETE", "/api/governance/budgets/{scope}/{scopeId}"): (
+        "/api/governance/budgets/agent/a1", None),
+    ("POST", "/api/governance/budgets/{scope}/{scopeId}/resume"): (
+        "/api/governance/budgets/agent/a1/resume", {}),
+    ("POST", "/api/governance/spend"): (
+        "/api/governance/spend", {"agentId": "a1", "costUsdCents": 1}),
+    ("GET", "/api/governance/preflight"): ("/api/governance/preflight?agentId=a1", None),
+    ("GET", "/api/governance/audit"): ("/api/governance/audit", None),
+    ("GET", "/api/governance/audit/head"): ("/api/governance/audit/head", None),
+}
+
+
+def route_table() -> set[tuple[str, str]]:
+    return {(route.method, route.path) for route in web.ROUTES}
+
+
+def test_the_permission_table_covers_every_route_and_nothing_else():
+    assert set(auth.PERMISSIONS) == route_table() == set(SAMPLES)
+
+
+@pytest.fixture
+def keyed(cfg):
+    return cfg.model_copy(update={"auth": config.AuthConfig(mode="keys", cache_ms=1000)})
+
+
+@pytest.fixture
+def keys(keyed, db_path):
+    """A key of every role, and one revoked, made the way an operator would (no daemon)."""
+    admin = sqlite.KeyAdmin(str(db_path))
+    made = {}
+    for role in (*ROLES, "revoked"):
+        key = auth.new_key()
+        principal = auth.Principal(key_id=auth.new_key_id(), name=f"{role}-key",
+                                   role="executor" if role == "revoked" else role)
+        admin.create(principal, auth.hash_key(key))
+        if role == "revoked":
+            admin.revoke(principal.key_id)
+        made[role] = key
+    admin.close()
+    return made
+
+
+async def _send(client, method, path, body, key):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    resp = await client.request(method, path, json=body, headers=headers)
+    await resp.read()
+    return resp.status
+
+
+@pytest.mark.parametrize("route", sorted(SAMPLES), ids=lambda r: f"{r[0]} {r[1]}")
+async def test_role_table(make_client, keyed, keys, route):
+    method, _ = route
+    path, body = SAMPLES[route]
+    allowed = auth.PERMISSIONS[route]
+    async with make_client(keyed) as client:
+        for who in (None, *ROLES, "revoked"):
+            status = await _send(client, method, path, body, keys.get(who) if who else None)
+            if not allowed:
+                expected = "public"
+                ok = status < 400
+            elif who is None or who == "revoked":
+                expected, ok = "401", status == 401
+            elif who == "admin" or who in allowed:
+                expected, ok = "allowed", status < 400 or status in (404, 409)
+            else:
+                expected, ok = "403", status == 403
+            assert ok, f"{method} {path} as {who}: {status}, expected {expected}"
+
+
+async def test_x_api_key_header_and_the_refusals_audited_without_the_key(
+    make_client, keyed, keys, db_path, caplog
+):
+    async with make_client(keyed) as client:
+        ok = await client.get("/api/governance/budgets", headers={"X-API-Key": keys["operator"]})
+        assert ok.status == 200
+        no_key = await client.get("/api/governance/budgets")
+        assert no_key.status == 401 and (await no_key.json())["error"] == "unauthorized"
+        wrong = await client.post("/api/governance/budgets", headers={
+            "Authorization": f"Bearer {keys['executor']}"}, json={})
+        assert wrong.status == 403 and (await wrong.json())["error"] == "forbidden"
+        bogus = await client.get("/api/governance/audit", headers={
+            "Authorization": "Bearer cgk_not-a-real-key-at-all"})
+        assert bogus.status == 401
+        rows = await (await client.get("/api/governance/audit", params={
+            "eventType": "verification"}, headers={"X-API-Key": keys["admin"]})).json()
+    refused = [r["details"] for r in rows["audit"] if r["action"] == "auth.refused"]
+    assert [r["reason"] for r in refused] == ["unknown_key", "role_forbidden", "missing_key"]
+    assert refused[1]["role"] == "executor" and refused[1]["keyName"] == "executor-key"
+    stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    logged = caplog.text
+    for key in (*keys.values(), "cgk_not-a-real-key-at-all"):
+        assert key.encode() not in stored and key not in logged
+
+
+async def test_a_revoked_key_stops_working_within_the_cache_time(
+    make_client, keyed, keys, db_path, clock
+):
+    async with make_client(keyed) as client:
+        headers = {"X-API-Key": keys["operator"]}
+        assert (await client.get("/api/governance/budgets", headers=headers)).status == 200
+        admin = sqlite.KeyAdmin(str(db_path))
+        [key_id] = [k["id"] for k in admin.list() if k["name"] == "operator-key"]
+        admin.revoke(key_id)
+        admin.close()
+        clock.advance(1000)
+        assert (await client.get("/api/governance/budgets", headers=headers)).status == 401
+
+
+def test_none_mode_is_refused_off_loopback(tmp_path):
+    with pytest.raises(errors.ConfigError, match="loopback"):
+        config.load(environ={"CLAWGUARD_AUTH_MODE": "none", "CLAWGUARD_SERVER_HOST": "0.0.0.0"})
+    assert config.load(environ={"CLAWGUARD_AUTH_MODE": "none",
+                                "CLAWGUARD_SERVER_HOST": "::1"}).auth.mode == "none"
+    result = subprocess.run(
+        [sys.executable, "-m", "clawguard", "serve"], capture_output=True, text=True, timeout=30,
+        env={**os.environ, "CLAWGUARD_AUTH_MODE": "none", "CLAWGUARD_SERVER_HOST": "0.0.0.0",
+             "CLAWGUARD_STORAGE_PATH": str(tmp_path / "x.db")},
+    )
+    assert result.returncode == 2 and "loopback" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_first_start_makes_an_admin_key_readable_by_its_owner_only(tmp_path):
+    db = tmp_path / "first.db"
+    key_file = tmp_path / "clawguard-admin.key"
+    with Daemon(db, auth_mode="keys") as daemon:
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text().strip()
+        assert any(str(key_file) in line for line in daemon.log)
+        assert call(daemon.url, "GET", "/api/governance/budgets")[0] == 401
+        assert call_with_key(daemon.url, "/api/governance/budgets", key) == 200
+        log = "".join(daemon.log)
+    with Daemon(db, auth_mode="keys"):  # a second start makes no second key
+        pass
+    assert key_file.read_text().strip() == key and key not in log
+    admin = sqlite.KeyAdmin(str(db))
+    assert [k["role"] for k in admin.list()] == ["admin"]
+    admin.close()
+
+
+def call_with_key(url: str, path: str, key: str) -> int:
+    import urllib.request
+
+    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return resp.status
+
+
+def test_keys_cli_shows_a_key_once_and_never_lists_it(tmp_path):
+    db = tmp_path / "cli.db"
+    run = [sys.executable, "-m", "clawguard", "keys"]
+    made = subprocess.run([*run, "create", "--role", "leader", "--leads", "a1,a2", "--db",
+                           str(db)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert key.startswith(auth.KEY_PREFIX)
+    listed = subprocess.run([*run, "list", "--json", "--db", str(db)], capture_output=True,
+                            text=True)
+    assert key not in listed.stdout
+    listing = [(k["role"], k["leads"]) for k in json.loads(listed.stdout)]
+    assert listing == [("leader", ["a1", "a2"])]
+    bad = subprocess.run([*run, "create", "--role", "executor", "--leads", "a1", "--db", str(db)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2

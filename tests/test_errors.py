@@ -1,0 +1,563 @@
+"""SPEC §9 errors and the bad-input matrix of every route that takes input.
+
+One JSON shape for every error, `{"error", "message", "details"}`, with the
+status that fits and never a 500; and a refused request changes nothing: the
+database dump is byte-for-byte the same after the whole table has been fired
+at a seeded daemon (a paused cap budget, a soft-capped warn budget, spends
+with idempotency keys, their audit rows).
+
+The table lists each request with its expected status written out. Should a
+case ever be known-wrong in the daemon, it keeps the RIGHT status and goes in
+KNOWN_BUGS (a strict xfail: the fix turns it into a failure until the entry is
+removed), never a relaxed status. The last part checks the other side: edge
+values that must be accepted, so the validation is not over-strict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import dump
+
+from clawguard import web
+
+BUDGETS = "/api/governance/budgets"
+SPEND = "/api/governance/spend"
+PREFLIGHT = "/api/governance/preflight"
+AUDIT = "/api/governance/audit"
+MIB = 1024 * 1024
+ERROR_KEYS = {"error", "message", "details"}
+
+LONG_ID = "x" * 201  # one over the 1..200 bound
+MAX_ID = "y" * 200  # exactly at the bound
+DIGITS_5000 = "1" + "0" * 4999  # a 5000-digit integer literal
+HUGE_EXPONENT = "1E+1000000000000000000"  # a literal Decimal itself refuses to build
+DEEP_ARRAY = "[" * 100_000  # well under 1 MiB, far deeper than the recursion limit
+
+
+def j(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def raw(text: str) -> bytes:
+    return text.encode()
+
+
+def payload_of(body: bytes | None) -> Any:
+    """aiohttp warns (an error here) on a large raw-bytes body; a stream says the same bytes."""
+    return io.BytesIO(body) if body is not None and len(body) > 64 * 1024 else body
+
+
+def resume(scope: str, scope_id: str) -> str:
+    return f"{BUDGETS}/{scope}/{scope_id}/resume"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    method: str
+    path: str
+    status: int
+    body: bytes | None = None
+
+
+# A valid body for each route, so each bad case below differs from it in one thing.
+BUDGET = {"scope": "agent", "scopeId": "a1", "limitUsdCents": 200, "mode": "cap"}
+SPENT = {"agentId": "a1", "teamId": "t1", "costUsdCents": 1}
+# The first seeded spend, exactly as sent: its key reused with another body is a 409.
+SEED_SPEND = {"agentId": "a1", "teamId": "t1", "costUsdCents": 5, "idempotencyKey": "run-1/evt-1"}
+
+
+def budget_with(**changes: Any) -> bytes:
+    return j({**BUDGET, **changes})
+
+
+def budget_without(name: str) -> bytes:
+    return j({k: v for k, v in BUDGET.items() if k != name})
+
+
+def budget_limit(literal: str) -> bytes:
+    return raw(f'{{"scope": "agent", "scopeId": "a1", "limitUsdCents": {literal}}}')
+
+
+def spend_with(**changes: Any) -> bytes:
+    return j({**SPENT, **changes})
+
+
+def spend_cost(literal: str) -> bytes:
+    return raw(f'{{"agentId": "a1", "teamId": "t1", "costUsdCents": {literal}}}')
+
+
+def grace(literal: str) -> bytes:
+    return raw(f'{{"graceUsdCents": {literal}}}')
+
+
+CASES: list[Case] = [
+    # --- POST /api/governance/budgets ------------------------------------------------
+    Case("budgets-malformed-json", "POST", BUDGETS, 400, raw('{"scope": "agent",')),
+    Case("budgets-form-encoded", "POST", BUDGETS, 400, raw("scope=agent&scopeId=a1")),
+    Case("budgets-trailing-garbage", "POST", BUDGETS, 400, budget_with() + b" x"),
+    Case("budgets-empty-body", "POST", BUDGETS, 400, b""),
+    Case("budgets-whitespace-body", "POST", BUDGETS, 400, b"  \n "),
+    Case("budgets-array", "POST", BUDGETS, 400, j([BUDGET])),
+    Case("budgets-null", "POST", BUDGETS, 400, b"null"),
+    Case("budgets-string", "POST", BUDGETS, 400, j("agent a1 200")),
+    Case("budgets-number", "POST", BUDGETS, 400, b"200"),
+    Case("budgets-empty-object", "POST", BUDGETS, 400, j({})),
+    Case("budgets-limit-string", "POST", BUDGETS, 400, budget_with(limitUsdCents="500")),
+    Case("budgets-limit-fractional", "POST", BUDGETS, 400, budget_limit("10.5")),
+    Case("budgets-limit-float-integral", "POST", BUDGETS, 400, budget_limit("10.0")),
+    Case("budgets-limit-zero", "POST", BUDGETS, 400, budget_limit("0")),
+    Case("budgets-limit-negative", "POST", BUDGETS, 400, budget_limit("-100")),
+    Case("budgets-limit-negative-zero", "POST", BUDGETS, 400, budget_limit("-0")),
+    Case("budgets-limit-true", "POST", BUDGETS, 400, budget_limit("true")),
+    Case("budgets-limit-null", "POST", BUDGETS, 400, budget_limit("null")),
+    Case("budgets-limit-nan", "POST", BUDGETS, 400, budget_limit("NaN")),
+    Case("budgets-limit-infinity", "POST", BUDGETS, 400, budget_limit("Infinity")),
+    Case("budgets-limit-minus-infinity", "POST", BUDGETS, 400, budget_limit("-Infinity")),
+    Case("budgets-limit-1e13-float", "POST", BUDGETS, 400, budget_limit("1e13")),
+    Case("budgets-limit-10e13-int", "POST", BUDGETS, 400, budget_limit(str(10**13))),
+    Case("budgets-limit-just-over-max", "POST", BUDGETS, 400, budget_limit(str(10**12 + 1))),
+    Case("budgets-limit-10e30", "POST", BUDGETS, 400, budget_limit(str(10**30))),
+    Case("budgets-limit-5000-digits", "POST", BUDGETS, 400, budget_limit(DIGITS_5000)),
+    Case("budgets-limit-huge-exponent", "POST", BUDGETS, 400, budget_limit(HUGE_EXPONENT)),
+    Case("budgets-missing-limit", "POST", BUDGETS, 400, budget_without("limitUsdCents")),
+    Case("budgets-missing-scope", "POST", BUDGETS, 400, budget_without("scope")),
+    Case("budgets-missing-scope-id", "POST", BUDGETS, 400, budget_without("scopeId")),
+    Case("budgets-unknown-field", "POST", BUDGETS, 400, budget_with(note="raise it")),
+    Case("budgets-snake-case-field", "POST", BUDGETS, 400,
+         j({"scope": "agent", "scope_id": "a1", "limit_usd_cents": 200})),
+    Case("budgets-unknown-scope", "POST", BUDGETS, 400, budget_with(scope="org")),
+    Case("budgets-scope-wrong-case", "POST", BUDGETS, 400, budget_with(scope="Agent")),
+    Case("budgets-scope-number", "POST", BUDGETS, 400, budget_with(scope=1)),
+    Case("budgets-unknown-mode", "POST", BUDGETS, 400, budget_with(mode="pause")),
+    Case("budgets-mode-bool", "POST", BUDGETS, 400, budget_with(mode=True)),
+    Case("budgets-scope-id-empty", "POST", BUDGETS, 400, budget_with(scopeId="")),
+    Case("budgets-scope-id-too-long", "POST", BUDGETS, 400, budget_with(scopeId=LONG_ID)),
+    Case("budgets-scope-id-number", "POST", BUDGETS, 400, budget_with(scopeId=7)),
+    Case("budgets-scope-id-null", "POST", BUDGETS, 400, budget_with(scopeId=None)),
+    Case("budgets-deeply-nested", "POST", BUDGETS, 400, raw(DEEP_ARRAY)),
+    Case("budgets-body-over-1mib", "POST", BUDGETS, 413, budget_with() + b" " * MIB),
+    # --- DELETE /api/governance/budgets/{scope}/{scopeId} --------------------------------
+    Case("delete-unknown-scope", "DELETE", f"{BUDGETS}/org/a1", 400),
+    Case("delete-scope-plural", "DELETE", f"{BUDGETS}/agents/a1", 400),
+    Case("delete-scope-id-too-long", "DELETE", f"{BUDGETS}/agent/{LONG_ID}", 400),
+    Case("delete-unknown-budget", "DELETE", f"{BUDGETS}/agent/nobody", 404),
+    Case("delete-id-under-other-scope", "DELETE", f"{BUDGETS}/mission/a1", 404),
+    Case("delete-empty-scope-id", "DELETE", f"{BUDGETS}/agent/", 404),  # no such route
+    # --- POST /api/governance/budgets/{scope}/{scopeId}/resume ---------------------------
+    Case("resume-malformed-json", "POST", resume("agent", "a1"), 400, raw('{"graceUsdCents": ')),
+    Case("resume-array", "POST", resume("agent", "a1"), 400, j([{"graceUsdCents": 5}])),
+    Case("resume-null", "POST", resume("agent", "a1"), 400, b"null"),
+    Case("resume-number", "POST", resume("agent", "a1"), 400, b"5"),
+    Case("resume-grace-zero", "POST", resume("agent", "a1"), 400, grace("0")),
+    Case("resume-grace-negative", "POST", resume("agent", "a1"), 400, grace("-5")),
+    Case("resume-grace-fractional", "POST", resume("agent", "a1"), 400, grace("2.5")),
+    Case("resume-grace-string", "POST", resume("agent", "a1"), 400, grace('"5"')),
+    Case("resume-grace-true", "POST", resume("agent", "a1"), 400, grace("true")),
+    Case("resume-grace-nan", "POST", resume("agent", "a1"), 400, grace("NaN")),
+    Case("resume-grace-infinity", "POST", resume("agent", "a1"), 400, grace("Infinity")),
+    Case("resume-grace-10e30", "POST", resume("agent", "a1"), 400, grace(str(10**30))),
+    Case("resume-grace-5000-digits", "POST", resume("agent", "a1"), 400, grace(DIGITS_5000)),
+    Case("resume-unknown-field", "POST", resume("agent", "a1"), 400, j({"grace": 5})),
+    Case("resume-snake-case-field", "POST", resume("agent", "a1"), 400,
+         j({"grace_usd_cents": 5})),
+    Case("resume-unknown-scope", "POST", resume("org", "a1"), 400, j({})),
+    Case("resume-scope-id-too-long", "POST", resume("agent", LONG_ID), 400, j({})),
+    Case("resume-unknown-budget", "POST", resume("agent", "nobody"), 404, b""),
+    Case("resume-unknown-budget-with-grace", "POST", resume("team", "a1"), 404, grace("5")),
+    Case("resume-empty-scope-id", "POST", f"{BUDGETS}/agent//resume", 404, b""),
+    Case("resume-deeply-nested", "POST", resume("agent", "a1"), 400, raw(DEEP_ARRAY)),
+    Case("resume-body-over-1mib", "POST", resume("agent", "a1"), 413, b" " * (MIB + 1)),
+    # --- POST /api/governance/spend --------------------------------------------------------
+    Case("spend-malformed-json", "POST", SPEND, 400, raw('{"agentId": "a1", "costUsdCents"')),
+    Case("spend-single-quotes", "POST", SPEND, 400, raw("{'agentId': 'a1', 'costUsdCents': 1}")),
+    Case("spend-trailing-garbage", "POST", SPEND, 400, spend_with() + b"}"),
+    Case("spend-empty-body", "POST", SPEND, 400, b""),
+    Case("spend-array", "POST", SPEND, 400, j([SPENT])),
+    Case("spend-null", "POST", SPEND, 400, b"null"),
+    Case("spend-invalid-utf8", "POST", SPEND, 400, b'{"agentId": "\xff", "costUsdCents": 1}'),
+    Case("spend-lone-surrogate-id", "POST", SPEND, 400,
+         raw('{"agentId": "\\ud800", "costUsdCents": 1}')),
+    Case("spend-cost-string", "POST", SPEND, 400, spend_with(costUsdCents="500")),
+    Case("spend-cost-true", "POST", SPEND, 400, spend_cost("true")),
+    Case("spend-cost-null", "POST", SPEND, 400, spend_cost("null")),
+    Case("spend-cost-array", "POST", SPEND, 400, spend_cost("[1]")),
+    Case("spend-cost-object", "POST", SPEND, 400, spend_cost('{"cents": 1}')),
+    Case("spend-cost-negative", "POST", SPEND, 400, spend_cost("-1")),
+    Case("spend-cost-negative-fraction", "POST", SPEND, 400, spend_cost("-0.0001")),
+    Case("spend-cost-nan", "POST", SPEND, 400, spend_cost("NaN")),
+    Case("spend-cost-infinity", "POST", SPEND, 400, spend_cost("Infinity")),
+    Case("spend-cost-minus-infinity", "POST", SPEND, 400, spend_cost("-Infinity")),
+    Case("spend-cost-1e13-float", "POST", SPEND, 400, spend_cost("1e13")),
+    Case("spend-cost-10e13-int", "POST", SPEND, 400, spend_cost(str(10**13))),
+    Case("spend-cost-just-over-max", "POST", SPEND, 400, spend_cost("1000000000001")),
+    Case("spend-cost-fraction-over-max", "POST", SPEND, 400, spend_cost("1000000000000.0001")),
+    Case("spend-cost-10e30", "POST", SPEND, 400, spend_cost(str(10**30))),
+    Case("spend-cost-5000-digits", "POST", SPEND, 400, spend_cost(DIGITS_5000)),
+    Case("spend-cost-huge-exponent", "POST", SPEND, 400, spend_cost(HUGE_EXPONENT)),
+    Case("spend-missing-cost", "POST", SPEND, 400, j({"agentId": "a1", "teamId": "t1"})),
+    Case("spend-no-scope-id", "POST", SPEND, 400, j({"costUsdCents": 1})),
+    Case("spend-null-scope-ids", "POST", SPEND, 400,
+         j({"agentId": None, "missionId": None, "teamId": None, "tenantId": None,
+            "costUsdCents": 1})),
+    Case("spend-agent-id-empty", "POST", SPEND, 400, j({"agentId": "", "costUsdCents": 1})),
+    Case("spend-agent-id-too-long", "POST", SPEND, 400, spend_with(agentId=LONG_ID)),
+    Case("spend-mission-id-too-long", "POST", SPEND, 400, spend_with(missionId=LONG_ID)),
+    Case("spend-team-id-empty", "POST", SPEND, 400, spend_with(teamId="")),
+    Case("spend-tenant-id-too-long", "POST", SPEND, 400, spend_with(tenantId=LONG_ID)),
+    Case("spend-agent-id-number", "POST", SPEND, 400, spend_with(agentId=7)),
+    Case("spend-unknown-field", "POST", SPEND, 400, spend_with(costUsd=1)),
+    Case("spend-snake-case-field", "POST", SPEND, 400, j({"agentId": "a1", "cost_usd_cents": 1})),
+    Case("spend-idempotency-key-empty", "POST", SPEND, 400, spend_with(idempotencyKey="")),
+    Case("spend-idempotency-key-too-long", "POST", SPEND, 400, spend_with(idempotencyKey=LONG_ID)),
+    Case("spend-idempotency-key-number", "POST", SPEND, 400, spend_with(idempotencyKey=42)),
+    Case("spend-task-id-too-long", "POST", SPEND, 400, spend_with(taskId=LONG_ID)),
+    Case("spend-model-too-long", "POST", SPEND, 400, spend_with(model=LONG_ID)),
+    Case("spend-tokens-negative", "POST", SPEND, 400, spend_with(inputTokens=-1)),
+    Case("spend-tokens-fractional", "POST", SPEND, 400, raw(
+        '{"agentId": "a1", "costUsdCents": 1, "outputTokens": 1.5}')),
+    Case("spend-tokens-string", "POST", SPEND, 400, spend_with(inputTokens="10")),
+    Case("spend-tokens-true", "POST", SPEND, 400, spend_with(outputTokens=True)),
+    Case("spend-tokens-over-2e53", "POST", SPEND, 400, spend_with(inputTokens=2**53 + 1)),
+    Case("spend-key-reused-other-amount", "POST", SPEND, 409, j({**SEED_SPEND, "costUsdCents": 6})),
+    Case("spend-key-reused-other-scopes", "POST", SPEND, 409,
+         j({k: v for k, v in SEED_SPEND.items() if k != "teamId"})),
+    Case("spend-key-reused-other-task", "POST", SPEND, 409, j({**SEED_SPEND, "taskId": "task-2"})),
+    Case("spend-deeply-nested", "POST", SPEND, 400, raw('{"agentId": ' * 50_000)),
+    Case("spend-body-over-1mib", "POST", SPEND, 413, spend_with() + b" " * MIB),
+    # --- GET /api/governance/preflight -----------------------------------------------------
+    Case("preflight-no-scope-id", "GET", PREFLIGHT, 400),
+    Case("preflight-agent-id-empty", "GET", f"{PREFLIGHT}?agentId=", 400),
+    Case("preflight-agent-id-too-long", "GET", f"{PREFLIGHT}?agentId={LONG_ID}", 400),
+    Case("preflight-tenant-id-too-long", "GET", f"{PREFLIGHT}?agentId=a1&tenantId={LONG_ID}", 400),
+    Case("preflight-unknown-parameter", "GET", f"{PREFLIGHT}?agentId=a1&scope=agent", 400),
+    # --- GET /api/governance/budgets ---------------------------------------------------------
+    Case("list-budgets-unknown-scope", "GET", f"{BUDGETS}?scope=org", 400),
+    Case("list-budgets-empty-scope", "GET", f"{BUDGETS}?scope=", 400),
+    Case("list-budgets-unknown-status", "GET", f"{BUDGETS}?status=stopped", 400),
+    Case("list-budgets-status-wrong-case", "GET", f"{BUDGETS}?status=PAUSED", 400),
+    Case("list-budgets-mode-as-status", "GET", f"{BUDGETS}?scope=agent&status=cap", 400),
+    # --- GET /api/governance/audit -----------------------------------------------------------
+    Case("audit-since-word", "GET", f"{AUDIT}?since=yesterday", 400),
+    Case("audit-since-empty", "GET", f"{AUDIT}?since=", 400),
+    Case("audit-since-fractional", "GET", f"{AUDIT}?since=1.5", 400),
+    Case("audit-since-exponent", "GET", f"{AUDIT}?since=1e3", 400),
+    Case("audit-since-iso-date", "GET", f"{AUDIT}?since=2026-01-01", 400),
+    Case("audit-since-21-digits", "GET", f"{AUDIT}?since={'9' * 21}", 400),
+    Case("audit-since-double-minus", "GET", f"{AUDIT}?since=--5", 400),
+    Case("audit-since-superscript-digit", "GET", f"{AUDIT}?since=%C2%B2", 400),
+    Case("audit-since-over-int64", "GET", f"{AUDIT}?since={'9' * 20}", 400),
+    Case("audit-since-under-int64", "GET", f"{AUDIT}?since=-{'9' * 19}", 400),
+    # --- routing -----------------------------------------------------------------------------
+    Case("route-unknown", "GET", "/api/governance/nope", 404),
+    Case("route-unknown-post", "POST", "/api/governance/spends", 404, spend_with()),
+    Case("route-root", "GET", "/", 404),
+    Case("route-budget-without-id", "DELETE", f"{BUDGETS}/agent", 404),
+    Case("method-put-budgets", "PUT", BUDGETS, 405, budget_with()),
+    Case("method-get-spend", "GET", SPEND, 405),
+    Case("method-delete-spend", "DELETE", SPEND, 405),
+    Case("method-post-preflight", "POST", PREFLIGHT, 405, j({"agentId": "a1"})),
+    Case("method-get-one-budget", "GET", f"{BUDGETS}/agent/a1", 405),
+    Case("method-post-one-budget", "POST", f"{BUDGETS}/agent/a1", 405, budget_with()),
+    Case("method-get-resume", "GET", resume("agent", "a1"), 405),
+    Case("method-patch-audit", "PATCH", AUDIT, 405),
+    Case("method-delete-healthz", "DELETE", "/healthz", 405),
+    Case("method-post-audit-head", "POST", f"{AUDIT}/head", 405, j({})),
+]
+
+# case id -> what the daemon gets wrong. Empty since 1ce6722 fixed what this file first found:
+# deep nesting and huge exponents (500s), `since` parsing and its int64 bounds.
+KNOWN_BUGS: dict[str, str] = {}
+
+
+def test_the_table_is_sound() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)), "duplicate case ids"
+    assert set(KNOWN_BUGS) <= set(ids)
+    assert all(400 <= case.status < 500 for case in CASES)
+
+
+# Routes with nothing to malform (no body, no path or query parameter).
+NO_INPUT = {"/healthz", "/readyz", "/api/governance/audit/head"}
+
+
+def test_the_table_covers_every_route_that_takes_input() -> None:
+    """A tripwire: a new route in web.ROUTES must join the table (or NO_INPUT)."""
+
+    def matches(template: str, path: str) -> bool:
+        parts, wanted = path.split("?")[0].split("/"), template.split("/")
+        return len(parts) == len(wanted) and all(
+            w.startswith("{") or w == p for w, p in zip(wanted, parts, strict=True)
+        )
+
+    missing = [
+        (route.method, route.path) for route in web.ROUTES
+        if route.path not in NO_INPUT and not any(
+            case.method == route.method and case.status in (400, 404, 409, 413)
+            and matches(route.path, case.path) for case in CASES
+        )
+    ]
+    assert missing == [], "routes with no bad-input case in CASES"
+
+
+def param(case: Case) -> Any:
+    marks = [pytest.mark.xfail(reason=KNOWN_BUGS[case.id], strict=True)] if (
+        case.id in KNOWN_BUGS) else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+async def call(client: TestClient[Any, Any], case: Case) -> tuple[int, str, bytes]:
+    headers = {"Content-Type": "application/json"} if case.body is not None else {}
+    data = payload_of(case.body)
+    async with client.request(case.method, case.path, data=data, headers=headers) as resp:
+        return resp.status, resp.content_type, await resp.read()
+
+
+def error_body(status: int, content_type: str, payload: bytes) -> dict[str, Any]:
+    """The SPEC §9 error shape; returns the decoded body."""
+    assert content_type == "application/json", (status, content_type, payload[:200])
+    body = json.loads(payload)
+    assert isinstance(body, dict), body
+    assert set(body) == ERROR_KEYS, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert isinstance(body["message"], str), body
+    return body
+
+
+async def post_ok(client: TestClient[Any, Any], path: str, body: Any) -> dict[str, Any]:
+    data = payload_of(body if isinstance(body, bytes) else j(body))
+    async with client.post(path, data=data, headers={"Content-Type": "application/json"}) as r:
+        payload = await r.read()
+        assert r.status == 200, (path, body, r.status, payload[:300])
+        result: dict[str, Any] = json.loads(payload)
+        return result
+
+
+async def seed(client: TestClient[Any, Any]) -> None:
+    """A paused cap budget, a soft-capped warn budget, keyed spends and their audit rows."""
+    await post_ok(client, BUDGETS, {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100,
+                                    "mode": "cap"})
+    await post_ok(client, BUDGETS, {"scope": "team", "scopeId": "t1", "limitUsdCents": 500})
+    await post_ok(client, SPEND, SEED_SPEND)
+    await post_ok(client, SPEND, raw(
+        '{"agentId": "a1", "costUsdCents": 0.4, "idempotencyKey": "run-1/evt-2"}'))
+    await post_ok(client, SPEND, {"teamId": "t1", "costUsdCents": 450,
+                                  "idempotencyKey": "run-1/evt-3"})
+    last = await post_ok(client, SPEND, {"agentId": "a1", "teamId": "t1", "costUsdCents": 120,
+                                         "idempotencyKey": "run-1/evt-4", "taskId": "task-9"})
+    assert last["stop"] is True and last["stopReason"] == "budget_paused:agent"
+    states = {(s["scope"], s["status"], s["mode"]) for s in last["scopes"]}
+    assert states == {("agent", "paused", "cap"), ("team", "soft_capped", "warn")}
+
+
+# --- the bad-input matrix ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", [param(case) for case in CASES])
+async def test_bad_request_is_a_json_4xx_and_changes_nothing(
+    client: TestClient[Any, Any], db_path: Any, case: Case
+) -> None:
+    await seed(client)
+    before = dump(db_path)
+
+    status, content_type, payload = await call(client, case)
+
+    assert status == case.status, (case.id, status, payload[:300])
+    error_body(status, content_type, payload)
+    assert dump(db_path) == before
+
+
+async def test_every_error_path_has_one_shape_and_the_whole_table_changes_nothing(
+    client: TestClient[Any, Any], db_path: Any
+) -> None:
+    """Datasette style: walk every error path on one database; exactly one error shape."""
+    await seed(client)
+    before = dump(db_path)
+
+    shapes: set[frozenset[str]] = set()
+    codes: set[tuple[int, str]] = set()
+    wrong: list[tuple[str, int, int]] = []
+    for case in CASES:
+        status, content_type, payload = await call(client, case)
+        assert content_type == "application/json", (case.id, content_type)
+        body = json.loads(payload)
+        shapes.add(frozenset(body))
+        codes.add((status, body["error"]))
+        if status != case.status and case.id not in KNOWN_BUGS:
+            wrong.append((case.id, case.status, status))
+
+    assert shapes == {frozenset(ERROR_KEYS)}
+    assert wrong == []
+    assert dump(db_path) == before
+    # Each error code means one status, so a client may switch on either.
+    statuses_of: dict[str, set[int]] = {}
+    for status, code in codes:
+        statuses_of.setdefault(code, set()).add(status)
+    assert all(len(statuses) == 1 for statuses in statuses_of.values()), statuses_of
+
+
+async def test_405_names_the_allowed_methods(client: TestClient[Any, Any]) -> None:
+    async with client.put(BUDGETS) as resp:
+        assert resp.status == 405
+        allowed = resp.headers.get("Allow", "").replace(" ", "").split(",")
+        assert set(allowed) == {"GET", "HEAD", "POST"}
+
+
+async def test_a_spend_past_the_int64_column_is_refused_not_a_500(
+    client: TestClient[Any, Any], db_path: Any
+) -> None:
+    """922 maximal spends fill the 64-bit spent column; the 923rd is a 422, not a 500."""
+    await post_ok(client, BUDGETS, {"scope": "agent", "scopeId": "big", "limitUsdCents": 10**12})
+    max_spend = {"agentId": "big", "costUsdCents": 10**12}
+
+    async def spend() -> int:
+        async with client.post(SPEND, json=max_spend) as resp:
+            await resp.read()
+            return resp.status
+
+    assert set(await asyncio.gather(*(spend() for _ in range(922)))) == {200}
+    before = dump(db_path)
+
+    async with client.post(SPEND, json=max_spend) as resp:
+        status, content_type, payload = resp.status, resp.content_type, await resp.read()
+
+    assert status == 422, (status, payload)
+    error_body(status, content_type, payload)
+    assert dump(db_path) == before
+
+
+# --- edge values that must be accepted --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("literal", "micros"),
+    [
+        ("0", 0),
+        ("0.0", 0),
+        ("-0", 0),
+        ("0.0001", 1),
+        ("1e-4", 1),  # a JSON float literal, read as a decimal
+        ("1E-4", 1),
+        ("7", 70_000),  # an integer cost
+        ("0.4", 4_000),
+        ("0.00025", 3),  # sub-micro: rounded half-up once, at the edge
+        ("0.00005", 1),
+        ("0.000049", 0),
+        ("1e-999999999", 0),
+        ("999999999999.9999", 9_999_999_999_999_999),
+        ("1000000000000", 10**16),
+        ("1e12", 10**16),  # exactly the maximum, as a float literal
+    ],
+)
+async def test_spend_amount_is_accepted_and_stored_exactly(
+    client: TestClient[Any, Any], literal: str, micros: int
+) -> None:
+    await post_ok(client, BUDGETS, {"scope": "agent", "scopeId": "e1", "limitUsdCents": 10**12})
+    result = await post_ok(client, SPEND, raw(f'{{"agentId": "e1", "costUsdCents": {literal}}}'))
+    assert result["spend"]["costUsdMicros"] == micros
+    assert result["spend"]["duplicate"] is False
+    [scope] = result["scopes"]
+    assert scope["spentUsdMicros"] == micros
+    assert scope["spentUsdCents"] == micros // 10_000
+
+
+async def test_the_maximum_spend_is_accepted_and_one_cent_more_is_refused(
+    client: TestClient[Any, Any], db_path: Any
+) -> None:
+    result = await post_ok(client, SPEND, raw('{"tenantId": "org", "costUsdCents": 1e12}'))
+    assert result["spend"]["costUsdMicros"] == 10**16
+    before = dump(db_path)
+    over = raw('{"tenantId": "org", "costUsdCents": 1000000000001}')
+    case = Case("one-cent-over", "POST", SPEND, 400, over)
+    status, content_type, payload = await call(client, case)
+    assert status == 400
+    assert error_body(status, content_type, payload)["details"]
+    assert dump(db_path) == before
+
+
+async def test_limit_edges_are_accepted(client: TestClient[Any, Any]) -> None:
+    one = await post_ok(client, BUDGETS, {"scope": "mission", "scopeId": "m1", "limitUsdCents": 1})
+    assert one["budget"]["limitUsdCents"] == 1 and one["budget"]["status"] == "active"
+    top = await post_ok(client, BUDGETS, {"scope": "tenant", "scopeId": "org",
+                                          "limitUsdCents": 10**12, "mode": "cap"})
+    assert top["budget"]["limitUsdCents"] == 10**12 and top["budget"]["mode"] == "cap"
+
+
+async def test_identifiers_at_the_bound_are_accepted(client: TestClient[Any, Any]) -> None:
+    made = await post_ok(client, BUDGETS, {"scope": "agent", "scopeId": MAX_ID,
+                                           "limitUsdCents": 10})
+    assert made["budget"]["scopeId"] == MAX_ID
+    spent = await post_ok(client, SPEND, {
+        "agentId": MAX_ID, "missionId": "m", "teamId": MAX_ID, "tenantId": MAX_ID,
+        "costUsdCents": 1, "idempotencyKey": MAX_ID, "taskId": MAX_ID, "model": MAX_ID,
+        "inputTokens": 0, "outputTokens": 2**53,
+    })
+    assert [s["scopeId"] for s in spent["scopes"]] == [MAX_ID]
+    async with client.get(PREFLIGHT, params={"agentId": MAX_ID}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["scopes"][0]["scopeId"] == MAX_ID
+    resumed = await post_ok(client, resume("agent", MAX_ID), b"")
+    assert resumed["budget"]["scopeId"] == MAX_ID
+    async with client.delete(f"{BUDGETS}/agent/{MAX_ID}") as resp:
+        assert resp.status == 204
+
+
+async def test_resume_bodies_that_must_be_accepted(client: TestClient[Any, Any]) -> None:
+    await post_ok(client, BUDGETS, {"scope": "agent", "scopeId": "r1", "limitUsdCents": 10,
+                                    "mode": "cap"})
+    await post_ok(client, SPEND, {"agentId": "r1", "costUsdCents": 12})
+    for body in (b"", b"  ", j({})):
+        resumed = await post_ok(client, resume("agent", "r1"), body)
+        assert resumed["budget"]["limitUsdCents"] == 10 and resumed["willRepause"] is True
+    resumed = await post_ok(client, resume("agent", "r1"), grace("1"))
+    assert resumed["budget"]["limitUsdCents"] == 13  # spent 12 + grace 1
+    assert resumed["willRepause"] is False
+
+
+async def test_an_idempotent_retry_is_not_a_conflict(client: TestClient[Any, Any]) -> None:
+    first = await post_ok(client, SPEND, raw(
+        '{"agentId": "i1", "costUsdCents": 0.4, "idempotencyKey": "k"}'))
+    again = await post_ok(client, SPEND, raw(
+        '{"agentId": "i1", "costUsdCents": 0.40, "idempotencyKey": "k"}'))
+    assert again["spend"] == {**first["spend"], "duplicate": True}
+
+
+async def test_a_body_of_exactly_1_mib_is_accepted(client: TestClient[Any, Any]) -> None:
+    body = j({"agentId": "big-body", "costUsdCents": 1})
+    result = await post_ok(client, SPEND, body + b" " * (MIB - len(body)))
+    assert result["spend"]["costUsdMicros"] == 10_000
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "since=-5",
+        "since=0",
+        "agentId=",
+        "eventType=bogus",  # an unknown type is ignored, not refused (SPEC §8)
+        "limit=abc",  # zero, negative or non-numeric means the default
+        "limit=0",
+        "limit=-5",
+        "limit=1.5",
+        "limit=99999",
+        "limit=%C2%B2",  # a Unicode digit is not numeric here
+        f"limit={'9' * 5000}",  # past int()'s 4300-digit limit: the maximum, not a 500
+    ],
+)
+async def test_audit_queries_that_must_be_accepted(
+    client: TestClient[Any, Any], query: str
+) -> None:
+    async with client.get(f"{AUDIT}?{query}") as resp:
+        assert resp.status == 200, await resp.text()
+        assert "audit" in await resp.json()
