@@ -1,5 +1,8 @@
 """Runs the app as a daemon: bind, say where, wait for SIGTERM or SIGINT, drain, close.
 
+systemd hears READY=1 once the store is migrated and the socket listens,
+watchdog pings while the loop runs, and STOPPING=1 when the drain begins.
+
 A signal only sets an event; the drain then runs in order: stop accepting
 connections, let in-flight requests finish (bounded by
 server.shutdown_timeout_ms), then the cleanup contexts flush the write queue
@@ -14,12 +17,13 @@ import signal
 
 from aiohttp import web as aioweb
 
-from clawguard import config, web
+from clawguard import config, systemd, web
 
 log = logging.getLogger(__name__)
 
 
 async def serve(cfg: config.Config) -> None:
+    notifier = systemd.Notifier()
     app = web.create_app(cfg)
     # keepalive_timeout also cuts a connection that never completes its request headers.
     runner = aioweb.AppRunner(
@@ -38,8 +42,11 @@ async def serve(cfg: config.Config) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
-        log.info("shutting down")
+        notifier.notify("READY=1")
+        async with notifier.watchdog():
+            await stopping.wait()
+            notifier.notify("STOPPING=1")
+            log.info("shutting down")
     finally:
         await runner.cleanup()
     log.info("stopped")
