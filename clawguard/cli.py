@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from clawguard import __version__, audit, auth, config, errors, server, sqlite
+from clawguard import __version__, audit, auth, config, errors, logs, server, sqlite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -156,13 +155,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure()
     try:
+        cfg = config.load(args.config)
+        logs.configure(cfg.log.level, cfg.log.format)
         run: Command = args.run
-        return run(args, config.load(args.config))
+        return run(args, cfg)
     except (errors.ConfigError, errors.InvalidInput) as exc:
         print(f"clawguard: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

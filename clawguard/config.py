@@ -43,10 +43,16 @@ class AuthConfig(_Section):
     cache_ms: int = pydantic.Field(default=1_000, ge=0, le=60_000)
 
 
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     auth: AuthConfig = AuthConfig()
+    log: LogConfig = LogConfig()
 
     @property
     def admin_key_file(self) -> Path:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from clawguard import auth, budgets, config, errors, models, sqlite, store
+from clawguard import auth, budgets, config, errors, logs, models, sqlite, store
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error")
+
+
+# --- request ids ---------------------------------------------------------------------
+
+_REQUEST_ID = re.compile(r"[\w.:/@+=-]{1,128}")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Name every request (the caller's X-Request-Id if sane) in its logs and its response."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+    token = logs.request_id.set(rid)
+    try:
+        response = await handler(request)
+    finally:
+        logs.request_id.reset(token)
+    response.headers["X-Request-Id"] = rid
+    return response
 
 
 # --- authentication ----------------------------------------------------------------
@@ -303,7 +323,8 @@ ROUTES = [
 
 def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = cfg
     app[CLOCK] = clock
