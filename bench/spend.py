@@ -151,7 +151,7 @@ def prepare(base: str) -> None:
         http_json("POST", f"{base}/api/governance/budgets", budget)
     body = json.loads("{" + SPEND_FIELDS + "}") | {"idempotencyKey": "bench-probe"}
     reply = http_json("POST", f"{base}/api/governance/spend", body)
-    if reply.get("stop") or len(reply.get("scopes", [])) != 4:
+    if reply.get("stop") or reply.get("spend", {}).get("costUsdMicros") != SPEND_MICROS:
         raise RuntimeError(f"unexpected spend reply: {reply}")
 
 

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 async def serve(cfg: config.Config) -> None:
     notifier = systemd.Notifier()
+    stopping = asyncio.Event()  # set by a signal from now on, even one sent during start-up
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     app = web.create_app(cfg)
     # keepalive_timeout also cuts a connection that never completes its request headers.
     runner = aioweb.AppRunner(
@@ -38,10 +42,6 @@ async def serve(cfg: config.Config) -> None:
         await site.start()
         for host, port, *_ in runner.addresses:
             log.info("listening on http://%s:%d", host, port)
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
         notifier.notify("READY=1")
         async with notifier.watchdog():
             await stopping.wait()
