@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 
-from clawguard import audit, errors, models, store
+from clawguard import errors, models, store
 
 
 def fingerprint(request: models.SpendRequest) -> str:
-    """What makes two spends with one idempotency key the same spend: all but the key."""
-    body = request.model_dump(mode="json", by_alias=True, exclude={"idempotency_key"})
-    body["costUsdCents"] = request.cost_micros  # 0.4 and 0.40 are the same amount
-    return hashlib.sha256(audit.canonical(body).encode()).hexdigest()
+    """What makes two spends with one idempotency key the same spend: all but the key.
+
+    The amount counts as micros, so 0.4 and 0.40 are the same spend.
+    """
+    body = (request.agent_id, request.mission_id, request.team_id, request.tenant_id,
+            request.cost_micros, request.task_id, request.model, request.input_tokens,
+            request.output_tokens)
+    return hashlib.sha256(repr(body).encode()).hexdigest()
 
 
 def stop_reason(scopes: list[models.ScopeState]) -> str | None:

@@ -7,6 +7,7 @@ refuse unknown fields, so a typo is an error rather than a silent default.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -51,6 +52,10 @@ class Model(pydantic.BaseModel):
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
+    def to_json_bytes(self) -> bytes:
+        """Serialised by pydantic-core: several times faster than json.dumps(to_json())."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True)
+
 
 class Request(Model):
     """A body as a client sends it: camelCase names only, strict types, no unknown fields."""
@@ -85,7 +90,7 @@ class ScopeIds(Request):
 
     @pydantic.model_validator(mode="after")
     def _one_scope(self) -> ScopeIds:
-        if not self.named():
+        if self.agent_id is self.mission_id is self.team_id is self.tenant_id is None:
             raise ValueError("at least one of agentId, missionId, teamId, tenantId is required")
         return self
 
@@ -98,7 +103,7 @@ class SpendRequest(ScopeIds):
     input_tokens: Count | None = None
     output_tokens: Count | None = None
 
-    @property
+    @functools.cached_property
     def cost_micros(self) -> int:
         return money.cents_to_micros(self.cost_usd_cents)
 
@@ -137,6 +142,9 @@ class SpendRecord(Model):
     id: int
     cost_usd_micros: int
     duplicate: bool
+
+
+SCOPE_STATES = pydantic.TypeAdapter(list[ScopeState])  # the replay copy stored with a spend
 
 
 class SpendCharged(Model):

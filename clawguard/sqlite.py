@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 Job = Callable[[sqlite3.Connection, int], Any]
 Clock = Callable[[], int]
 
+# The budget rows of one scope chain (agent, mission, team, tenant ids as ?1..?4).
+_CHAIN_WHERE = (
+    " WHERE (scope = 'agent' AND scope_id = ?1) OR (scope = 'mission' AND scope_id = ?2)"
+    " OR (scope = 'team' AND scope_id = ?3) OR (scope = 'tenant' AND scope_id = ?4)"
+)
+_CHAIN_ORDER = {scope: index for index, scope in enumerate(models.SCOPES)}
 _BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
     " created_at, updated_at"
@@ -195,13 +201,10 @@ class SQLiteStore:
 
     async def scope_states(self, scope_ids: models.ScopeIds) -> list[models.ScopeState]:
         rows = await self._read(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets"
-            " WHERE (scope = 'agent' AND scope_id = ?1) OR (scope = 'mission' AND scope_id = ?2)"
-            " OR (scope = 'team' AND scope_id = ?3) OR (scope = 'tenant' AND scope_id = ?4)",
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets" + _CHAIN_WHERE,
             (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
         )
-        order = {scope: index for index, scope in enumerate(models.SCOPES)}
-        budgets = sorted((_budget(row) for row in rows), key=lambda b: order[b.scope])
+        budgets = sorted((_budget(row) for row in rows), key=lambda b: _CHAIN_ORDER[b.scope])
         return [_scope_state(budget, "none") for budget in budgets]
 
     async def list_audit(
@@ -446,6 +449,7 @@ def _resume_budget(
 def _record_spend(
     conn: sqlite3.Connection, now: int, request: models.SpendRequest, fingerprint: str
 ) -> models.SpendCharged:
+    """The hot path: few statements and no validation here; the request was validated."""
     cost = request.cost_micros
     if request.idempotency_key is not None:
         seen = conn.execute(
@@ -459,28 +463,41 @@ def _record_spend(
                 )
             return models.SpendCharged(
                 spend=models.SpendRecord(id=seen[0], cost_usd_micros=seen[2], duplicate=True),
-                scopes=[models.ScopeState.model_validate(s) for s in json.loads(seen[3])],
+                scopes=models.SCOPE_STATES.validate_json(seen[3]),
             )
-    charged: list[tuple[str, models.ScopeState]] = []
-    for scope, scope_id in request.named():
-        before = _find_budget(conn, scope, scope_id)
-        if before is None:
-            continue  # uncapped: the ledger row is its whole record
-        spent = before.spent_usd_micros + cost
-        if spent > money.MAX_MICROS:
+    rows = conn.execute(
+        "SELECT id, scope, scope_id, limit_cents, spent_micros, status, mode FROM budgets"
+        + _CHAIN_WHERE,
+        (request.agent_id, request.mission_id, request.team_id, request.tenant_id),
+    ).fetchall()
+    rows.sort(key=lambda row: _CHAIN_ORDER[row[1]])
+    updates, states = [], []
+    events: list[tuple[models.EventType, str, str | None, dict[str, Any]]] = []
+    for budget_id, scope, scope_id, limit, before, old_status, mode in rows:
+        spent = before + cost
+        if spent > money.MAX_MICROS:  # checked for every scope before anything is written
             raise errors.Unprocessable(f"the {scope} budget's spend total would overflow")
-        crossed = money.crossing(before.spent_usd_micros, spent, before.limit_usd_cents)
+        crossed = money.crossing(before, spent, limit)
+        status = money.status_for(spent, limit, mode)
+        updates.append((spent, status, now, budget_id))
+        states.append(models.ScopeState(
+            scope=scope, scope_id=scope_id, status=status, mode=mode,
+            spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
+            limit_usd_cents=limit, crossed=crossed,
+        ))
+        details = {"scope": scope, "scopeId": scope_id, "budgetId": budget_id,
+                   "limitUsdCents": limit, "spentUsdMicros": spent}
         if crossed != "none":
-            _append_audit(
-                conn, now, "budget", f"budget.crossed_{crossed}", request.agent_id,
-                {"scope": scope, "scopeId": scope_id, "budgetId": before.id, "crossed": crossed,
-                 "mode": before.mode, "limitUsdCents": before.limit_usd_cents,
-                 "spentUsdMicros": spent, "taskId": request.task_id},
-            )
-        status = money.status_for(spent, before.limit_usd_cents, before.mode)
-        after = _save_budget(conn, now, before, before.limit_usd_cents, before.mode, status, spent)
-        charged.append((before.id, _scope_state(after, crossed)))
-    scopes = [state for _, state in charged]
+            events.append(("budget", f"budget.crossed_{crossed}", request.agent_id,
+                           details | {"crossed": crossed, "mode": mode, "taskId": request.task_id}))
+        if status == "paused" and old_status != "paused":
+            events.append(("cap_hit", "budget.paused", _agent_of(scope, scope_id), details))
+    if updates:
+        conn.executemany(
+            "UPDATE budgets SET spent_micros = ?, status = ?, updated_at = ? WHERE id = ?", updates
+        )
+    for event_type, action, agent_id, details in events:
+        _append_audit(conn, now, event_type, action, agent_id, details)
     spend_id = conn.execute(
         "INSERT INTO spends (idempotency_key, fingerprint, agent_id, mission_id, team_id,"
         " tenant_id, cost_micros, task_id, model, input_tokens, output_tokens, scopes,"
@@ -488,16 +505,18 @@ def _record_spend(
         (request.idempotency_key, fingerprint, request.agent_id, request.mission_id,
          request.team_id, request.tenant_id, cost, request.task_id, request.model,
          request.input_tokens, request.output_tokens,
-         json.dumps([state.to_json() for state in scopes]), now),
+         models.SCOPE_STATES.dump_json(states, by_alias=True), now),
     ).lastrowid
-    conn.executemany(
-        "INSERT INTO spend_charges (budget_id, spend_id, micros) VALUES (?, ?, ?)",
-        [(budget_id, spend_id, cost) for budget_id, _ in charged],
-    )
     assert spend_id is not None
+    if updates:
+        conn.executemany(
+            "INSERT INTO spend_charges (budget_id, spend_id, micros) VALUES (?, ?, ?)",
+            [(budget_id, spend_id, cost) for *_, budget_id in updates],
+        )
     return models.SpendCharged(
-        spend=models.SpendRecord(id=spend_id, cost_usd_micros=cost, duplicate=False),
-        scopes=scopes,
+        spend=models.SpendRecord(id=spend_id, cost_usd_micros=cost,
+                                                 duplicate=False),
+        scopes=states,
     )
 
 
