@@ -116,12 +116,18 @@ class Approvals:
         self._settings = settings
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
+        self._parked = 0
         self._closing = False
 
     @property
     def parked(self) -> int:
-        """How many callers are waiting now."""
-        return sum(slot.parked for slot in self._slots.values())
+        """How many callers are waiting for a decision now (their deadlines set)."""
+        return self._parked
+
+    @property
+    def watched(self) -> int:
+        """How many request ids have a caller registered (parked, or about to be)."""
+        return len(self._slots)
 
     # --- the blocking handshake --------------------------------------------------
 
@@ -262,9 +268,12 @@ class Approvals:
         if approval.status != "pending":
             return approval
         until_expiry = (approval.expires_at - self._clock()) / 1000 + _EXPIRY_SLACK_S
+        self._parked += 1
         try:
             async with asyncio.timeout(max(0.0, min(seconds, until_expiry))):
                 woken = await asyncio.shield(slot.future)
         except TimeoutError:
             return self._as_of_now(approval)  # expired if the row's time ran out, else pending
+        finally:
+            self._parked -= 1
         return self._as_of_now(approval) if woken is None else woken

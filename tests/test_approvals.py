@@ -112,7 +112,7 @@ async def test_parked_waiters_hear_a_decision_within_200_ms(client, path, decisi
     assert status == 200 and attached["approval"] == body["approval"]
     assert attached["approval"]["resolvedBy"] == "boss"
     assert attached["approval"]["resolvedAt"] is not None
-    assert parked(client) == 0
+    assert parked(client) == 0 and client.app[web.APPROVALS].watched == 0
     assert await audit_actions(client) == ["approval.resolved", "approval.requested"]
 
 
@@ -343,7 +343,7 @@ async def test_an_internal_error_in_the_handshake_answers_deny(client, db_path, 
             status, body = await ask(client, path)
             assert (status, body) == (200, {"resolution": "deny"})
     assert "approval handshake failed" in caplog.text
-    assert parked(client) == 0
+    assert client.app[web.APPROVALS].watched == 0
 
 
 async def test_a_failed_decision_write_allows_nothing(client, db_path):
@@ -483,4 +483,4 @@ async def test_bad_input_gets_one_json_error_shape_and_changes_nothing(client, d
         assert set(answer) == {"error", "message", "details"}, case
         assert isinstance(answer["error"], str) and answer["error"], case
         assert dump(db_path) == stored, case
-    assert parked(client) == 0
+    assert client.app[web.APPROVALS].watched == 0
