@@ -1,10 +1,10 @@
 """The approval handshake: open a request, park its callers, wake them on a decision or expiry.
 
-Waiting never polls. Each request id being waited on has one slot holding one
-future; every caller parked on that id awaits it (shielded, under its own
-deadline), and the decision, the reaper's expiry or shutdown completes it, so
-all of them wake at once. A caller's slot is registered before the row can be
-read or decided, so no decision can slip between the two.
+Waiting never polls. The registry maps each request id being waited on to
+its parked callers, one future each; the decision, the reaper's expiry or
+shutdown completes all of them in one pass, so they wake at once. Each
+caller's own deadline is a timer on its future. A caller is registered before
+the row can be read or decided, so no decision can slip between the two.
 
 The expiry rule (`models.Approval.as_of`): a pending row past `expiresAt` is
 expired to every reader, before the reaper writes it. A caller's own deadline
@@ -16,19 +16,21 @@ row pending for a re-attach. Anything unexpected inside the handshake answers
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from clawguard import config, errors, models, redact, store
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
+B = TypeVar("B")
 
 SUMMARY_MAX_CHARS = 4_000
 EXPIRE_BATCH = 500
@@ -98,14 +100,12 @@ def delegation_request(body: models.DelegationApprovalRequest) -> models.NewAppr
     )
 
 
-class _Slot:
-    """The callers parked on one request id: one future they all await."""
+Waiter = asyncio.Future[models.Approval | None]
 
-    __slots__ = ("future", "parked")
 
-    def __init__(self, future: asyncio.Future[models.Approval | None]) -> None:
-        self.future = future
-        self.parked = 0
+def _deadline(waiter: Waiter) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Approvals:
@@ -115,7 +115,12 @@ class Approvals:
         self._db = db
         self._settings = settings
         self._clock = clock
-        self._slots: dict[str, _Slot] = {}
+        # Request id -> its parked callers, one small future each: a decision
+        # completes them all in one pass. A parked wait holds only its future,
+        # its timer and its coroutines (no shield, no copied models), because a
+        # full garbage collection walks every object of every parked wait.
+        self._waiters: dict[str, list[Waiter]] = {}
+        self._timer_context = contextvars.Context()  # shared: timers need no context copy
         self._parked = 0
         self._closing = False
 
@@ -127,33 +132,41 @@ class Approvals:
     @property
     def watched(self) -> int:
         """How many request ids have a caller registered (parked, or about to be)."""
-        return len(self._slots)
+        return len(self._waiters)
 
     # --- the blocking handshake --------------------------------------------------
 
-    async def request_tool(self, body: models.ToolApprovalRequest) -> models.Handshake:
-        return await self._handshake(lambda: tool_request(body), body.wait_ms)
+    def request_tool(
+        self, body: models.ToolApprovalRequest
+    ) -> Coroutine[Any, Any, models.Handshake]:
+        return self._handshake(tool_request, body, body.wait_ms)
 
-    async def request_delegation(
+    def request_delegation(
         self, body: models.DelegationApprovalRequest
-    ) -> models.Handshake:
-        return await self._handshake(lambda: delegation_request(body), body.wait_ms)
+    ) -> Coroutine[Any, Any, models.Handshake]:
+        return self._handshake(delegation_request, body, body.wait_ms)
 
     async def _handshake(
-        self, build: Callable[[], models.NewApproval], wait_ms: int | None
+        self, build: Callable[[B], models.NewApproval], body: B, wait_ms: int | None
     ) -> models.Handshake:
         approval_id: str | None = None  # set once the pending row exists
-        parked: tuple[_Slot, str] | None = None
+        parked: tuple[str, Waiter] | None = None
         try:
-            new = build()
-            parked = self._park(new.id), new.id  # before the row exists: no decision is missed
+            new = build(body)
+            parked = new.id, self._park(new.id)  # before the row exists: no decision is missed
             opened = await self._db.open_approval(new, self._settings.ttl_ms)
             if opened.grant is not None:
                 return models.Handshake(resolution="allow_always")
             assert opened.approval is not None
-            approval_id = opened.approval.id
-            outcome = await self._wait(parked[0], opened.approval, self._wait_seconds(wait_ms))
-            return models.Handshake(resolution=resolution_of(outcome), approval_id=approval_id)
+            approval_id, expires_at = opened.approval.id, opened.approval.expires_at
+            del new, opened  # a parked wait keeps ids and numbers, not models
+            woken = await self._wait(parked[1], expires_at, self._wait_seconds(wait_ms))
+            if woken is not None:
+                return models.Handshake(resolution=resolution_of(woken), approval_id=approval_id)
+            ran_out = self._clock() >= expires_at
+            return models.Handshake(
+                resolution="expired" if ran_out else "timeout", approval_id=approval_id
+            )
         except Exception:
             # Fail closed: whatever went wrong, the caller is not allowed.
             log.exception("approval handshake failed (%s); answering deny", approval_id)
@@ -169,12 +182,15 @@ class Approvals:
         seconds = self._wait_seconds(wait_ms) if wait_ms else 0.0
         if seconds <= 0:
             return self._as_of_now(await self._require(approval_id))
-        slot = self._park(approval_id)  # before the read, so a decision cannot slip between
+        waiter = self._park(approval_id)  # before the read, so a decision cannot slip between
         try:
             approval = self._as_of_now(await self._require(approval_id))
-            return await self._wait(slot, approval, seconds)
+            if approval.status != "pending":
+                return approval
+            woken = await self._wait(waiter, approval.expires_at, seconds)
+            return self._as_of_now(approval) if woken is None else woken
         finally:
-            self._unpark(slot, approval_id)
+            self._unpark(approval_id, waiter)
 
     async def pending(self) -> list[models.Approval]:
         return await self._db.list_pending_approvals(self._clock())
@@ -189,6 +205,10 @@ class Approvals:
             approval_id, decision, resolved_by, self._settings.sticky_ttl_ms
         )
         self._wake(approval.id, approval)
+        # One turn of the loop, so the woken waiters answer before this resolver
+        # does: their agents are blocked, the leader is not. Without it, a batch
+        # of resolves committed together answers every resolver before any waiter.
+        await asyncio.sleep(0)
         return approval
 
     async def expire_due(self) -> int:
@@ -222,7 +242,7 @@ class Approvals:
     def close(self) -> None:
         """Answer every parked wait now (as `timeout`, the rows stay pending); park no more."""
         self._closing = True
-        for approval_id in list(self._slots):
+        for approval_id in list(self._waiters):
             self._wake(approval_id, None)
 
     # --- the waiters registry -----------------------------------------------------------
@@ -240,40 +260,41 @@ class Approvals:
             raise errors.NotFound(f"no approval {approval_id}")
         return approval
 
-    def _park(self, approval_id: str) -> _Slot:
-        slot = self._slots.get(approval_id)
-        if slot is None:
-            slot = _Slot(asyncio.get_running_loop().create_future())
-            if self._closing:
-                slot.future.set_result(None)
-            else:
-                self._slots[approval_id] = slot
-        slot.parked += 1
-        return slot
+    def _park(self, approval_id: str) -> Waiter:
+        waiter: Waiter = asyncio.get_running_loop().create_future()
+        if self._closing:
+            waiter.set_result(None)
+        elif approval_id in self._waiters:
+            self._waiters[approval_id].append(waiter)
+        else:
+            self._waiters[approval_id] = [waiter]
+        return waiter
 
-    def _unpark(self, slot: _Slot, approval_id: str) -> None:
-        slot.parked -= 1
-        if slot.parked <= 0 and self._slots.get(approval_id) is slot:
-            del self._slots[approval_id]
+    def _unpark(self, approval_id: str, waiter: Waiter) -> None:
+        waiters = self._waiters.get(approval_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[approval_id]
 
     def _wake(self, approval_id: str, approval: models.Approval | None) -> None:
-        slot = self._slots.pop(approval_id, None)
-        if slot is not None and not slot.future.done():
-            slot.future.set_result(approval)
+        for waiter in self._waiters.pop(approval_id, ()):
+            if not waiter.done():
+                waiter.set_result(approval)
 
     async def _wait(
-        self, slot: _Slot, approval: models.Approval, seconds: float
-    ) -> models.Approval:
-        """The row once decided or expired, or as it is when this caller's deadline passes."""
-        if approval.status != "pending":
-            return approval
-        until_expiry = (approval.expires_at - self._clock()) / 1000 + _EXPIRY_SLACK_S
+        self, waiter: Waiter, expires_at: int, seconds: float
+    ) -> models.Approval | None:
+        """The row once decided or expired; None when this caller's deadline, the row's
+        expiry by this caller's own timer, or shutdown came first."""
+        until_expiry = (expires_at - self._clock()) / 1000 + _EXPIRY_SLACK_S
+        timer = asyncio.get_running_loop().call_later(
+            max(0.0, min(seconds, until_expiry)), _deadline, waiter,
+            context=self._timer_context,
+        )
         self._parked += 1
         try:
-            async with asyncio.timeout(max(0.0, min(seconds, until_expiry))):
-                woken = await asyncio.shield(slot.future)
-        except TimeoutError:
-            return self._as_of_now(approval)  # expired if the row's time ran out, else pending
+            return await waiter
         finally:
             self._parked -= 1
-        return self._as_of_now(approval) if woken is None else woken
+            timer.cancel()
