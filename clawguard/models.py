@@ -201,6 +201,33 @@ WaitMs = Annotated[int, pydantic.Field(ge=0, le=2**53)]
 Kind = Annotated[
     str, pydantic.StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
+JSON_MAX_DEPTH = 32
+
+
+def _storable(value: Any, depth: int = 0) -> None:
+    """Free-form JSON that can be masked and stored: bounded nesting, text that is UTF-8."""
+    if depth > JSON_MAX_DEPTH:
+        raise ValueError(f"is nested deeper than {JSON_MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("holds text that is not valid Unicode") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    _storable(value)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], pydantic.AfterValidator(_json_object)]
 
 
 class DelegationApprovalRequest(Request):
@@ -218,7 +245,7 @@ class DelegationApprovalRequest(Request):
 class ToolApprovalRequest(Request):
     tool_name: Ident
     agent_id: Ident
-    args: dict[str, Any] | None = None
+    args: JsonObject | None = None
     reason: Text | None = None
     task_id: Ident | None = None
     tenant_id: Ident | None = None
@@ -234,7 +261,7 @@ class HistoryAppend(Request):
     agent_id: Ident
     action: HistoryAction
     tool_name: Ident
-    details: dict[str, Any] | None = None
+    details: JsonObject | None = None
 
 
 class NewApproval(Model):

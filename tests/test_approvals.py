@@ -430,6 +430,11 @@ BAD_INPUT = [
     ("POST", TOOLS, {"toolName": "rm", "agentId": "a1", "extra": 1}, None, 400),
     ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "waitMs": NaN}', None, 400),
     ("POST", TOOLS, "{", None, 400),
+    ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 40 + "]" * 40
+     + "}}", None, 400),
+    ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 50_000
+     + "]" * 50_000 + "}}", None, 400),
+    ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "args": {"x": "\\udc80"}}', None, 400),
     ("PUT", TOOLS, {}, None, 405),
     ("GET", f"{TOOLS}/apr_0000000000000000", None, None, 404),
     ("GET", f"{TOOLS}/apr_0000000000000000?waitMs=10", None, None, 404),
@@ -465,6 +470,8 @@ BAD_INPUT = [
     ("POST", HISTORY, {"agentId": "a1", "action": "deny", "toolName": "t", "details": "{}"},
      None, 400),
     ("POST", HISTORY, "[]", None, 400),
+    ("POST", HISTORY, '{"agentId": "a1", "action": "deny", "toolName": "t", "details":'
+     ' {"\\ud800": 1}}', None, 400),
 ]
 
 
