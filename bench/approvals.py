@@ -113,6 +113,7 @@ class Daemon:
             CLAWGUARD_STORAGE_PATH=str(self.db),
             CLAWGUARD_APPROVALS_TTL_MS="3600000",
             CLAWGUARD_APPROVALS_WAIT_MS="3600000",
+            CLAWGUARD_AUTH_MODE="none",  # loopback only; the bench measures waiting, not keys
             PYTHONUNBUFFERED="1",
         )
         self.env.pop("CLAWGUARD_CONFIG", None)
