@@ -37,7 +37,7 @@ PRINCIPAL = web.RequestKey("principal", auth.Principal)
 APPROVALS = web.AppKey("approvals", approvals.Approvals)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
-# Who resolved or revoked: the body's `resolvedBy`, else this header.
+# Who resolved or revoked: the body's `resolvedBy`, else this header, else the API key's name.
 ACTOR_HEADER = "X-Clawguard-Actor"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -344,9 +344,13 @@ def _query_clamped(request: web.Request, name: str, default: int, low: int, high
 
 
 def _actor(request: web.Request, given: str | None = None) -> str | None:
+    """Who decides or revokes: as the caller says (body, else header), else the key's name."""
     actor = given or request.headers.get(ACTOR_HEADER) or None
     if actor is not None and len(actor) > 200:
         raise errors.InvalidInput(f"{ACTOR_HEADER} must be 1 to 200 characters")
+    principal = request.get(PRINCIPAL)
+    if actor is None and principal is not None and principal is not auth.ANONYMOUS:
+        actor = principal.name
     return actor
 
 

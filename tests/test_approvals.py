@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import dump
 
-from clawguard import config, models, web
+from clawguard import auth, config, models, sqlite, web
 
 TOOLS = "/api/tools/approvals"
 DELEGATE = "/api/governance/delegation-approval"
@@ -328,6 +328,32 @@ async def test_resolved_by_comes_from_the_body_else_the_actor_header(client):
                               {"decision": "deny", "resolvedBy": "bob"},
                               headers={web.ACTOR_HEADER: "alice"})
     assert status == 200 and body["approval"]["resolvedBy"] == "bob"
+
+
+async def test_with_api_keys_resolved_by_defaults_to_the_leaders_key_name(make_client, cfg,
+                                                                          db_path):
+    keyed = cfg.model_copy(update={"auth": config.AuthConfig(mode="keys")})
+    admin, keys = sqlite.KeyAdmin(str(db_path)), {}
+    for role in ("executor", "leader"):
+        keys[role] = auth.new_key()
+        admin.create(auth.Principal(key_id=auth.new_key_id(), name=f"{role}-key", role=role),
+                     auth.hash_key(keys[role]))
+    admin.close()
+
+    def as_(role):
+        return {"Authorization": f"Bearer {keys[role]}"}
+
+    async with make_client(keyed) as client:
+        status, body = await call(client, "POST", TOOLS, {"toolName": "rm", "agentId": "a1",
+                                                          "waitMs": 0}, headers=as_("executor"))
+        assert status == 200 and body["resolution"] == "timeout"
+        path = f"{TOOLS}/{body['approvalId']}/resolve"
+        status, _ = await call(client, "POST", path, {"decision": "allow_once"},
+                               headers=as_("executor"))
+        assert status == 403  # executors ask, leaders decide
+        status, body = await call(client, "POST", path, {"decision": "deny"},
+                                  headers=as_("leader"))
+        assert status == 200 and body["approval"]["resolvedBy"] == "leader-key"
 
 
 # --- fail closed ---------------------------------------------------------------------------
