@@ -153,13 +153,14 @@ class Approvals:
         parked: tuple[str, Waiter] | None = None
         try:
             new = build(body)
+            del body  # a parked wait keeps ids and numbers, not the request or its models
             parked = new.id, self._park(new.id)  # before the row exists: no decision is missed
             opened = await self._db.open_approval(new, self._settings.ttl_ms)
             if opened.grant is not None:
                 return models.Handshake(resolution="allow_always")
             assert opened.approval is not None
             approval_id, expires_at = opened.approval.id, opened.approval.expires_at
-            del new, opened  # a parked wait keeps ids and numbers, not models
+            del new, opened
             woken = await self._wait(parked[1], expires_at, self._wait_seconds(wait_ms))
             if woken is not None:
                 return models.Handshake(resolution=resolution_of(woken), approval_id=approval_id)

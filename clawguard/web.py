@@ -354,14 +354,20 @@ def _actor(request: web.Request, given: str | None = None) -> str | None:
     return actor
 
 
+# The two blocking handlers hold no local while they wait: every object a parked
+# wait keeps is one more for each full garbage collection to walk.
+
+
 async def delegation_approval(request: web.Request) -> web.Response:
-    body = await parse_body(request, models.DelegationApprovalRequest)
-    return _json(await request.app[APPROVALS].request_delegation(body))
+    return _json(await request.app[APPROVALS].request_delegation(
+        await parse_body(request, models.DelegationApprovalRequest)
+    ))
 
 
 async def request_tool_approval(request: web.Request) -> web.Response:
-    body = await parse_body(request, models.ToolApprovalRequest)
-    return _json(await request.app[APPROVALS].request_tool(body))
+    return _json(await request.app[APPROVALS].request_tool(
+        await parse_body(request, models.ToolApprovalRequest)
+    ))
 
 
 async def list_tool_approvals(request: web.Request) -> web.Response:
