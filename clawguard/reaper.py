@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from clawguard import approvals
+from clawguard import approvals, errors
 
 log = logging.getLogger(__name__)
 
@@ -45,5 +45,7 @@ class Reaper:
             await asyncio.sleep(self._period)
             try:
                 await self.sweep()
-            except Exception:  # the store may be briefly unavailable: try again next period
+            except errors.StoreUnavailable as exc:  # an outage: one line a period, no trace
+                log.warning("approval sweep failed, retrying: %s", exc.message)
+            except Exception:
                 log.exception("approval sweep failed")
