@@ -25,6 +25,12 @@ DECISIONS = list(models.DECISIONS)
 TTL_MS = config.ApprovalsConfig().ttl_ms
 
 
+@pytest.fixture
+def cfg(cfg):
+    """Only the tests sweep: a background sweep could take a row a test advanced past."""
+    return cfg.model_copy(update={"approvals": config.ApprovalsConfig(sweep_ms=3_600_000)})
+
+
 async def call(client, method, path, body=None, **kwargs):
     data = None if body is None else (body if isinstance(body, str) else json.dumps(body))
     resp = await client.request(method, path, data=data, **kwargs)
