@@ -327,9 +327,12 @@ class Handshake(Model):
     resolution: Resolution
     approval_id: str | None = None
 
+    # The sticky short-circuit answers Clawboo's bare {"resolution": "allow_always"}.
     def to_json(self) -> dict[str, Any]:
-        # The sticky short-circuit answers Clawboo's bare {"resolution": "allow_always"}.
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_json_bytes(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
 
 
 class HistoryRecord(Model):
