@@ -33,6 +33,17 @@ PERMISSIONS: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/governance/preflight"): EXECUTOR,
     ("GET", "/api/governance/audit"): OPERATOR,
     ("GET", "/api/governance/audit/head"): OPERATOR,
+    # Approvals (SPEC section 4): executors ask and re-attach, leaders read and decide;
+    # sticky grants and the history are also an operator's to read and revoke.
+    ("POST", "/api/governance/delegation-approval"): EXECUTOR,
+    ("POST", "/api/tools/approvals"): EXECUTOR,
+    ("GET", "/api/tools/approvals"): LEADER,
+    ("GET", "/api/tools/approvals/{id}"): EXECUTOR | LEADER,
+    ("POST", "/api/tools/approvals/{id}/resolve"): LEADER,
+    ("GET", "/api/tools/approvals/grants"): LEADER | OPERATOR,
+    ("DELETE", "/api/tools/approvals/grants/{id}"): LEADER | OPERATOR,
+    ("GET", "/api/approvals"): LEADER | OPERATOR,
+    ("POST", "/api/approvals"): LEADER,
 }
 
 

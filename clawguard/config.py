@@ -48,11 +48,21 @@ class LogConfig(_Section):
     format: Literal["auto", "json", "text"] = "auto"
 
 
+class ApprovalsConfig(_Section):
+    """The three timers of the approval handshake, kept apart (SPEC section 4)."""
+
+    ttl_ms: int = pydantic.Field(default=300_000, gt=0)  # a request's time to live
+    wait_ms: int = pydantic.Field(default=120_000, gt=0)  # the longest one call waits
+    sweep_ms: int = pydantic.Field(default=1_000, gt=0)  # the reaper's period
+    sticky_ttl_ms: int = pydantic.Field(default=0, ge=0)  # 0: grants never expire
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     @property
     def admin_key_file(self) -> Path:

@@ -188,3 +188,157 @@ class AuditHead(Model):
 
     seq: int
     hash: str
+
+# --- approvals (SPEC section 4) -------------------------------------------------
+
+Decision = Literal["allow_once", "allow_always", "deny"]
+DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
+ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expired"]
+# What a waiting caller hears: a decision, the row's expiry, or its own deadline.
+Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout"]
+HistoryAction = Literal["allow-once", "allow-always", "deny"]
+WaitMs = Annotated[int, pydantic.Field(ge=0, le=2**53)]
+Kind = Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+JSON_MAX_DEPTH = 32
+
+
+def _storable(value: Any, depth: int = 0) -> None:
+    """Free-form JSON that can be masked and stored: bounded nesting, text that is UTF-8."""
+    if depth > JSON_MAX_DEPTH:
+        raise ValueError(f"is nested deeper than {JSON_MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("holds text that is not valid Unicode") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    _storable(value)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], pydantic.AfterValidator(_json_object)]
+
+
+class DelegationApprovalRequest(Request):
+    """Clawboo's delegation handshake; `tenantId` and `waitMs` are clawguard's additions."""
+
+    leader_agent_id: Ident
+    kind: Kind = "code"
+    target_agent_name: Ident | None = None
+    task: Text | None = None
+    task_id: Ident | None = None
+    tenant_id: Ident | None = None
+    wait_ms: WaitMs | None = None
+
+
+class ToolApprovalRequest(Request):
+    tool_name: Ident
+    agent_id: Ident
+    args: JsonObject | None = None
+    reason: Text | None = None
+    task_id: Ident | None = None
+    tenant_id: Ident | None = None
+    wait_ms: WaitMs | None = None
+
+
+class ApprovalResolve(Request):
+    decision: Decision
+    resolved_by: Ident | None = None
+
+
+class HistoryAppend(Request):
+    agent_id: Ident
+    action: HistoryAction
+    tool_name: Ident
+    details: JsonObject | None = None
+
+
+class NewApproval(Model):
+    """A pending row as the handshake asks the store to open it (masked already)."""
+
+    id: str
+    tool_name: str
+    agent_id: str
+    args_summary: str | None
+    reason: str | None
+    task_id: str | None
+    tenant_id: str | None
+
+
+class Approval(Model):
+    id: str
+    tool_name: str
+    agent_id: str
+    args_summary: str | None
+    reason: str | None
+    status: ApprovalStatus
+    task_id: str | None
+    tenant_id: str | None
+    created_at: int
+    expires_at: int
+    resolved_at: int | None
+    resolved_by: str | None
+
+    def as_of(self, now: int) -> Approval:
+        """The row as it acts at `now`: pending past its expiry reads as expired, everywhere.
+
+        The reaper writes the same values later (resolvedAt = expiresAt), so a
+        row reads the same before and after its sweep.
+        """
+        if self.status == "pending" and now >= self.expires_at:
+            return self.model_copy(update={"status": "expired", "resolved_at": self.expires_at})
+        return self
+
+
+class Grant(Model):
+    """A sticky allow_always for (agentId, toolName); live while unrevoked and unexpired."""
+
+    id: str
+    agent_id: str
+    tool_name: str
+    approval_id: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    revoked_by: str | None
+
+
+class Opened(Model):
+    """What the store did with a request: short-circuited by a live grant, or a pending row."""
+
+    grant: Grant | None
+    approval: Approval | None
+
+
+class Handshake(Model):
+    """The answer of the blocking routes: `{resolution, approvalId}`."""
+
+    resolution: Resolution
+    approval_id: str | None = None
+
+    # The sticky short-circuit answers Clawboo's bare {"resolution": "allow_always"}.
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_json_bytes(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
+
+
+class HistoryRecord(Model):
+    id: int
+    agent_id: str
+    action: HistoryAction
+    tool_name: str
+    details: str | None  # JSON text, as Clawboo stores it
+    created_at: int

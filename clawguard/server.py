@@ -12,7 +12,9 @@ and close the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import resource
 import signal
 import sys
 
@@ -33,6 +35,7 @@ async def serve(cfg: config.Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    raise_open_files_limit()
     app = web.create_app(cfg)
     # keepalive_timeout also cuts a connection that never completes its request headers.
     runner = aioweb.AppRunner(
@@ -47,6 +50,10 @@ async def serve(cfg: config.Config) -> None:
         await site.start()
         for host, port, *_ in runner.addresses:
             log.info("listening on http://%s:%d", host, port)
+        # Start-up objects (modules, pydantic schemas, routes) live as long as
+        # the process: keep them out of every later full collection, whose
+        # pause otherwise grows with them while thousands of waits are parked.
+        gc.freeze()
         notifier.notify("READY=1")
         async with notifier.watchdog():
             await stopping.wait()
@@ -55,3 +62,21 @@ async def serve(cfg: config.Config) -> None:
     finally:
         await runner.cleanup()
     log.info("stopped")
+
+
+# Beyond this an unlimited hard limit is not worth asking for (Linux's default nr_open).
+_OPEN_FILES_CEILING = 1_048_576
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: each parked approval wait holds a
+    connection, and a soft limit of 1024 would refuse the 1000th waiting agent."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d: %s", soft, exc)
+            return
+        log.info("open files limit raised from %d to %d", soft, wanted)

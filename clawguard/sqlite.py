@@ -41,6 +41,17 @@ _BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
     " created_at, updated_at"
 )
+_APPROVAL_COLUMNS = (
+    "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
+    " expires_at, resolved_at, resolved_by"
+)
+_GRANT_COLUMNS = (
+    "id, agent_id, tool_name, approval_id, created_at, expires_at, revoked_at, revoked_by"
+)
+_HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
+_HISTORY_ACTION: dict[str, models.HistoryAction] = {
+    "allow_once": "allow-once", "allow_always": "allow-always", "deny": "deny",
+}
 
 
 def connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -274,6 +285,76 @@ class SQLiteStore:
     ) -> models.SpendCharged:
         result: models.SpendCharged = await self._write(
             lambda conn, now: _record_spend(conn, now, request, fingerprint)
+        )
+        return result
+
+    # --- approvals -------------------------------------------------------------------
+
+    async def open_approval(self, new: models.NewApproval, ttl_ms: int) -> models.Opened:
+        result: models.Opened = await self._write(
+            lambda conn, now: _open_approval(conn, now, new, ttl_ms)
+        )
+        return result
+
+    async def get_approval(self, approval_id: str) -> models.Approval | None:
+        rows = await self._read(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
+        )
+        return _approval(rows[0]) if rows else None
+
+    async def list_pending_approvals(self, now: int) -> list[models.Approval]:
+        rows = await self._read(
+            f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+            " AND expires_at > ? ORDER BY created_at DESC, rowid DESC",
+            (now,),
+        )
+        return [_approval(row) for row in rows]
+
+    async def resolve_approval(
+        self, approval_id: str, decision: models.Decision, resolved_by: str | None,
+        sticky_ttl_ms: int,
+    ) -> models.Approval:
+        result: models.Approval = await self._write(
+            lambda conn, now: _resolve_approval(
+                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms
+            )
+        )
+        return result
+
+    async def expire_approvals(self, limit: int) -> list[models.Approval]:
+        result: list[models.Approval] = await self._write(
+            lambda conn, now: _expire_approvals(conn, now, limit)
+        )
+        return result
+
+    async def list_grants(self, now: int, agent_id: str | None) -> list[models.Grant]:
+        rows = await self._read(
+            f"SELECT {_GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > ?1) AND (?2 IS NULL OR agent_id = ?2)"
+            " ORDER BY created_at DESC, rowid DESC",
+            (now, agent_id),
+        )
+        return [_grant(row) for row in rows]
+
+    async def revoke_grant(self, grant_id: str, revoked_by: str | None) -> models.Grant:
+        result: models.Grant = await self._write(
+            lambda conn, now: _revoke_grant(conn, now, grant_id, revoked_by)
+        )
+        return result
+
+    async def list_history(self, agent_id: str | None, limit: int) -> list[models.HistoryRecord]:
+        rows = await self._read(
+            f"SELECT {_HISTORY_COLUMNS} FROM approval_history"
+            " WHERE (?1 IS NULL OR agent_id = ?1) ORDER BY id DESC LIMIT ?2",
+            (agent_id, limit),
+        )
+        return [_history(row) for row in rows]
+
+    async def append_history(
+        self, agent_id: str, action: models.HistoryAction, tool_name: str, details: str | None
+    ) -> models.HistoryRecord:
+        result: models.HistoryRecord = await self._write(
+            lambda conn, now: _append_history(conn, now, agent_id, action, tool_name, details)
         )
         return result
 
@@ -609,6 +690,215 @@ def audit_chain(path: str) -> Iterator[audit.Row]:
             conn.close()
     except sqlite3.Error as exc:
         raise errors.StoreUnavailable(f"cannot read the audit log in {path}: {exc}") from exc
+
+
+# --- approvals (in the writer thread, like everything above) --------------------------
+
+
+def _approval(row: Iterable[Any]) -> models.Approval:
+    (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
+     resolved_by) = row
+    return models.Approval(
+        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
+        task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
+        resolved_at=resolved_at, resolved_by=resolved_by,
+    )
+
+
+def _grant(row: Iterable[Any]) -> models.Grant:
+    gid, agent, tool, approval_id, created, expires, revoked_at, revoked_by = row
+    return models.Grant(
+        id=gid, agent_id=agent, tool_name=tool, approval_id=approval_id, created_at=created,
+        expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
+    )
+
+
+def _history(row: Iterable[Any]) -> models.HistoryRecord:
+    hid, agent, action, tool, details, created = row
+    return models.HistoryRecord(
+        id=hid, agent_id=agent, action=action, tool_name=tool, details=details,
+        created_at=created,
+    )
+
+
+def _live_grant(
+    conn: sqlite3.Connection, now: int, agent_id: str, tool_name: str
+) -> models.Grant | None:
+    row = conn.execute(
+        f"SELECT {_GRANT_COLUMNS} FROM approval_grants WHERE agent_id = ? AND tool_name = ?"
+        " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        (agent_id, tool_name, now),
+    ).fetchone()
+    return None if row is None else _grant(row)
+
+
+def _open_approval(
+    conn: sqlite3.Connection, now: int, new: models.NewApproval, ttl_ms: int
+) -> models.Opened:
+    grant = _live_grant(conn, now, new.agent_id, new.tool_name)
+    if grant is not None:
+        _append_audit(
+            conn, now, "approval", "approval.sticky_allowed", new.agent_id,
+            {"grantId": grant.id, "toolName": new.tool_name, "grantedBy": grant.approval_id,
+             "taskId": new.task_id, "tenantId": new.tenant_id},
+        )
+        return models.Opened(grant=grant, approval=None)
+    approval = models.Approval(
+        **new.model_dump(), status="pending", created_at=now, expires_at=now + ttl_ms,
+        resolved_at=None, resolved_by=None,
+    )
+    conn.execute(
+        f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
+         approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
+         approval.expires_at, None, None),
+    )
+    _append_audit(
+        conn, now, "approval", "approval.requested", new.agent_id,
+        {"approvalId": approval.id, "toolName": approval.tool_name,
+         "argsSummary": approval.args_summary, "reason": approval.reason,
+         "taskId": approval.task_id, "tenantId": approval.tenant_id,
+         "expiresAt": approval.expires_at},
+    )
+    return models.Opened(grant=None, approval=approval)
+
+
+def _resolve_approval(
+    conn: sqlite3.Connection, now: int, approval_id: str, decision: models.Decision,
+    resolved_by: str | None, sticky_ttl_ms: int,
+) -> models.Approval:
+    # The one conditional update that makes a decision: only a pending, unexpired row.
+    changed = conn.execute(
+        "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?"
+        " WHERE id = ? AND status = 'pending' AND expires_at > ?",
+        (decision, now, resolved_by, approval_id, now),
+    ).rowcount
+    row = conn.execute(
+        f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
+    ).fetchone()
+    if row is None:
+        raise errors.NotFound(f"no approval {approval_id}")
+    approval = _approval(row)
+    if changed == 0:
+        status = approval.as_of(now).status
+        raise errors.Conflict(
+            f"approval {approval_id} is already {status}",
+            {"approvalId": approval_id, "status": status},
+        )
+    grant = None
+    if decision == "allow_always":
+        grant = _create_grant(conn, now, approval, sticky_ttl_ms)
+    _insert_history(
+        conn, now, approval.agent_id, _HISTORY_ACTION[decision], approval.tool_name,
+        audit.canonical({"approvalId": approval_id, "resolvedBy": resolved_by}),
+    )
+    _append_audit(
+        conn, now, "approval", "approval.resolved", approval.agent_id,
+        {"approvalId": approval_id, "toolName": approval.tool_name, "decision": decision,
+         "resolvedBy": resolved_by, "taskId": approval.task_id,
+         "grantId": None if grant is None else grant.id,
+         "grantExpiresAt": None if grant is None else grant.expires_at},
+    )
+    return approval
+
+
+def _create_grant(
+    conn: sqlite3.Connection, now: int, approval: models.Approval, sticky_ttl_ms: int
+) -> models.Grant:
+    grant = models.Grant(
+        id="grt_" + secrets.token_hex(8), agent_id=approval.agent_id,
+        tool_name=approval.tool_name, approval_id=approval.id, created_at=now,
+        expires_at=now + sticky_ttl_ms if sticky_ttl_ms > 0 else None, revoked_at=None,
+        revoked_by=None,
+    )
+    # One unrevoked grant per pair: a new one (e.g. after the old expired) supersedes it.
+    conn.execute(
+        "UPDATE approval_grants SET revoked_at = ?, revoked_by = ? WHERE agent_id = ?"
+        " AND tool_name = ? AND revoked_at IS NULL",
+        (now, "superseded:" + grant.id, grant.agent_id, grant.tool_name),
+    )
+    conn.execute(
+        f"INSERT INTO approval_grants ({_GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+        (grant.id, grant.agent_id, grant.tool_name, grant.approval_id, now, grant.expires_at),
+    )
+    return grant
+
+
+def _expire_approvals(conn: sqlite3.Connection, now: int, limit: int) -> list[models.Approval]:
+    rows = conn.execute(
+        f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+        " AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    expired = []
+    for row in rows:
+        approval = _approval(row).as_of(now)
+        conn.execute(
+            "UPDATE approvals SET status = 'expired', resolved_at = expires_at"
+            " WHERE id = ? AND status = 'pending'",
+            (approval.id,),
+        )
+        _append_audit(
+            conn, now, "approval", "approval.expired", approval.agent_id,
+            {"approvalId": approval.id, "toolName": approval.tool_name,
+             "expiresAt": approval.expires_at, "taskId": approval.task_id},
+        )
+        expired.append(approval)
+    return expired
+
+
+def _revoke_grant(
+    conn: sqlite3.Connection, now: int, grant_id: str, revoked_by: str | None
+) -> models.Grant:
+    row = conn.execute(
+        f"SELECT {_GRANT_COLUMNS} FROM approval_grants WHERE id = ?", (grant_id,)
+    ).fetchone()
+    if row is None:
+        raise errors.NotFound(f"no grant {grant_id}")
+    grant = _grant(row)
+    if grant.revoked_at is not None:
+        raise errors.Conflict(
+            f"grant {grant_id} is already revoked",
+            {"grantId": grant_id, "revokedAt": grant.revoked_at},
+        )
+    conn.execute(
+        "UPDATE approval_grants SET revoked_at = ?, revoked_by = ? WHERE id = ?",
+        (now, revoked_by, grant_id),
+    )
+    _append_audit(
+        conn, now, "approval", "approval.grant_revoked", grant.agent_id,
+        {"grantId": grant_id, "toolName": grant.tool_name, "revokedBy": revoked_by,
+         "grantedBy": grant.approval_id},
+    )
+    return grant.model_copy(update={"revoked_at": now, "revoked_by": revoked_by})
+
+
+def _insert_history(
+    conn: sqlite3.Connection, now: int, agent_id: str, action: models.HistoryAction,
+    tool_name: str, details: str | None,
+) -> models.HistoryRecord:
+    history_id = conn.execute(
+        "INSERT INTO approval_history (agent_id, action, tool_name, details, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (agent_id, action, tool_name, details, now),
+    ).lastrowid
+    assert history_id is not None
+    return models.HistoryRecord(
+        id=history_id, agent_id=agent_id, action=action, tool_name=tool_name, details=details,
+        created_at=now,
+    )
+
+
+def _append_history(
+    conn: sqlite3.Connection, now: int, agent_id: str, action: models.HistoryAction,
+    tool_name: str, details: str | None,
+) -> models.HistoryRecord:
+    record = _insert_history(conn, now, agent_id, action, tool_name, details)
+    _append_audit(
+        conn, now, "approval", "approval.history_recorded", agent_id,
+        {"historyId": record.id, "action": action, "toolName": tool_name},
+    )
+    return record
 
 
 def ledger_check(path: str) -> list[tuple[str, int, int]]:

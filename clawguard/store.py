@@ -56,5 +56,41 @@ class Store(Protocol):
         details: dict[str, Any],
     ) -> None: ...
 
+    # --- approvals (SPEC section 4) ---------------------------------------------
+
+    async def open_approval(self, new: models.NewApproval, ttl_ms: int) -> models.Opened:
+        """A live sticky grant for (agent, tool) short-circuits; else a pending row expiring
+        ttl_ms from now. Either way audited, in one transaction."""
+
+    async def get_approval(self, approval_id: str) -> models.Approval | None:
+        """The row as stored (callers apply `Approval.as_of`)."""
+
+    async def list_pending_approvals(self, now: int) -> list[models.Approval]:
+        """Pending rows not yet past expiry at `now`, newest first."""
+
+    async def resolve_approval(
+        self, approval_id: str, decision: models.Decision, resolved_by: str | None,
+        sticky_ttl_ms: int,
+    ) -> models.Approval:
+        """Decide a pending, unexpired row exactly once: NotFound, or Conflict when it is
+        decided or past expiry. allow_always also writes a sticky grant; every decision
+        is appended to the history and audited."""
+
+    async def expire_approvals(self, limit: int) -> list[models.Approval]:
+        """Mark up to `limit` pending rows past expiry as expired, auditing each once."""
+
+    async def list_grants(self, now: int, agent_id: str | None) -> list[models.Grant]:
+        """Live grants at `now` (unrevoked, unexpired), newest first."""
+
+    async def revoke_grant(self, grant_id: str, revoked_by: str | None) -> models.Grant:
+        """NotFound, or Conflict when already revoked."""
+
+    async def list_history(self, agent_id: str | None, limit: int) -> list[models.HistoryRecord]:
+        ...
+
+    async def append_history(
+        self, agent_id: str, action: models.HistoryAction, tool_name: str, details: str | None
+    ) -> models.HistoryRecord: ...
+
     async def close(self) -> None:
         """Finish every queued write, then close."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from clawguard import auth, budgets, config, errors, logs, models, sqlite, store
+from clawguard import approvals, auth, budgets, config, errors, logs, models, reaper, sqlite, store
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,11 @@ CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 STORE = web.AppKey("store", store.Store)
 KEY_CACHE = web.AppKey("key_cache", auth.KeyCache)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
+APPROVALS = web.AppKey("approvals", approvals.Approvals)
+REAPER = web.AppKey("reaper", reaper.Reaper)
+HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+# Who resolved or revoked: the body's `resolvedBy`, else this header, else the API key's name.
+ACTOR_HEADER = "X-Clawguard-Actor"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -311,6 +316,102 @@ async def audit_head(request: web.Request) -> web.Response:
     return _json(await request.app[STORE].audit_head())
 
 
+# --- approvals (SPEC section 4) -----------------------------------------------------
+
+
+def _path_id(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    if not 1 <= len(value) <= 200:
+        raise errors.InvalidInput(f"{name} must be 1 to 200 characters")
+    return value
+
+
+def _query_wait_ms(request: web.Request) -> int | None:
+    value = request.query.get("waitMs")
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value) or int(value) < 0:
+        raise errors.InvalidInput("waitMs must be a non-negative integer")
+    return int(value)
+
+
+def _query_clamped(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Clawboo's history limit: clamped to [low, high]; non-numeric means the default."""
+    value = request.query.get(name, "")
+    if not _INTEGER.fullmatch(value):
+        return default
+    return max(low, min(int(value), high))
+
+
+def _actor(request: web.Request, given: str | None = None) -> str | None:
+    """Who decides or revokes: as the caller says (body, else header), else the key's name."""
+    actor = given or request.headers.get(ACTOR_HEADER) or None
+    if actor is not None and len(actor) > 200:
+        raise errors.InvalidInput(f"{ACTOR_HEADER} must be 1 to 200 characters")
+    principal = request.get(PRINCIPAL)
+    if actor is None and principal is not None and principal is not auth.ANONYMOUS:
+        actor = principal.name
+    return actor
+
+
+# The two blocking handlers hold no local while they wait: every object a parked
+# wait keeps is one more for each full garbage collection to walk.
+
+
+async def delegation_approval(request: web.Request) -> web.Response:
+    return _json(await request.app[APPROVALS].request_delegation(
+        await parse_body(request, models.DelegationApprovalRequest)
+    ))
+
+
+async def request_tool_approval(request: web.Request) -> web.Response:
+    return _json(await request.app[APPROVALS].request_tool(
+        await parse_body(request, models.ToolApprovalRequest)
+    ))
+
+
+async def list_tool_approvals(request: web.Request) -> web.Response:
+    rows = await request.app[APPROVALS].pending()
+    return web.json_response({"ok": True, "approvals": [row.to_json() for row in rows]})
+
+
+async def get_tool_approval(request: web.Request) -> web.Response:
+    approval_id, wait_ms = _path_id(request), _query_wait_ms(request)
+    approval = await request.app[APPROVALS].get(approval_id, wait_ms)
+    return web.json_response({"ok": True, "approval": approval.to_json()})
+
+
+async def resolve_tool_approval(request: web.Request) -> web.Response:
+    approval_id = _path_id(request)
+    body = await parse_body(request, models.ApprovalResolve)
+    approval = await request.app[APPROVALS].resolve(
+        approval_id, body.decision, _actor(request, body.resolved_by)
+    )
+    return web.json_response({"ok": True, "approval": approval.to_json()})
+
+
+async def list_grants(request: web.Request) -> web.Response:
+    grants = await request.app[APPROVALS].grants(request.query.get("agentId") or None)
+    return web.json_response({"ok": True, "grants": [grant.to_json() for grant in grants]})
+
+
+async def revoke_grant(request: web.Request) -> web.Response:
+    grant = await request.app[APPROVALS].revoke(_path_id(request), _actor(request))
+    return web.json_response({"ok": True, "grant": grant.to_json()})
+
+
+async def list_history(request: web.Request) -> web.Response:
+    limit = _query_clamped(request, "limit", HISTORY_LIMIT_DEFAULT, 1, HISTORY_LIMIT_MAX)
+    records = await request.app[APPROVALS].history(request.query.get("agentId") or None, limit)
+    return web.json_response({"ok": True, "records": [r.to_json() for r in records]})
+
+
+async def append_history(request: web.Request) -> web.Response:
+    body = await parse_body(request, models.HistoryAppend)
+    record = await request.app[APPROVALS].record(body)
+    return web.json_response({"ok": True, "record": record.to_json()})
+
+
 ROUTES = [
     web.get("/healthz", healthz),
     web.get("/readyz", readyz),
@@ -322,6 +423,15 @@ ROUTES = [
     web.get("/api/governance/preflight", preflight),
     web.get("/api/governance/audit", list_audit),
     web.get("/api/governance/audit/head", audit_head),
+    web.post("/api/governance/delegation-approval", delegation_approval),
+    web.post("/api/tools/approvals", request_tool_approval),
+    web.get("/api/tools/approvals", list_tool_approvals),
+    web.get("/api/tools/approvals/grants", list_grants),  # before {id}: "grants" is no id
+    web.delete("/api/tools/approvals/grants/{id}", revoke_grant),
+    web.get("/api/tools/approvals/{id}", get_tool_approval),
+    web.post("/api/tools/approvals/{id}/resolve", resolve_tool_approval),
+    web.get("/api/approvals", list_history),
+    web.post("/api/approvals", append_history),
 ]
 
 
@@ -338,6 +448,8 @@ def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> 
     app[KEY_CACHE] = auth.KeyCache(cfg.auth.cache_ms)
     app.cleanup_ctx.append(_store_ctx)
     app.on_startup.append(_first_admin_key)
+    app.cleanup_ctx.append(_approvals_ctx)
+    app.on_shutdown.append(_answer_parked_waits)
     app.router.add_routes(ROUTES)
     return app
 
@@ -365,3 +477,21 @@ async def _first_admin_key(app: web.Application) -> None:
                      auth.hash_key(key))
     log.warning("no API key existed: created an admin key in %s (readable by its owner only)",
                 path)
+
+
+async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
+    handshake = approvals.Approvals(app[STORE], app[CONFIG].approvals, app[CLOCK])
+    sweeper = reaper.Reaper(handshake, app[CONFIG].approvals.sweep_ms)
+    await sweeper.sweep()  # what expired while the daemon was down, before serving
+    app[APPROVALS], app[REAPER] = handshake, sweeper
+    sweeper.start()
+    yield
+    await sweeper.stop()
+    handshake.close()
+
+
+async def _answer_parked_waits(app: web.Application) -> None:
+    # on_shutdown runs before in-flight handlers are awaited: parked long-polls
+    # answer `timeout` now instead of holding the drain for their whole wait.
+    if APPROVALS in app:
+        app[APPROVALS].close()

@@ -32,6 +32,21 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/governance/preflight"): ("/api/governance/preflight?agentId=a1", None),
     ("GET", "/api/governance/audit"): ("/api/governance/audit", None),
     ("GET", "/api/governance/audit/head"): ("/api/governance/audit/head", None),
+    # waitMs 0: the handshake answers `timeout` at once instead of blocking the test.
+    ("POST", "/api/governance/delegation-approval"): (
+        "/api/governance/delegation-approval", {"leaderAgentId": "lead", "waitMs": 0}),
+    ("POST", "/api/tools/approvals"): (
+        "/api/tools/approvals", {"toolName": "rm", "agentId": "a1", "waitMs": 0}),
+    ("GET", "/api/tools/approvals"): ("/api/tools/approvals", None),
+    ("GET", "/api/tools/approvals/{id}"): ("/api/tools/approvals/apr_0000000000000000", None),
+    ("POST", "/api/tools/approvals/{id}/resolve"): (
+        "/api/tools/approvals/apr_0000000000000000/resolve", {"decision": "deny"}),
+    ("GET", "/api/tools/approvals/grants"): ("/api/tools/approvals/grants", None),
+    ("DELETE", "/api/tools/approvals/grants/{id}"): (
+        "/api/tools/approvals/grants/grt_0000000000000000", None),
+    ("GET", "/api/approvals"): ("/api/approvals", None),
+    ("POST", "/api/approvals"): (
+        "/api/approvals", {"agentId": "a1", "action": "deny", "toolName": "rm"}),
 }
 
 

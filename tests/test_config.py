@@ -71,3 +71,22 @@ def test_check_config_command_reports_and_exits_nonzero(tmp_path):
     good = subprocess.run([sys.executable, "-m", "clawguard", "check-config", "--config",
                            str(EXAMPLE)], capture_output=True, text=True)
     assert good.returncode == 0 and '"port": 18790' in good.stdout
+
+
+def test_approvals_settings_defaults_and_environment():
+    assert config.Config().approvals == config.ApprovalsConfig(
+        ttl_ms=300_000, wait_ms=120_000, sweep_ms=1_000, sticky_ttl_ms=0,
+    )
+    cfg = config.load(environ={"CLAWGUARD_APPROVALS_WAIT_MS": "500",
+                               "CLAWGUARD_APPROVALS_STICKY_TTL_MS": "60000"})
+    assert cfg.approvals.wait_ms == 500 and cfg.approvals.sticky_ttl_ms == 60_000
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("TTL_MS", "0"), ("WAIT_MS", "-1"), ("SWEEP_MS", "0"), ("STICKY_TTL_MS", "-5"),
+     ("TTL_MS", "soon"), ("TIMEOUT_MS", "5")],
+)
+def test_bad_approvals_settings_name_the_key(key, value):
+    with pytest.raises(errors.ConfigError, match=f"approvals.{key.lower()}"):
+        config.load(environ={f"CLAWGUARD_APPROVALS_{key}": value})

@@ -31,6 +31,11 @@ BUDGETS = "/api/governance/budgets"
 SPEND = "/api/governance/spend"
 PREFLIGHT = "/api/governance/preflight"
 AUDIT = "/api/governance/audit"
+DELEGATE = "/api/governance/delegation-approval"
+TOOLS = "/api/tools/approvals"
+GRANTS = "/api/tools/approvals/grants"
+HISTORY = "/api/approvals"
+UNKNOWN_APPROVAL = f"{TOOLS}/apr_0000000000000000"
 MIB = 1024 * 1024
 ERROR_KEYS = {"error", "message", "details"}
 
@@ -255,6 +260,51 @@ CASES: list[Case] = [
     Case("audit-since-superscript-digit", "GET", f"{AUDIT}?since=%C2%B2", 400),
     Case("audit-since-over-int64", "GET", f"{AUDIT}?since={'9' * 20}", 400),
     Case("audit-since-under-int64", "GET", f"{AUDIT}?since=-{'9' * 19}", 400),
+    # --- approvals (none of these may block: a valid handshake waits for a decision) ---------
+    Case("delegate-empty-body", "POST", DELEGATE, 400, b""),
+    Case("delegate-malformed-json", "POST", DELEGATE, 400, raw('{"leaderAgentId": ')),
+    Case("delegate-missing-leader", "POST", DELEGATE, 400, j({"kind": "code", "task": "x"})),
+    Case("delegate-leader-empty", "POST", DELEGATE, 400, j({"leaderAgentId": ""})),
+    Case("delegate-leader-too-long", "POST", DELEGATE, 400, j({"leaderAgentId": LONG_ID})),
+    Case("delegate-leader-number", "POST", DELEGATE, 400, j({"leaderAgentId": 7})),
+    Case("delegate-kind-with-space", "POST", DELEGATE, 400,
+         j({"leaderAgentId": "l", "kind": "two words"})),
+    Case("delegate-wait-negative", "POST", DELEGATE, 400, j({"leaderAgentId": "l", "waitMs": -1})),
+    Case("delegate-wait-fractional", "POST", DELEGATE, 400,
+         raw('{"leaderAgentId": "l", "waitMs": 1.5}')),
+    Case("delegate-unknown-field", "POST", DELEGATE, 400, j({"leaderAgentId": "l", "leader": "x"})),
+    Case("delegate-deeply-nested", "POST", DELEGATE, 400, raw(DEEP_ARRAY)),
+    Case("tool-approval-array", "POST", TOOLS, 400, j([{"toolName": "rm", "agentId": "a1"}])),
+    Case("tool-approval-missing-agent", "POST", TOOLS, 400, j({"toolName": "rm"})),
+    Case("tool-approval-args-array", "POST", TOOLS, 400,
+         j({"toolName": "rm", "agentId": "a1", "args": ["-rf"]})),
+    Case("tool-approval-args-too-deep", "POST", TOOLS, 400, raw(
+        '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 40 + "]" * 40 + "}}")),
+    Case("tool-approval-args-lone-surrogate", "POST", TOOLS, 400,
+         raw('{"toolName": "rm", "agentId": "a1", "args": {"x": "\\ud800"}}')),
+    Case("tool-approval-wait-string", "POST", TOOLS, 400,
+         j({"toolName": "rm", "agentId": "a1", "waitMs": "10"})),
+    Case("tool-approval-wait-nan", "POST", TOOLS, 400,
+         raw('{"toolName": "rm", "agentId": "a1", "waitMs": NaN}')),
+    Case("tool-approval-unknown-id", "GET", UNKNOWN_APPROVAL, 404),
+    Case("tool-approval-wait-word", "GET", f"{UNKNOWN_APPROVAL}?waitMs=soon", 400),
+    Case("tool-approval-wait-negative", "GET", f"{UNKNOWN_APPROVAL}?waitMs=-1", 400),
+    Case("tool-approval-wait-5000-digits", "GET", f"{UNKNOWN_APPROVAL}?waitMs={'9' * 5000}", 400),
+    Case("tool-approval-id-too-long", "GET", f"{TOOLS}/{LONG_ID}", 400),
+    Case("resolve-unknown-decision", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "allow"})),
+    Case("resolve-hyphenated-decision", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "allow-once"})),
+    Case("resolve-missing-decision", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400, j({})),
+    Case("resolve-unknown-approval", "POST", f"{UNKNOWN_APPROVAL}/resolve", 404,
+         j({"decision": "deny"})),
+    Case("revoke-unknown-grant", "DELETE", f"{GRANTS}/grt_0000000000000000", 404),
+    Case("revoke-grant-id-too-long", "DELETE", f"{GRANTS}/{LONG_ID}", 400),
+    Case("history-missing-action", "POST", HISTORY, 400, j({"agentId": "a1", "toolName": "t"})),
+    Case("history-underscored-action", "POST", HISTORY, 400,
+         j({"agentId": "a1", "action": "allow_once", "toolName": "t"})),
+    Case("history-details-string", "POST", HISTORY, 400,
+         j({"agentId": "a1", "action": "deny", "toolName": "t", "details": "{}"})),
     # --- routing -----------------------------------------------------------------------------
     Case("route-unknown", "GET", "/api/governance/nope", 404),
     Case("route-unknown-post", "POST", "/api/governance/spends", 404, spend_with()),
@@ -285,7 +335,10 @@ def test_the_table_is_sound() -> None:
 
 
 # Routes with nothing to malform (no body, no path or query parameter).
-NO_INPUT = {"/healthz", "/readyz", "/api/governance/audit/head"}
+NO_INPUT = {"/healthz", "/readyz", "/api/governance/audit/head",
+            # lenient GETs: an agentId filter, and a limit where anything non-numeric
+            # means the default (the POSTs on the same paths have their cases above)
+            "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals"}
 
 
 def test_the_table_covers_every_route_that_takes_input() -> None:

@@ -1,0 +1,371 @@
+"""Capacity of the approval handshake: many parked waits on one daemon, then every one resolved.
+
+Starts ``clawguard serve`` (a subprocess, port 0, a temporary database) and,
+from this process with one aiohttp session (``TCPConnector(limit=0)``):
+
+1. warms the daemon up with a small park-and-resolve round;
+2. parks ``--waits`` (default 10,000) approval waits, each its own connection
+   (``POST /api/tools/approvals``, one agent per wait so no sticky grant
+   short-circuits), and reads the daemon's VmRSS from /proc before and after:
+   resident memory per parked wait;
+3. with all of them parked, sends the daemon SIGUSR1, which makes it run a
+   full ``gc.collect()`` on its event loop thread (a hook this bench installs,
+   not part of clawguard) while ``/healthz`` is probed: does a full collection
+   stall other requests, and for how long;
+4. resolves every request (``--concurrency`` at a time) and measures, per
+   request, the delay from the resolve's response to its waiter's response
+   (p50/p99; negative means the waiter heard first, which is the design:
+   the daemon answers woken waiters before their resolver), and the time
+   from sending the resolve to the waiter's answer (the decision's commit
+   included).
+
+Targets: at most 16 KB per parked wait, p99 delay under 50 ms; exit status 1
+when missed. Run from the repository root with the package importable::
+
+    python bench/approvals.py [--waits 10000] [--concurrency 64] [--no-freeze] [--log PATH]
+
+``--no-freeze`` stops the daemon from calling ``gc.freeze()`` after start-up,
+to compare the pause of a full collection with and without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+LISTEN_RE = re.compile(r"listening on (http://[\d.]+:\d+)")
+TOOLS = "/api/tools/approvals"
+TARGET_KB_PER_WAIT = 16.0
+TARGET_P99_MS = 50.0
+
+# Runs the daemon with two bench-only signal hooks: SIGUSR1 times a full
+# collection on the loop's thread (a Python signal handler runs there, between
+# bytecodes, just as an automatic collection would); SIGUSR2 counts the
+# objects the collector tracks. Automatic generation-2 pauses are logged too.
+WRAPPER = r"""
+import gc, os, signal, sys, time
+from clawguard import cli
+
+_manual = [False]
+def collect(signum, frame):
+    started = time.perf_counter()
+    _manual[0] = True
+    found = gc.collect()
+    _manual[0] = False
+    took = (time.perf_counter() - started) * 1000
+    print(f"BENCH collect {took:.2f} {found}", file=sys.stderr, flush=True)
+
+def count(signum, frame):
+    print(f"BENCH objects {len(gc.get_objects())} {gc.get_freeze_count()}",
+          file=sys.stderr, flush=True)
+
+_started = [0.0]
+def watch(phase, info):
+    if info["generation"] != 2 or _manual[0]:
+        return
+    if phase == "start":
+        _started[0] = time.perf_counter()
+    else:
+        took = (time.perf_counter() - _started[0]) * 1000
+        print(f"BENCH auto-gen2 {took:.2f}", file=sys.stderr, flush=True)
+
+signal.signal(signal.SIGUSR1, collect)
+signal.signal(signal.SIGUSR2, count)
+gc.callbacks.append(watch)
+if os.environ.get("BENCH_NO_FREEZE"):
+    gc.freeze = lambda: None
+sys.exit(cli.main(["serve"]))
+"""
+
+
+def raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1_048_576
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Daemon:
+    def __init__(self, workdir: Path, freeze: bool) -> None:
+        self.log_path = workdir / "daemon.log"
+        self.db = workdir / "clawguard.db"
+        self.env = dict(
+            os.environ,
+            CLAWGUARD_SERVER_HOST="127.0.0.1",
+            CLAWGUARD_SERVER_PORT="0",
+            CLAWGUARD_STORAGE_PATH=str(self.db),
+            CLAWGUARD_APPROVALS_TTL_MS="3600000",
+            CLAWGUARD_APPROVALS_WAIT_MS="3600000",
+            CLAWGUARD_AUTH_MODE="none",  # loopback only; the bench measures waiting, not keys
+            PYTHONUNBUFFERED="1",
+        )
+        self.env.pop("CLAWGUARD_CONFIG", None)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), self.env.get("PYTHONPATH")) if p
+        )
+        if not freeze:
+            self.env["BENCH_NO_FREEZE"] = "1"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> str:
+        with self.log_path.open("wb") as log:  # a file, not a pipe nobody drains
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", WRAPPER], cwd=REPO, env=self.env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTEN_RE.search(self.log())
+            if match:
+                return match[1]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("daemon did not start:\n" + self.log())
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def rss_kb(self) -> int:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        assert match is not None
+        return int(match[1])
+
+    async def signal_and_read(self, signum: int, tag: str) -> list[str]:
+        """Send a bench hook signal and wait for the line it logs."""
+        seen = self.log().count(f"BENCH {tag} ")
+        os.kill(self.pid, signum)
+        for _ in range(500):
+            lines = [line for line in self.log().splitlines() if line.startswith(f"BENCH {tag} ")]
+            if len(lines) > seen:
+                return lines[-1].split()[2:]
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"no BENCH {tag} line")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Bench:
+    def __init__(self, base: str, session: aiohttp.ClientSession, db: Path) -> None:
+        self.base = base
+        self.session = session
+        self.db = db
+        self.answered: dict[str, float] = {}
+        self.resolutions: dict[str, str] = {}
+
+    def pending_ids(self) -> list[str]:
+        """Read from the database file, not over HTTP: listing 10,000 rows again and again
+        would load the daemon (and its garbage collector) with work that is not waiting."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            return [i for (i,) in conn.execute("SELECT id FROM approvals WHERE status = 'pending'")]
+        finally:
+            conn.close()
+
+    async def wait(self, agent: str) -> None:
+        body = {"toolName": "bench.deploy", "agentId": agent, "args": {"target": agent}}
+        async with self.session.post(self.base + TOOLS, json=body) as resp:
+            answer = await resp.json()
+        self.answered[answer["approvalId"]] = time.perf_counter()
+        self.resolutions[answer["approvalId"]] = answer["resolution"]
+
+    async def park(self, count: int, prefix: str, step: int = 500) -> list[asyncio.Task[None]]:
+        """Open `count` waits, `step` connections at a time (the listen backlog is finite)."""
+        tasks: list[asyncio.Task[None]] = []
+        already = len(self.pending_ids())
+        for start in range(0, count, step):
+            batch = range(start, min(count, start + step))
+            tasks += [asyncio.create_task(self.wait(f"{prefix}-{n}")) for n in batch]
+            while len(self.pending_ids()) < already + len(tasks):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # polls the bench's own read of the file
+        return tasks
+
+    async def resolve_all(
+        self, ids: list[str], concurrency: int
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(when each resolve was sent, when its response came back)."""
+        sent: dict[str, float] = {}
+        resolved: dict[str, float] = {}
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(approval_id: str) -> None:
+            async with gate:
+                url = f"{self.base}{TOOLS}/{approval_id}/resolve"
+                sent[approval_id] = time.perf_counter()
+                async with self.session.post(url, json={"decision": "allow_once"}) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"resolve {approval_id}: {resp.status}")
+                resolved[approval_id] = time.perf_counter()
+
+        await asyncio.gather(*(one(approval_id) for approval_id in ids))
+        return sent, resolved
+
+    async def probe(self, seconds: float) -> list[float]:
+        """Sequential /healthz latencies (ms) over `seconds`."""
+        latencies = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with self.session.get(self.base + "/healthz") as resp:
+                await resp.read()
+            latencies.append((time.perf_counter() - started) * 1000)
+        return latencies
+
+
+async def gc_stall(bench: Bench, daemon: Daemon) -> tuple[float, float, float]:
+    """(collect ms, healthz p50 ms before, worst healthz ms while it ran)."""
+    baseline = await bench.probe(0.5)
+    probing = asyncio.create_task(bench.probe(1.0))
+    await asyncio.sleep(0.3)
+    took, _ = await daemon.signal_and_read(signal.SIGUSR1, "collect")
+    during = await probing
+    return float(took), statistics.median(baseline), max(during)
+
+
+def auto_pauses(daemon: Daemon) -> list[float]:
+    """The automatic full collections the daemon has logged so far (ms each)."""
+    return [float(line.split()[2]) for line in daemon.log().splitlines()
+            if line.startswith("BENCH auto-gen2 ")]
+
+
+async def run(daemon: Daemon, base: str, waits: int, concurrency: int) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        bench = Bench(base, session, daemon.db)
+        # Warm-up: every code path once, so lazily built state is in the baseline.
+        warm = await bench.park(200, "warm", step=200)
+        await bench.resolve_all(bench.pending_ids(), concurrency)
+        await asyncio.gather(*warm)
+        idle_collect = await gc_stall(bench, daemon)
+        await daemon.signal_and_read(signal.SIGUSR1, "collect")
+        objects_before, frozen = map(int, await daemon.signal_and_read(signal.SIGUSR2, "objects"))
+        rss_before = daemon.rss_kb()
+
+        started = time.perf_counter()
+        tasks = await bench.park(waits, "agent")
+        park_seconds = time.perf_counter() - started
+        await asyncio.sleep(1.0)  # let every handler settle into its wait
+        rss_parked = daemon.rss_kb()
+        objects_parked = int((await daemon.signal_and_read(signal.SIGUSR2, "objects"))[0])
+        parked_collect = await gc_stall(bench, daemon)
+
+        pauses_before_resolving = len(auto_pauses(daemon))
+        ids = bench.pending_ids()
+        if len(ids) != waits:
+            raise RuntimeError(f"{len(ids)} pending, expected {waits}")
+        started = time.perf_counter()
+        sent, resolved = await bench.resolve_all(ids, concurrency)
+        await asyncio.gather(*tasks)
+        resolve_seconds = time.perf_counter() - started
+    delays = [(bench.answered[i] - resolved[i]) * 1000 for i in ids]
+    round_trips = [(bench.answered[i] - sent[i]) * 1000 for i in ids]
+    auto_gen2 = auto_pauses(daemon)
+    return {
+        "waits": waits, "park_seconds": park_seconds, "resolve_seconds": resolve_seconds,
+        "rss_before": rss_before, "rss_parked": rss_parked,
+        "objects_per_wait": (objects_parked - objects_before) / waits, "frozen": frozen,
+        "allowed": sum(bench.resolutions[i] == "allow_once" for i in ids),
+        "delays": delays, "round_trips": round_trips,
+        "idle_collect": idle_collect, "parked_collect": parked_collect,
+        "auto_gen2": auto_gen2, "auto_gen2_resolving": auto_gen2[pauses_before_resolving:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--waits", type=int, default=10_000, help="parked waits (10000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="resolves in flight (64)")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="the daemon skips gc.freeze() after start-up")
+    parser.add_argument("--log", help="keep the daemon's log (with its BENCH lines) here")
+    args = parser.parse_args(argv)
+    raise_open_files_limit()  # the daemon inherits it, and raises its own too
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < args.waits + 200:
+        parser.error(f"the open files limit ({soft}) is too low for {args.waits} waits")
+
+    with tempfile.TemporaryDirectory(prefix="clawguard-bench-") as tmpdir:
+        daemon = Daemon(Path(tmpdir), freeze=not args.no_freeze)
+        try:
+            base = daemon.start()
+            result = asyncio.run(run(daemon, base, args.waits, args.concurrency))
+        except BaseException:
+            print("daemon log (tail):\n" + "\n".join(daemon.log().splitlines()[-30:]),
+                  file=sys.stderr)
+            raise
+        finally:
+            daemon.stop()
+            if args.log:
+                Path(args.log).write_text(daemon.log())
+
+    waits = result["waits"]
+    per_wait_kb = (result["rss_parked"] - result["rss_before"]) / waits
+    delays = result["delays"]
+    p50, p99 = pct(delays, 0.50), pct(delays, 0.99)
+    idle_ms, idle_p50, idle_worst = result["idle_collect"]
+    parked_ms, parked_p50, parked_worst = result["parked_collect"]
+    auto = result["auto_gen2"]
+    print(f"parked waits:        {waits} in {result['park_seconds']:.1f} s; "
+          f"all answered allow_once: {result['allowed'] == waits}")
+    print(f"daemon VmRSS:        {result['rss_before'] / 1024:.1f} MB before, "
+          f"{result['rss_parked'] / 1024:.1f} MB parked -> {per_wait_kb:.1f} KB per parked wait")
+    print(f"gc-tracked objects:  +{result['objects_per_wait']:.0f} per parked wait; "
+          f"{result['frozen']} frozen at start-up (gc.freeze {'off' if args.no_freeze else 'on'})")
+    print(f"resolve -> waiter:   p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {max(delays):.2f} ms "
+          f"({waits} resolves in {result['resolve_seconds']:.1f} s, {args.concurrency} at a time)")
+    trips = result["round_trips"]
+    print(f"resolve sent -> waiter answered: p50 {pct(trips, 0.5):.2f} ms  "
+          f"p99 {pct(trips, 0.99):.2f} ms (includes the commit of the decision)")
+    print(f"full gc.collect():   idle {idle_ms:.1f} ms (healthz worst {idle_worst:.1f} ms, "
+          f"p50 {idle_p50:.2f} ms); with {waits} parked {parked_ms:.1f} ms "
+          f"(healthz worst {parked_worst:.1f} ms, p50 {parked_p50:.2f} ms)")
+    resolving = ", ".join(f"{ms:.0f} ms" for ms in result["auto_gen2_resolving"]) or "none"
+    print(f"automatic full collections: {len(auto)} in all, "
+          f"longest {max(auto, default=0.0):.1f} ms; while resolving: {resolving}")
+    passed = (per_wait_kb <= TARGET_KB_PER_WAIT and p99 < TARGET_P99_MS
+              and result["allowed"] == waits)
+    print(f"{'PASS' if passed else 'FAIL'}: target <= {TARGET_KB_PER_WAIT:g} KB per parked wait, "
+          f"p99 < {TARGET_P99_MS:g} ms, every waiter answered with its decision")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
