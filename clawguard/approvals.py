@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from clawguard import config, errors, models, redact, store
+from clawguard import auth, config, errors, models, redact, store
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,20 @@ def _masked(text: str | None) -> str | None:
     return None if text is None else str(redact.redact(text))
 
 
-def tool_request(body: models.ToolApprovalRequest) -> models.NewApproval:
+def tool_request(
+    body: models.ToolApprovalRequest, requester: auth.Principal
+) -> models.NewApproval:
     return models.NewApproval(
         id=new_approval_id(), tool_name=body.tool_name, agent_id=body.agent_id,
         args_summary=None if body.args is None else _summary(body.args),
         reason=_masked(body.reason), task_id=body.task_id, tenant_id=body.tenant_id,
+        requested_by_key=requester.key_id,
     )
 
 
-def delegation_request(body: models.DelegationApprovalRequest) -> models.NewApproval:
+def delegation_request(
+    body: models.DelegationApprovalRequest, requester: auth.Principal
+) -> models.NewApproval:
     """The leader's pending row: tool `delegate:<kind>`, and Clawboo's prompt as the reason."""
     prompt = f"Delegate {body.kind} work"
     if body.target_agent_name is not None:
@@ -97,6 +102,7 @@ def delegation_request(body: models.DelegationApprovalRequest) -> models.NewAppr
         agent_id=body.leader_agent_id,
         args_summary=_summary({k: v for k, v in args.items() if v is not None}),
         reason=_masked(prompt), task_id=body.task_id, tenant_id=body.tenant_id,
+        requested_by_key=requester.key_id,
     )
 
 
@@ -137,23 +143,25 @@ class Approvals:
     # --- the blocking handshake --------------------------------------------------
 
     def request_tool(
-        self, body: models.ToolApprovalRequest
+        self, body: models.ToolApprovalRequest, requester: auth.Principal
     ) -> Coroutine[Any, Any, models.Handshake]:
-        return self._handshake(tool_request, body, body.wait_ms)
+        return self._handshake(tool_request, body, requester, body.wait_ms)
 
     def request_delegation(
-        self, body: models.DelegationApprovalRequest
+        self, body: models.DelegationApprovalRequest, requester: auth.Principal
     ) -> Coroutine[Any, Any, models.Handshake]:
-        return self._handshake(delegation_request, body, body.wait_ms)
+        return self._handshake(delegation_request, body, requester, body.wait_ms)
 
     async def _handshake(
-        self, build: Callable[[B], models.NewApproval], body: B, wait_ms: int | None
+        self, build: Callable[[B, auth.Principal], models.NewApproval], body: B,
+        requester: auth.Principal, wait_ms: int | None,
     ) -> models.Handshake:
         approval_id: str | None = None  # set once the pending row exists
         parked: tuple[str, Waiter] | None = None
         try:
-            new = build(body)
-            del body  # a parked wait keeps ids and numbers, not the request or its models
+            new = build(body, requester)
+            # A parked wait keeps ids and numbers, not the request or its models.
+            del body, requester
             parked = new.id, self._park(new.id)  # before the row exists: no decision is missed
             opened = await self._db.open_approval(new, self._settings.ttl_ms)
             if opened.grant is not None:
@@ -199,11 +207,13 @@ class Approvals:
     # --- deciding ---------------------------------------------------------------------
 
     async def resolve(
-        self, approval_id: str, decision: models.Decision, resolved_by: str | None
+        self, approval_id: str, decision: models.Decision, resolved_by: str | None,
+        decider: auth.Principal,
     ) -> models.Approval:
-        """Decide once (the store refuses a second decision or a late one) and wake waiters."""
+        """Decide once (the store refuses a second decision, a late one, and a decider who
+        may not) and wake waiters."""
         approval = await self._db.resolve_approval(
-            approval_id, decision, resolved_by, self._settings.sticky_ttl_ms
+            approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider
         )
         self._wake(approval.id, approval)
         # One turn of the loop, so the woken waiters answer before this resolver
@@ -228,8 +238,10 @@ class Approvals:
     async def grants(self, agent_id: str | None = None) -> list[models.Grant]:
         return await self._db.list_grants(self._clock(), agent_id)
 
-    async def revoke(self, grant_id: str, revoked_by: str | None) -> models.Grant:
-        return await self._db.revoke_grant(grant_id, revoked_by)
+    async def revoke(
+        self, grant_id: str, revoked_by: str | None, revoker: auth.Principal
+    ) -> models.Grant:
+        return await self._db.revoke_grant(grant_id, revoked_by, revoker)
 
     async def history(self, agent_id: str | None, limit: int) -> list[models.HistoryRecord]:
         return await self._db.list_history(agent_id, limit)

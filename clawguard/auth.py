@@ -65,8 +65,17 @@ class Principal:
     def may_decide_for(self, agent_id: str) -> bool:
         return self.leads is None or agent_id in self.leads
 
+    def refusal_to_decide(self, agent_id: str, requested_by_key: str | None) -> str | None:
+        """Why this caller may not decide a request of `agent_id`, or None when it may."""
+        if not self.may_decide_for(agent_id):
+            return f"key {self.name} may decide only for agents it leads, not {agent_id}"
+        if requested_by_key is not None and requested_by_key == self.key_id != ANONYMOUS_KEY:
+            return "a request cannot be decided with the key that asked for it"
+        return None
 
-ANONYMOUS = Principal(key_id="none", name="anonymous", role="admin")  # auth.mode = "none"
+
+ANONYMOUS_KEY = "none"
+ANONYMOUS = Principal(key_id=ANONYMOUS_KEY, name="anonymous", role="admin")  # auth.mode none
 
 
 def is_public(method: str, route: str) -> bool:

@@ -274,6 +274,7 @@ class NewApproval(Model):
     reason: str | None
     task_id: str | None
     tenant_id: str | None
+    requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
 
 
 class Approval(Model):

@@ -312,11 +312,11 @@ class SQLiteStore:
 
     async def resolve_approval(
         self, approval_id: str, decision: models.Decision, resolved_by: str | None,
-        sticky_ttl_ms: int,
+        sticky_ttl_ms: int, decider: auth.Principal,
     ) -> models.Approval:
         result: models.Approval = await self._write(
             lambda conn, now: _resolve_approval(
-                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms
+                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider
             )
         )
         return result
@@ -336,9 +336,11 @@ class SQLiteStore:
         )
         return [_grant(row) for row in rows]
 
-    async def revoke_grant(self, grant_id: str, revoked_by: str | None) -> models.Grant:
+    async def revoke_grant(
+        self, grant_id: str, revoked_by: str | None, revoker: auth.Principal
+    ) -> models.Grant:
         result: models.Grant = await self._write(
-            lambda conn, now: _revoke_grant(conn, now, grant_id, revoked_by)
+            lambda conn, now: _revoke_grant(conn, now, grant_id, revoked_by, revoker)
         )
         return result
 
@@ -748,10 +750,11 @@ def _open_approval(
         resolved_at=None, resolved_by=None,
     )
     conn.execute(
-        f"INSERT INTO approvals ({_APPROVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO approvals ({_APPROVAL_COLUMNS}, requested_by_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
          approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
-         approval.expires_at, None, None),
+         approval.expires_at, None, None, new.requested_by_key),
     )
     _append_audit(
         conn, now, "approval", "approval.requested", new.agent_id,
@@ -765,19 +768,25 @@ def _open_approval(
 
 def _resolve_approval(
     conn: sqlite3.Connection, now: int, approval_id: str, decision: models.Decision,
-    resolved_by: str | None, sticky_ttl_ms: int,
+    resolved_by: str | None, sticky_ttl_ms: int, decider: auth.Principal,
 ) -> models.Approval:
+    asked = conn.execute(
+        "SELECT agent_id, requested_by_key FROM approvals WHERE id = ?", (approval_id,)
+    ).fetchone()
+    if asked is None:
+        raise errors.NotFound(f"no approval {approval_id}")
+    refusal = decider.refusal_to_decide(*asked)
+    if refusal is not None:
+        raise errors.Forbidden(refusal, {"approvalId": approval_id})
     # The one conditional update that makes a decision: only a pending, unexpired row.
     changed = conn.execute(
-        "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?"
-        " WHERE id = ? AND status = 'pending' AND expires_at > ?",
-        (decision, now, resolved_by, approval_id, now),
+        "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?, resolved_by_key = ?,"
+        " resolved_by_role = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
+        (decision, now, resolved_by, decider.key_id, decider.role, approval_id, now),
     ).rowcount
     row = conn.execute(
         f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
     ).fetchone()
-    if row is None:
-        raise errors.NotFound(f"no approval {approval_id}")
     approval = _approval(row)
     if changed == 0:
         status = approval.as_of(now).status
@@ -795,7 +804,8 @@ def _resolve_approval(
     _append_audit(
         conn, now, "approval", "approval.resolved", approval.agent_id,
         {"approvalId": approval_id, "toolName": approval.tool_name, "decision": decision,
-         "resolvedBy": resolved_by, "taskId": approval.task_id,
+         "resolvedBy": resolved_by, "resolvedByKey": decider.key_id,
+         "resolvedByRole": decider.role, "taskId": approval.task_id,
          "grantId": None if grant is None else grant.id,
          "grantExpiresAt": None if grant is None else grant.expires_at},
     )
@@ -848,7 +858,8 @@ def _expire_approvals(conn: sqlite3.Connection, now: int, limit: int) -> list[mo
 
 
 def _revoke_grant(
-    conn: sqlite3.Connection, now: int, grant_id: str, revoked_by: str | None
+    conn: sqlite3.Connection, now: int, grant_id: str, revoked_by: str | None,
+    revoker: auth.Principal,
 ) -> models.Grant:
     row = conn.execute(
         f"SELECT {_GRANT_COLUMNS} FROM approval_grants WHERE id = ?", (grant_id,)
@@ -856,6 +867,8 @@ def _revoke_grant(
     if row is None:
         raise errors.NotFound(f"no grant {grant_id}")
     grant = _grant(row)
+    if not revoker.may_decide_for(grant.agent_id):
+        raise errors.Forbidden(f"key {revoker.name} may revoke only grants of agents it leads")
     if grant.revoked_at is not None:
         raise errors.Conflict(
             f"grant {grant_id} is already revoked",
@@ -868,7 +881,7 @@ def _revoke_grant(
     _append_audit(
         conn, now, "approval", "approval.grant_revoked", grant.agent_id,
         {"grantId": grant_id, "toolName": grant.tool_name, "revokedBy": revoked_by,
-         "grantedBy": grant.approval_id},
+         "revokedByKey": revoker.key_id, "grantedBy": grant.approval_id},
     )
     return grant.model_copy(update={"revoked_at": now, "revoked_by": revoked_by})
 

@@ -70,10 +70,11 @@ class Store(Protocol):
 
     async def resolve_approval(
         self, approval_id: str, decision: models.Decision, resolved_by: str | None,
-        sticky_ttl_ms: int,
+        sticky_ttl_ms: int, decider: auth.Principal,
     ) -> models.Approval:
-        """Decide a pending, unexpired row exactly once: NotFound, or Conflict when it is
-        decided or past expiry. allow_always also writes a sticky grant; every decision
+        """Decide a pending, unexpired row exactly once: NotFound; Forbidden when `decider`
+        may not decide it (auth.Principal.refusal_to_decide); Conflict when it is decided
+        or past expiry. allow_always also writes a sticky grant; every decision
         is appended to the history and audited."""
 
     async def expire_approvals(self, limit: int) -> list[models.Approval]:
@@ -82,8 +83,10 @@ class Store(Protocol):
     async def list_grants(self, now: int, agent_id: str | None) -> list[models.Grant]:
         """Live grants at `now` (unrevoked, unexpired), newest first."""
 
-    async def revoke_grant(self, grant_id: str, revoked_by: str | None) -> models.Grant:
-        """NotFound, or Conflict when already revoked."""
+    async def revoke_grant(
+        self, grant_id: str, revoked_by: str | None, revoker: auth.Principal
+    ) -> models.Grant:
+        """NotFound, Forbidden outside the revoker's agents, or Conflict when already revoked."""
 
     async def list_history(self, agent_id: str | None, limit: int) -> list[models.HistoryRecord]:
         ...

@@ -37,7 +37,8 @@ PRINCIPAL = web.RequestKey("principal", auth.Principal)
 APPROVALS = web.AppKey("approvals", approvals.Approvals)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
-# Who resolved or revoked: the body's `resolvedBy`, else this header, else the API key's name.
+# Who resolved or revoked, when auth.mode is none: the body's `resolvedBy`, else this header.
+# With keys, it is always the key's name.
 ACTOR_HEADER = "X-Clawguard-Actor"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -343,14 +344,20 @@ def _query_clamped(request: web.Request, name: str, default: int, low: int, high
     return max(low, min(int(value), high))
 
 
+def _principal(request: web.Request) -> auth.Principal:
+    principal: auth.Principal = request.get(PRINCIPAL, auth.ANONYMOUS)
+    return principal
+
+
 def _actor(request: web.Request, given: str | None = None) -> str | None:
-    """Who decides or revokes: as the caller says (body, else header), else the key's name."""
+    """Who decides or revokes: with keys, the key's name (a claim cannot override it);
+    without, as the caller says (body, else header)."""
+    principal = _principal(request)
+    if principal is not auth.ANONYMOUS:
+        return principal.name
     actor = given or request.headers.get(ACTOR_HEADER) or None
     if actor is not None and len(actor) > 200:
         raise errors.InvalidInput(f"{ACTOR_HEADER} must be 1 to 200 characters")
-    principal = request.get(PRINCIPAL)
-    if actor is None and principal is not None and principal is not auth.ANONYMOUS:
-        actor = principal.name
     return actor
 
 
@@ -360,13 +367,13 @@ def _actor(request: web.Request, given: str | None = None) -> str | None:
 
 async def delegation_approval(request: web.Request) -> web.Response:
     return _json(await request.app[APPROVALS].request_delegation(
-        await parse_body(request, models.DelegationApprovalRequest)
+        await parse_body(request, models.DelegationApprovalRequest), _principal(request)
     ))
 
 
 async def request_tool_approval(request: web.Request) -> web.Response:
     return _json(await request.app[APPROVALS].request_tool(
-        await parse_body(request, models.ToolApprovalRequest)
+        await parse_body(request, models.ToolApprovalRequest), _principal(request)
     ))
 
 
@@ -385,7 +392,7 @@ async def resolve_tool_approval(request: web.Request) -> web.Response:
     approval_id = _path_id(request)
     body = await parse_body(request, models.ApprovalResolve)
     approval = await request.app[APPROVALS].resolve(
-        approval_id, body.decision, _actor(request, body.resolved_by)
+        approval_id, body.decision, _actor(request, body.resolved_by), _principal(request)
     )
     return web.json_response({"ok": True, "approval": approval.to_json()})
 
@@ -396,7 +403,9 @@ async def list_grants(request: web.Request) -> web.Response:
 
 
 async def revoke_grant(request: web.Request) -> web.Response:
-    grant = await request.app[APPROVALS].revoke(_path_id(request), _actor(request))
+    grant = await request.app[APPROVALS].revoke(
+        _path_id(request), _actor(request), _principal(request)
+    )
     return web.json_response({"ok": True, "grant": grant.to_json()})
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from daemon import Daemon
@@ -202,3 +204,67 @@ def test_keys_cli_shows_a_key_once_and_never_lists_it(tmp_path):
     bad = subprocess.run([*run, "create", "--role", "executor", "--leads", "a1", "--db", str(db)],
                          capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+def _leader(db_path, name: str, leads: frozenset[str] | None) -> str:
+    admin = sqlite.KeyAdmin(str(db_path))
+    key = auth.new_key()
+    admin.create(auth.Principal(key_id=auth.new_key_id(), name=name, role="leader",
+                                leads=leads), auth.hash_key(key))
+    admin.close()
+    return key
+
+
+async def _ask(client, key: str, agent_id: str) -> str:
+    resp = await client.post("/api/tools/approvals", headers={"X-API-Key": key},
+                             json={"toolName": "shell", "agentId": agent_id, "waitMs": 0})
+    assert resp.status == 200, await resp.text()
+    return (await resp.json())["approvalId"]
+
+
+async def _resolve(client, key: str, approval_id: str, **extra):
+    return await client.post(f"/api/tools/approvals/{approval_id}/resolve",
+                             headers={"X-API-Key": key}, json={"decision": "deny", **extra})
+
+
+async def test_a_leader_decides_only_for_the_agents_it_leads(make_client, keyed, keys, db_path):
+    mine = _leader(db_path, "lead-of-a1", frozenset({"a1"}))
+    async with make_client(keyed) as client:
+        theirs = await _ask(client, keys["executor"], "a2")
+        refused = await _resolve(client, mine, theirs)
+        assert refused.status == 403 and (await refused.json())["error"] == "forbidden"
+        revoke = await client.delete("/api/tools/approvals/grants/grt_none",
+                                     headers={"X-API-Key": mine})
+        assert revoke.status == 404  # the leader may call it; the grant just isn't there
+        own = await _ask(client, keys["executor"], "a1")
+        decided = await _resolve(client, mine, own, resolvedBy="someone-else")
+        approval = (await decided.json())["approval"]
+        assert decided.status == 200 and approval["resolvedBy"] == "lead-of-a1"
+        still = await client.get(f"/api/tools/approvals/{theirs}",
+                                 headers={"X-API-Key": keys["leader"]})
+        assert (await still.json())["approval"]["status"] == "pending"  # the 403 changed nothing
+        rows = await (await client.get("/api/governance/audit", params={"eventType": "approval"},
+                                       headers={"X-API-Key": keys["admin"]})).json()
+    resolved = [r["details"] for r in rows["audit"] if r["action"] == "approval.resolved"]
+    assert [(r["resolvedBy"], r["resolvedByRole"]) for r in resolved] == [
+        ("lead-of-a1", "leader")]
+
+
+async def test_a_requester_cannot_decide_its_own_request(make_client, keyed, keys):
+    async with make_client(keyed) as client:
+        own = await _ask(client, keys["admin"], "a1")
+        refused = await _resolve(client, keys["admin"], own)
+        assert refused.status == 403
+        assert "key that asked" in (await refused.json())["message"]
+        assert (await _resolve(client, keys["leader"], own)).status == 200
+
+
+def test_the_readme_role_table_is_the_permission_table():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+) (\S+)` \| ([^|]+) \|$", readme, re.MULTILINE)
+    documented = {
+        (method, path): frozenset() if roles.strip() == "anyone, no key"
+        else frozenset(role.strip() for role in roles.split(","))
+        for method, path, roles in rows
+    }
+    assert documented == auth.PERMISSIONS
