@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from clawguard import auth, config, errors, models, redact, store
+from clawguard import auth, config, errors, metrics, models, redact, store
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,12 @@ def _deadline(waiter: Waiter) -> None:
 class Approvals:
     """The handshake over one store; one per app, closed at shutdown."""
 
-    def __init__(self, db: store.Store, settings: config.ApprovalsConfig, clock: Clock) -> None:
+    def __init__(
+        self, db: store.Store, settings: config.ApprovalsConfig, clock: Clock,
+        counters: metrics.Metrics,
+    ) -> None:
         self._db = db
+        self._metrics = counters
         self._settings = settings
         self._clock = clock
         # Request id -> its parked callers, one small future each: a decision
@@ -169,13 +173,16 @@ class Approvals:
             assert opened.approval is not None
             approval_id, expires_at = opened.approval.id, opened.approval.expires_at
             del new, opened
+            started = asyncio.get_running_loop().time()
             woken = await self._wait(parked[1], expires_at, self._wait_seconds(wait_ms))
             if woken is not None:
-                return models.Handshake(resolution=resolution_of(woken), approval_id=approval_id)
-            ran_out = self._clock() >= expires_at
-            return models.Handshake(
-                resolution="expired" if ran_out else "timeout", approval_id=approval_id
+                resolution = resolution_of(woken)
+            else:
+                resolution = "expired" if self._clock() >= expires_at else "timeout"
+            self._metrics.approval_wait.labels(resolution).observe(
+                asyncio.get_running_loop().time() - started
             )
+            return models.Handshake(resolution=resolution, approval_id=approval_id)
         except Exception:
             # Fail closed: whatever went wrong, the caller is not allowed.
             log.exception("approval handshake failed (%s); answering deny", approval_id)

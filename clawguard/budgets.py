@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from clawguard import errors, models, store
+from clawguard import errors, metrics, models, store
 
 
 def fingerprint(request: models.SpendRequest) -> str:
@@ -34,9 +34,17 @@ def stop_reason(scopes: list[models.ScopeState]) -> str | None:
     return None
 
 
-async def record_spend(db: store.Store, request: models.SpendRequest) -> models.SpendOutcome:
+async def record_spend(
+    db: store.Store, request: models.SpendRequest, counters: metrics.Metrics
+) -> models.SpendOutcome:
     charged = await db.record_spend(request, fingerprint(request))
     reason = stop_reason(charged.scopes)
+    if charged.spend.duplicate:
+        counters.spends.labels("duplicate").inc()
+    else:
+        counters.spends.labels("stopped" if reason else "recorded").inc()
+        for scope, _ in request.named():
+            counters.spend.labels(scope).inc(charged.spend.cost_usd_micros)
     return models.SpendOutcome(
         spend=charged.spend, stop=reason is not None, stop_reason=reason, scopes=charged.scopes
     )

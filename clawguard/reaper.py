@@ -12,20 +12,25 @@ import asyncio
 import contextlib
 import logging
 
-from clawguard import approvals, errors
+from clawguard import approvals, errors, metrics
 
 log = logging.getLogger(__name__)
 
 
 class Reaper:
-    def __init__(self, handshake: approvals.Approvals, period_ms: int) -> None:
+    def __init__(
+        self, handshake: approvals.Approvals, period_ms: int, counters: metrics.Metrics
+    ) -> None:
         self._handshake = handshake
+        self._metrics = counters
         self._period = period_ms / 1000
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
         """One pass; how many rows it expired."""
         expired = await self._handshake.expire_due()
+        self._metrics.reaper_sweeps.inc()
+        self._metrics.expired.labels("approval").inc(expired)
         if expired:
             log.info("expired %d approval request(s)", expired)
         return expired

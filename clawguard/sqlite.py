@@ -235,6 +235,18 @@ class SQLiteStore:
             for seq, etype, action, agent, det, created, prev, digest in rows
         ]
 
+    async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
+        rows = await self._read(
+            "SELECT scope, scope_id, status, mode, spent_micros, limit_cents FROM budgets", ()
+        )
+        return [tuple(row) for row in rows]
+
+    async def count_pending_approvals(self, now: int) -> int:
+        rows = await self._read(
+            "SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > ?", (now,)
+        )
+        return int(rows[0][0])
+
     async def audit_head(self) -> models.AuditHead:
         rows = await self._read("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", ())
         seq, digest = rows[0] if rows else (0, audit.GENESIS)

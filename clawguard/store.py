@@ -95,5 +95,10 @@ class Store(Protocol):
         self, agent_id: str, action: models.HistoryAction, tool_name: str, details: str | None
     ) -> models.HistoryRecord: ...
 
+    async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
+        """(scope, scopeId, status, mode, spent micros, limit cents) of every budget row."""
+
+    async def count_pending_approvals(self, now: int) -> int: ...
+
     async def close(self) -> None:
         """Finish every queued write, then close."""

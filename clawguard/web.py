@@ -22,7 +22,19 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from clawguard import approvals, auth, budgets, config, errors, logs, models, reaper, sqlite, store
+from clawguard import (
+    approvals,
+    auth,
+    budgets,
+    config,
+    errors,
+    logs,
+    metrics,
+    models,
+    reaper,
+    sqlite,
+    store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,7 @@ KEY_CACHE = web.AppKey("key_cache", auth.KeyCache)
 PRINCIPAL = web.RequestKey("principal", auth.Principal)
 APPROVALS = web.AppKey("approvals", approvals.Approvals)
 REAPER = web.AppKey("reaper", reaper.Reaper)
+METRICS = web.AppKey("metrics", metrics.Metrics)
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
 # Who resolved or revoked, when auth.mode is none: the body's `resolvedBy`, else this header.
 # With keys, it is always the key's name.
@@ -115,6 +128,31 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         logs.request_id.reset(token)
     response.headers["X-Request-Id"] = rid
     return response
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answer by route template (never the raw path: bounded labels) and time it."""
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    counters = request.app[METRICS]
+    counters.requests.labels(request.method, route, str(response.status)).inc()
+    counters.latency.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus text; budget and approval gauges are read from the store now, not kept live."""
+    counters, db = request.app[METRICS], request.app[STORE]
+    counters.set_budgets(await db.budget_levels())
+    counters.pending_approvals.set(await db.count_pending_approvals(request.app[CLOCK]()))
+    return web.Response(body=counters.render(),
+                        headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 # --- authentication ----------------------------------------------------------------
@@ -293,7 +331,7 @@ async def resume_budget(request: web.Request) -> web.Response:
 
 async def record_spend(request: web.Request) -> web.Response:
     body = await parse_body(request, models.SpendRequest)
-    return _json(await budgets.record_spend(request.app[STORE], body))
+    return _json(await budgets.record_spend(request.app[STORE], body, request.app[METRICS]))
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -424,6 +462,7 @@ async def append_history(request: web.Request) -> web.Response:
 ROUTES = [
     web.get("/healthz", healthz),
     web.get("/readyz", readyz),
+    web.get("/metrics", metrics_page),
     web.get("/api/governance/budgets", list_budgets),
     web.post("/api/governance/budgets", set_budget),
     web.delete("/api/governance/budgets/{scope}/{scopeId}", delete_budget),
@@ -449,11 +488,13 @@ ROUTES = [
 
 def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware,
+                     auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = cfg
     app[CLOCK] = clock
+    app[METRICS] = metrics.Metrics()
     app[KEY_CACHE] = auth.KeyCache(cfg.auth.cache_ms)
     app.cleanup_ctx.append(_store_ctx)
     app.on_startup.append(_first_admin_key)
@@ -465,6 +506,7 @@ def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     db = sqlite.SQLiteStore(app[CONFIG].storage, app[CLOCK])
+    db.batch_observer = app[METRICS].observe_batch
     await db.open()
     app[STORE] = db
     yield
@@ -489,8 +531,10 @@ async def _first_admin_key(app: web.Application) -> None:
 
 
 async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
-    handshake = approvals.Approvals(app[STORE], app[CONFIG].approvals, app[CLOCK])
-    sweeper = reaper.Reaper(handshake, app[CONFIG].approvals.sweep_ms)
+    handshake = approvals.Approvals(
+        app[STORE], app[CONFIG].approvals, app[CLOCK], app[METRICS]
+    )
+    sweeper = reaper.Reaper(handshake, app[CONFIG].approvals.sweep_ms, app[METRICS])
     await sweeper.sweep()  # what expired while the daemon was down, before serving
     app[APPROVALS], app[REAPER] = handshake, sweeper
     sweeper.start()

@@ -22,6 +22,7 @@ ROLES = ("executor", "leader", "operator", "admin")
 SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/healthz"): ("/healthz", None),
     ("GET", "/readyz"): ("/readyz", None),
+    ("GET", "/metrics"): ("/metrics", None),
     ("GET", "/api/governance/budgets"): ("/api/governance/budgets", None),
     ("POST", "/api/governance/budgets"): (
         "/api/governance/budgets", {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100}),

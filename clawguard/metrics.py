@@ -1,0 +1,87 @@
+"""Prometheus metrics: one registry per app, so two apps in one process never collide.
+
+Label sets are bounded. Routes are labelled by their template, never the raw
+path; budget utilisation is exported per row only for the `budget_series`
+most-utilised rows (plus counts by scope and status for all of them), and
+those gauges are refreshed when /metrics is scraped, not on the spend path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import prometheus_client as prom
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+SCOPES = ("agent", "mission", "team", "tenant")
+CONTENT_TYPE = prom.CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self, budget_series: int = 100) -> None:
+        self.budget_series = budget_series
+        self.registry = prom.CollectorRegistry()
+        r = self.registry
+        self.requests = prom.Counter(
+            "clawguard_http_requests", "HTTP requests answered", ["method", "route", "status"],
+            registry=r)
+        self.latency = prom.Histogram(
+            "clawguard_http_request_duration_seconds", "Time to answer an HTTP request",
+            ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.spend = prom.Counter(
+            "clawguard_spend_usd_micros", "Spend recorded, in micro-dollars, by scope type",
+            ["scope"], registry=r)
+        self.spends = prom.Counter(
+            "clawguard_spends", "Spend requests recorded", ["outcome"], registry=r)
+        self.utilisation = prom.Gauge(
+            "clawguard_budget_utilisation_ratio",
+            "Spent over limit, for the most-utilised budget rows", ["scope", "scope_id", "mode"],
+            registry=r)
+        self.budgets = prom.Gauge(
+            "clawguard_budgets", "Budget rows by scope type and status", ["scope", "status"],
+            registry=r)
+        self.paused = prom.Gauge(
+            "clawguard_paused_scopes", "Scopes paused by a cap budget", ["scope"], registry=r)
+        self.pending_approvals = prom.Gauge(
+            "clawguard_pending_approvals", "Approval requests waiting for a decision",
+            registry=r)
+        self.approval_wait = prom.Histogram(
+            "clawguard_approval_wait_seconds", "From an approval request to its answer",
+            ["resolution"], buckets=WAIT_BUCKETS, registry=r)
+        self.store_batch = prom.Histogram(
+            "clawguard_store_transaction_seconds", "One write transaction, commit included",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.store_batch_size = prom.Histogram(
+            "clawguard_store_batch_size", "Writes committed together in one transaction",
+            buckets=BATCH_BUCKETS, registry=r)
+        self.reaper_sweeps = prom.Counter(
+            "clawguard_reaper_sweeps", "Background sweeps run", registry=r)
+        self.expired = prom.Counter(
+            "clawguard_expired", "Rows expired by the reaper", ["kind"], registry=r)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.store_batch_size.observe(size)
+        self.store_batch.observe(seconds)
+
+    def set_budgets(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
+        """Refresh the budget gauges from (scope, scope_id, status, mode, spent, limit) rows."""
+        self.utilisation.clear()
+        self.budgets.clear()
+        self.paused.clear()
+        counts: dict[tuple[str, str], int] = {}
+        top: list[tuple[float, str, str, str]] = []
+        for scope, scope_id, status, mode, spent_micros, limit_cents in rows:
+            counts[scope, status] = counts.get((scope, status), 0) + 1
+            top.append((spent_micros / (limit_cents * 10_000), scope, scope_id, mode))
+        for (scope, status), count in counts.items():
+            self.budgets.labels(scope, status).set(count)
+        for scope in SCOPES:
+            self.paused.labels(scope).set(counts.get((scope, "paused"), 0))
+        top.sort(reverse=True)
+        for ratio, scope, scope_id, mode in top[: self.budget_series]:
+            self.utilisation.labels(scope, scope_id, mode).set(ratio)
+
+    def render(self) -> bytes:
+        return prom.generate_latest(self.registry)
