@@ -16,7 +16,6 @@ import gc
 import logging
 import resource
 import signal
-import sys
 
 from aiohttp import web as aioweb
 
@@ -26,10 +25,6 @@ log = logging.getLogger(__name__)
 
 
 async def serve(cfg: config.Config) -> None:
-    # The writer thread holds the GIL while it runs Python between SQLite calls; every
-    # socket syscall of the event loop gives the GIL away, and waiting the default 5 ms
-    # to get it back would dominate each request's latency.
-    sys.setswitchinterval(0.0005)
     notifier = systemd.Notifier()
     stopping = asyncio.Event()  # set by a signal from now on, even one sent during start-up
     loop = asyncio.get_running_loop()
