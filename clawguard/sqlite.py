@@ -580,13 +580,14 @@ def _record_spend(
             spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
             limit_usd_cents=limit, crossed=crossed,
         ))
-        details = {"scope": scope, "scopeId": scope_id, "budgetId": budget_id,
-                   "limitUsdCents": limit, "spentUsdMicros": spent}
-        if crossed != "none":
-            events.append(("budget", f"budget.crossed_{crossed}", request.agent_id,
-                           details | {"crossed": crossed, "mode": mode, "taskId": request.task_id}))
-        if status == "paused" and old_status != "paused":
-            events.append(("cap_hit", "budget.paused", _agent_of(scope, scope_id), details))
+        if crossed != "none" or (status == "paused" and old_status != "paused"):  # rare
+            details = {"scope": scope, "scopeId": scope_id, "budgetId": budget_id,
+                       "limitUsdCents": limit, "spentUsdMicros": spent}
+            if crossed != "none":
+                events.append(("budget", f"budget.crossed_{crossed}", request.agent_id, details
+                               | {"crossed": crossed, "mode": mode, "taskId": request.task_id}))
+            if status == "paused" and old_status != "paused":
+                events.append(("cap_hit", "budget.paused", _agent_of(scope, scope_id), details))
     if updates:
         conn.executemany(
             "UPDATE budgets SET spent_micros = ?, status = ?, updated_at = ? WHERE id = ?", updates
