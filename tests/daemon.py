@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
@@ -86,3 +89,17 @@ class Daemon:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def call(url: str, method: str, path: str, body: dict | None = None,
+         timeout: float = 30) -> tuple[int, dict]:
+    """One request on a fresh connection: (status, JSON body)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()

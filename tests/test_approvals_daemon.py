@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import sqlite3
 import time
-import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from daemon import Daemon
+from daemon import Daemon, call
 
 TOOLS = "/api/tools/approvals"
-
-
-def call(url: str, method: str, path: str, body: dict | None = None,
-         timeout: float = 30) -> tuple[int, dict]:
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"null")
-    finally:
-        conn.close()
 
 
 def pending(url: str, count: int, within: float = 10) -> list[dict]:

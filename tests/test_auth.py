@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from test_concurrency import call
+from daemon import Daemon, call
 
 from clawguard import auth, config, errors, sqlite, web
 

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import multiprocessing
 import sqlite3
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from daemon import Daemon
+from daemon import Daemon, call
 
 from clawguard import sqlite
-
-
-def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"null")
-    finally:
-        conn.close()
 
 
 def _spend_until_stopped(url: str, worker: int, threads: int, out) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import dump
-from daemon import Daemon
-from test_concurrency import call
+from daemon import Daemon, call
 
 from clawguard import config, sqlite
 

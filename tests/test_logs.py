@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from daemon import Daemon
-from test_concurrency import call
+from daemon import Daemon, call
 
 from clawguard import logs
 

@@ -6,8 +6,7 @@ import sqlite3
 import threading
 import time
 
-from daemon import Daemon
-from test_concurrency import call
+from daemon import Daemon, call
 
 from clawguard import sqlite
 
