@@ -39,12 +39,10 @@ async def record_spend(
 ) -> models.SpendOutcome:
     charged = await db.record_spend(request, fingerprint(request))
     reason = stop_reason(charged.scopes)
-    if charged.spend.duplicate:
-        counters.spends.labels("duplicate").inc()
-    else:
-        counters.spends.labels("stopped" if reason else "recorded").inc()
-        for scope, _ in request.named():
-            counters.spend.labels(scope).inc(charged.spend.cost_usd_micros)
+    outcome = "duplicate" if charged.spend.duplicate else "stopped" if reason else "recorded"
+    counters.count_spend(
+        outcome, (scope for scope, _ in request.named()), charged.spend.cost_usd_micros
+    )
     return models.SpendOutcome(
         spend=charged.spend, stop=reason is not None, stop_reason=reason, scopes=charged.scopes
     )

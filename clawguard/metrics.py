@@ -9,6 +9,7 @@ those gauges are refreshed when /metrics is scraped, not on the spend path.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import prometheus_client as prom
 
@@ -16,6 +17,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 SCOPES = ("agent", "mission", "team", "tenant")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CONTENT_TYPE = prom.CONTENT_TYPE_LATEST
 
 
@@ -60,6 +62,31 @@ class Metrics:
             "clawguard_reaper_sweeps", "Background sweeps run", registry=r)
         self.expired = prom.Counter(
             "clawguard_expired", "Rows expired by the reaper", ["kind"], registry=r)
+
+        # Labelled children by label values: labels() takes a lock and builds a tuple,
+        # which the spend path would pay several times a request.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._spend_children = {scope: self.spend.labels(scope) for scope in SCOPES}
+        self._outcome_children = {
+            outcome: self.spends.labels(outcome) for outcome in ("recorded", "stopped", "duplicate")
+        }
+
+    def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in METHODS:
+            method = "other"  # a client may send any token as a method
+        children = self._request_children.get((method, route, status))
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)),
+                        self.latency.labels(route))
+            self._request_children[method, route, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_spend(self, outcome: str, scopes: Iterable[str], micros: int) -> None:
+        self._outcome_children[outcome].inc()
+        if outcome != "duplicate":
+            for scope in scopes:
+                self._spend_children[scope].inc(micros)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.store_batch_size.observe(size)

@@ -140,9 +140,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     response = await handler(request)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    counters = request.app[METRICS]
-    counters.requests.labels(request.method, route, str(response.status)).inc()
-    counters.latency.labels(route).observe(time.perf_counter() - started)
+    request.app[METRICS].count_request(
+        request.method, route, response.status, time.perf_counter() - started
+    )
     return response
 
 

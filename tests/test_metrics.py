@@ -83,3 +83,12 @@ async def test_budget_series_are_capped(client):
                 if name == "clawguard_budget_utilisation_ratio"}
     assert exported == {"t7", "t8", "t9", "t10", "t11"}  # the five most utilised
     assert value(samples, "clawguard_budgets", scope="team", status="active") == 12
+
+
+async def test_made_up_methods_share_one_label(client):
+    for method in ("MOVE", "LOCK", "PROPFIND", "MKCOL", "COPY"):
+        resp = await client.request(method, "/healthz")
+        assert resp.status == 405
+    text = await (await client.get("/metrics")).text()
+    assert "PROPFIND" not in text
+    assert 'method="other",route="unmatched",status="405"} 5' in text
