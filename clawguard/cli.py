@@ -14,12 +14,15 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from clawguard import __version__, admin, audit, auth, config, errors, logs, server, sqlite
+from clawguard import __version__, admin, audit, auth, config, errors, logs, sqlite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    # Imported here: the admin commands need no aiohttp server, and scripts run them often.
+    from clawguard import server
+
     asyncio.run(server.serve(cfg))
     return EXIT_OK
 

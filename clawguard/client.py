@@ -46,11 +46,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from clawguard import __version__, client_errors, models
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_URL = "http://127.0.0.1:18790"
 URL_ENV, KEY_ENV = "CLAWGUARD_URL", "CLAWGUARD_API_KEY"
@@ -494,6 +495,8 @@ class AsyncClient:
         self._pooled = self._fresh = None
 
     def _session(self, pooled: bool) -> aiohttp.ClientSession:
+        import aiohttp  # here, so that blocking users (the CLI) never pay for importing it
+
         if pooled:
             if self._pooled is None:
                 self._pooled = aiohttp.ClientSession(
@@ -506,6 +509,8 @@ class AsyncClient:
 
     async def _exchange(self, call: _Call[Any], request_id: str
                         ) -> tuple[int, Any, str | None]:
+        import aiohttp
+
         session = self._session(pooled=call.replayable)
         url = self._base.url + call.target("")
         try:
