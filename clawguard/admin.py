@@ -83,6 +83,9 @@ def _over_http(run: Run) -> Command:
         except client_errors.ClawguardError as exc:
             print(f"clawguard: {exc}", file=sys.stderr)
             return exit_code(exc)
+        except BrokenPipeError:  # `clawguard audit tail -f | head`: the reader has had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
         except (ValueError, OSError) as exc:  # a bad --url or amount, an unreadable --key-file
             print(f"clawguard: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -268,7 +271,7 @@ def _audit_tail(args: argparse.Namespace, api: client.Client) -> int:
             rows = api.audit(agent_id=args.agent, event_type=args.event_type, since=since,
                              limit=TAIL_PAGE)
             new = [row for row in rows if row.id > last_id]
-            if len(rows) == TAIL_PAGE and new and new[-1].id > last_id + 1 and last_id:
+            if len(rows) == TAIL_PAGE and len(new) == len(rows):  # the last row seen fell off
                 print(f"clawguard: over {TAIL_PAGE} rows landed between two reads;"
                       " some were skipped (shorten --interval)", file=sys.stderr)
             for row in reversed(new):
