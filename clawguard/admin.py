@@ -414,14 +414,16 @@ def add_commands(commands: Any, add: Adder) -> None:
                       _approvals_resolve)
     resolving.add_argument("approval_id", metavar="ID")
     resolving.add_argument("decision", choices=models.DECISIONS)
-    resolving.add_argument("--by", help="who decides (default: the key's name)")
+    resolving.add_argument("--by", help="who decides, for a daemon without keys (with keys it"
+                           " is always the key's name)")
     granting = _http(add, approval_commands, "grants", "live sticky allow_always grants",
                      _approvals_grants)
     granting.add_argument("--agent", metavar="ID", help="only this agent's")
     revoking = _http(add, approval_commands, "revoke", "revoke a sticky grant",
                      _approvals_revoke)
     revoking.add_argument("grant_id", metavar="ID")
-    revoking.add_argument("--by", help="who revokes (default: the key's name)")
+    revoking.add_argument("--by", help="who revokes, for a daemon without keys (with keys it"
+                          " is always the key's name)")
 
     spending = _http(add, commands, "spend",
                      "record a spend (exit 3 when it fires the kill-switch)", _spend)

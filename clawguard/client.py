@@ -197,6 +197,14 @@ def _readyz() -> _Call[bool]:
     return _Call("GET", "/readyz", _is_ok, accept=frozenset({503}))
 
 
+def _text(status: int, data: Any) -> str:
+    return data if isinstance(data, str) else json.dumps(data)
+
+
+def _metrics() -> _Call[str]:
+    return _Call("GET", "/metrics", _text)
+
+
 def _list_budgets(scope: str | None, status: str | None) -> _Call[list[models.Budget]]:
     return _Call("GET", "/api/governance/budgets", _many(models.Budget, "budgets"),
                  query=_query(scope=scope, status=status))
@@ -466,8 +474,9 @@ class AsyncClient:
     """The clawguard API for asyncio code, over aiohttp; use it from one event loop.
 
     `url` defaults to $CLAWGUARD_URL, else http://127.0.0.1:18790; `api_key`
-    to $CLAWGUARD_API_KEY. `actor` names who resolves or revokes (the daemon
-    otherwise takes the key's name). `sleep` waits between retries.
+    to $CLAWGUARD_API_KEY. `actor` (like `resolved_by` and `revoked_by`) names
+    who decides or revokes when the daemon runs without keys; with keys the
+    daemon records the key's name instead. `sleep` waits between retries.
     """
 
     def __init__(self, url: str | None = None, api_key: str | None = None, *,
@@ -550,6 +559,10 @@ class AsyncClient:
     async def readyz(self) -> bool:
         """True when the store answers and is migrated; False on the daemon's 503."""
         return await self._run(_readyz())
+
+    async def metrics(self) -> str:
+        """The Prometheus text of GET /metrics (an operator's key)."""
+        return await self._run(_metrics())
 
     # --- budgets (operator) -----------------------------------------------------------
 
@@ -808,6 +821,10 @@ class Client:
     def readyz(self) -> bool:
         """True when the store answers and is migrated; False on the daemon's 503."""
         return self._run(_readyz())
+
+    def metrics(self) -> str:
+        """The Prometheus text of GET /metrics (an operator's key)."""
+        return self._run(_metrics())
 
     # --- budgets (operator) -----------------------------------------------------------
 

@@ -137,9 +137,10 @@ def resolve_when_pending(url: str, key: str, agent_id: str, decision: str) -> th
 
 
 def test_every_route_answers_its_model(make, daemon):
-    c = make(daemon.url)
+    c, lead = make(daemon.url), make(daemon.url, role="leader")
     team, agent = unique("t/with slash"), unique("a")
     assert c.healthz() is True and c.readyz() is True
+    assert "clawguard_http_requests" in c.metrics()
 
     budget = c.set_budget("team", team, 100, mode="cap")
     assert isinstance(budget, models.Budget) and budget.scope_id == team
@@ -172,14 +173,15 @@ def test_every_route_answers_its_model(make, daemon):
     assert isinstance(pending, models.Approval) and pending.id == waited.value.approval_id
     assert "s3cret" not in (pending.args_summary or "")
     assert c.get_approval(pending.id).status == "pending"
-    decided = c.resolve_approval(pending.id, "allow_always", resolved_by="alice")
-    assert decided.status == "allow_always" and decided.resolved_by == "alice"
+    decided = lead.resolve_approval(pending.id, "allow_always", resolved_by="alice")
+    assert decided.status == "allow_always"
+    assert decided.resolved_by == "leader-key"  # with keys, the key's name, whatever is claimed
     sticky = c.request_tool_approval("rm", agent)
     assert sticky == models.Handshake(resolution="allow_always")
     [grant] = c.grants(agent_id=agent)
     assert isinstance(grant, models.Grant) and grant.approval_id == pending.id
     revoked = c.revoke_grant(grant.id, revoked_by="bob")
-    assert revoked.revoked_by == "bob" and c.grants(agent_id=agent) == []
+    assert revoked.revoked_by == "admin-key" and c.grants(agent_id=agent) == []
     history = c.approval_history(agent_id=agent, limit=5)
     assert [h.action for h in history] == ["allow-always"]
     record = c.record_history(agent, "deny", "rm", details={"why": "late"})
@@ -189,7 +191,7 @@ def test_every_route_answers_its_model(make, daemon):
         c.request_delegation_approval("lead-" + agent, target_agent_name="bob", wait_ms=0)
     assert delegated.value.resolution == "timeout"
     assert c.get_approval(delegated.value.approval_id).tool_name == "delegate:code"
-    assert c.sleeps == []
+    assert c.sleeps == lead.sleeps == []
 
 
 def test_url_and_key_come_from_the_environment(daemon, keys, monkeypatch):
@@ -322,9 +324,12 @@ def test_every_refusal_raises_its_own_type(make, daemon, admin):
     agent = unique("a")
     with pytest.raises(client.ApprovalDenied) as opened:
         c.request_tool_approval("rm", agent, wait_ms=0)
-    c.resolve_approval(opened.value.approval_id, "deny")
-    with pytest.raises(client.Conflict) as twice:
+    with pytest.raises(client.Forbidden, match="the key that asked"):
         c.resolve_approval(opened.value.approval_id, "allow_once")
+    lead = make(daemon.url, role="leader")
+    lead.resolve_approval(opened.value.approval_id, "deny")
+    with pytest.raises(client.Conflict) as twice:
+        lead.resolve_approval(opened.value.approval_id, "allow_once")
     assert twice.value.status == 409
 
     c.spend(1, agent_id=agent, idempotency_key="k-" + agent)
