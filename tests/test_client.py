@@ -18,7 +18,7 @@ import pytest
 from daemon import Daemon
 from proxy import Proxy, body_of
 
-from clawguard import auth, client, client_errors, models, sqlite
+from clawguard import auth, client, client_errors, models, sqlite, web
 
 ROLES = ("admin", "operator", "executor", "leader")
 
@@ -134,6 +134,41 @@ def resolve_when_pending(url: str, key: str, agent_id: str, decision: str) -> th
 
 
 # --- every route, typed -----------------------------------------------------------------
+
+# Which client method speaks each route; a route added to web.ROUTES fails here until the
+# client has its method.
+METHODS = {
+    ("GET", "/healthz"): "healthz",
+    ("GET", "/readyz"): "readyz",
+    ("GET", "/metrics"): "metrics",
+    ("GET", "/api/governance/budgets"): "list_budgets",
+    ("POST", "/api/governance/budgets"): "set_budget",
+    ("DELETE", "/api/governance/budgets/{scope}/{scopeId}"): "delete_budget",
+    ("POST", "/api/governance/budgets/{scope}/{scopeId}/resume"): "resume_budget",
+    ("POST", "/api/governance/spend"): "spend",
+    ("GET", "/api/governance/preflight"): "preflight",
+    ("GET", "/api/governance/audit"): "audit",
+    ("GET", "/api/governance/audit/head"): "audit_head",
+    ("POST", "/api/governance/delegation-approval"): "request_delegation_approval",
+    ("POST", "/api/tools/approvals"): "request_tool_approval",
+    ("GET", "/api/tools/approvals"): "pending_approvals",
+    ("GET", "/api/tools/approvals/grants"): "grants",
+    ("DELETE", "/api/tools/approvals/grants/{id}"): "revoke_grant",
+    ("GET", "/api/tools/approvals/{id}"): "get_approval",
+    ("POST", "/api/tools/approvals/{id}/resolve"): "resolve_approval",
+    ("GET", "/api/approvals"): "approval_history",
+    ("POST", "/api/approvals"): "record_history",
+}
+
+
+def test_the_client_has_a_method_for_every_route_and_both_clients_the_same():
+    assert {(route.method, route.path) for route in web.ROUTES} == set(METHODS)
+    public = {name for name in dir(client.Client) if not name.startswith("_")}
+    assert public == {name for name in dir(client.AsyncClient) if not name.startswith("_")}
+    assert set(METHODS.values()) <= public
+    for name in public - {"url"}:
+        assert asyncio.iscoroutinefunction(getattr(client.AsyncClient, name)) or name == "step"
+
 
 
 def test_every_route_answers_its_model(make, daemon):
