@@ -2,6 +2,8 @@
 
 Commands that work on the database file directly (migrate, keys, audit verify
 and export) need no running daemon, so the first key can be made before it runs.
+The admin commands over HTTP (budgets, approvals, audit tail, spend, preflight)
+live in admin.py.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from clawguard import __version__, audit, auth, config, errors, logs, server, sqlite
+from clawguard import __version__, admin, audit, auth, config, errors, logs, sqlite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    # Imported here: the admin commands need no aiohttp server, and scripts run them often.
+    from clawguard import server
+
     asyncio.run(server.serve(cfg))
     return EXIT_OK
 
@@ -129,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     add(commands, "migrate", "apply pending database migrations and exit", _migrate)
     add(commands, "check-config", "validate the configuration and print it", _check_config)
 
-    audit_group = commands.add_parser("audit", help="verify or export the audit log")
+    audit_group = commands.add_parser("audit", help="verify, export or tail the audit log")
     audit_commands = audit_group.add_subparsers(dest="audit_command", required=True)
     verify = add(audit_commands, "verify", "walk the hash chain; exit 1 naming the first bad row",
                  _audit_verify)
@@ -137,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--head", help="SEQ:HASH saved earlier from GET /api/governance/audit/head")
     export = add(audit_commands, "export", "write every audit row as JSON lines", _audit_export)
     export.add_argument("--db", help="database file (default: storage.path)")
+    admin.add_audit_tail(audit_commands, add)
 
     keys_group = commands.add_parser("keys", help="make, list and revoke API keys (no daemon)")
     keys_commands = keys_group.add_subparsers(dest="keys_command", required=True)
@@ -150,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", metavar="ID")
     for command in (create, listing, revoke):
         command.add_argument("--db", help="database file (default: storage.path)")
+    admin.add_commands(commands, add)
     return parser
 
 

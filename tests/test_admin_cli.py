@@ -1,0 +1,196 @@
+"""The admin command line over HTTP, run as a user runs it: subprocesses against a real daemon
+with keys on. Tables for people, the daemon's JSON with --json, exit codes for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from daemon import Daemon
+
+from clawguard import admin, client
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A daemon whose keys were made first, with `clawguard keys create`, as an operator would."""
+    db = tmp_path_factory.mktemp("cli") / "cli.db"
+    keys = {}
+    for role in ("admin", "executor"):
+        made = subprocess.run(
+            [sys.executable, "-m", "clawguard", "keys", "create", "--role", role, "--db",
+             str(db)], capture_output=True, text=True, check=True)
+        keys[role] = made.stdout.strip()
+    with Daemon(db, auth_mode="keys") as daemon:
+        yield daemon, keys
+
+
+def run(served, *argv, key="admin", **env) -> subprocess.CompletedProcess[str]:
+    daemon, keys = served
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLAWGUARD_")}
+    environ |= {"CLAWGUARD_URL": daemon.url, "CLAWGUARD_API_KEY": keys.get(key, key), **env}
+    return subprocess.run([sys.executable, "-m", "clawguard", *argv], capture_output=True,
+                          text=True, env=environ, timeout=60)
+
+
+def run_all(served, *commands: tuple) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands at once: each is a process that spends most of its life importing."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda argv: run(served, *argv[0], **argv[1]),
+                             [(c[:-1], c[-1]) if isinstance(c[-1], dict) else (c, {})
+                              for c in commands]))
+
+
+def daemon_json(served, path: str) -> dict:
+    """What the daemon itself answers, to compare --json with."""
+    daemon, keys = served
+    request = urllib.request.Request(daemon.url + path,
+                                     headers={"Authorization": f"Bearer {keys['admin']}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_budgets_spend_and_preflight(served):
+    team = unique("t")
+    made = run(served, "budgets", "set", "team", team, "500", "--mode", "cap")
+    assert made.returncode == 0, made.stderr
+    header, row = made.stdout.splitlines()
+    assert header.split() == ["SCOPE", "SCOPE", "ID", "MODE", "STATUS", "SPENT", "LIMIT", "USED"]
+    assert row.split() == ["team", team, "cap", "active", "$0.00", "$5.00", "0%"]
+
+    spent = run(served, "spend", "0.4", "--team", team, "--agent", "a1", "--model", "m",
+                key="executor")
+    assert spent.returncode == 0, spent.stderr
+    assert spent.stdout.startswith("spend ") and "$0.004" in spent.stdout
+
+    stopped = run(served, "spend", "499.6", "--team", team, "--idempotency-key", "k-" + team,
+                  "--json", key="executor")
+    assert stopped.returncode == admin.EXIT_STOPPED == 3
+    answer = json.loads(stopped.stdout)
+    assert answer["stop"] is True and answer["stopReason"] == "budget_paused:team"
+    assert "kill-switch" in stopped.stderr
+    again, refused, listed = run_all(  # none of these changes anything
+        served, ("spend", "499.6", "--team", team, "--idempotency-key", "k-" + team,
+                 {"key": "executor"}),
+        ("preflight", "--team", team, {"key": "executor"}),
+        ("budgets", "list", "--scope", "team", "--json"))
+    assert again.returncode == 3 and "nothing charged again" in again.stdout
+    assert refused.returncode == 3 and refused.stdout.startswith("refused: budget_paused")
+    assert listed.returncode == 0
+    assert json.loads(listed.stdout) == daemon_json(served, "/api/governance/budgets?scope=team")
+
+    resumed = run(served, "budgets", "resume", "team", team, "--grace", "100", "--json")
+    assert resumed.returncode == 0
+    assert json.loads(resumed.stdout)["willRepause"] is False
+    assert json.loads(resumed.stdout)["budget"]["limitUsdCents"] == 600
+    assert run(served, "budgets", "delete", "team", team).returncode == 0
+    missing = run(served, "budgets", "delete", "team", team)
+    assert missing.returncode == 1 and "404 not_found" in missing.stderr
+
+
+def test_approvals_list_resolve_grants_revoke(served):
+    daemon, keys = served
+    agent = unique("a")
+    with client.Client(daemon.url, keys["executor"]) as api, \
+            pytest.raises(client.ApprovalDenied) as opened:
+        api.request_tool_approval("deploy", agent, args={"password": "hunter2"},
+                                  reason="ship it", wait_ms=0)
+    approval_id = opened.value.approval_id
+
+    listed, as_json = run_all(served, ("approvals", "list"), ("approvals", "list", "--json"))
+    assert listed.returncode == 0
+    [line] = [line for line in listed.stdout.splitlines() if approval_id in line]
+    assert agent in line and "deploy" in line and "hunter2" not in listed.stdout
+    assert json.loads(as_json.stdout) == daemon_json(served, "/api/tools/approvals")
+
+    resolved = run(served, "approvals", "resolve", approval_id, "allow_always", "--by", "alice",
+                   "--json")
+    assert resolved.returncode == 0
+    approval = json.loads(resolved.stdout)["approval"]
+    # With keys on, the deciding key's name stands, whatever --by claims.
+    assert (approval["status"], approval["resolvedBy"]) == ("allow_always", "admin")
+    twice, grants, table = run_all(served, ("approvals", "resolve", approval_id, "deny"),
+                                   ("approvals", "grants", "--agent", agent, "--json"),
+                                   ("approvals", "grants", "--agent", agent))
+    assert twice.returncode == 1 and "409" in twice.stderr
+    [grant] = json.loads(grants.stdout)["grants"]
+    assert grant["approvalId"] == approval_id
+    assert grant["id"] in table.stdout
+    revoked = run(served, "approvals", "revoke", grant["id"], "--by", "bob", "--json")
+    assert revoked.returncode == 0 and json.loads(revoked.stdout)["grant"]["revokedBy"] == "admin"
+
+
+def test_audit_tail_and_follow(served):
+    daemon, keys = served
+    tail, table = run_all(served, ("audit", "tail", "-n", "3", "--json"),
+                          ("audit", "tail", "-n", "2", "--event-type", "budget"))
+    assert tail.returncode == 0
+    rows = [json.loads(line) for line in tail.stdout.splitlines()]
+    newest = daemon_json(served, "/api/governance/audit?limit=3")["audit"]
+    assert rows == newest[::-1]  # oldest first, as tail prints
+    assert table.returncode == 0 and all(" budget " in line for line in table.stdout.splitlines())
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLAWGUARD_")}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "clawguard", "audit", "tail", "--follow", "-n", "1", "--json",
+         "--interval", "0.05", "--url", daemon.url, "--key", keys["admin"]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert follower.stdout is not None
+        first = json.loads(follower.stdout.readline())
+        assert first["id"] == daemon_json(served, "/api/governance/audit?limit=1")["audit"][0]["id"]
+        mission = unique("m")
+        with client.Client(daemon.url, keys["admin"]) as api:
+            api.set_budget("mission", mission, 10)
+            api.delete_budget("mission", mission)
+        later = [json.loads(follower.stdout.readline()) for _ in range(2)]
+        assert [(r["action"], r["details"]["scopeId"]) for r in later] == [
+            ("budget.set", mission), ("budget.deleted", mission)]
+        assert later[0]["id"] < later[1]["id"]
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0
+    finally:
+        follower.kill()
+        follower.wait()
+        for stream in (follower.stdout, follower.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_exit_codes_scripts_can_rely_on(served, tmp_path):
+    keys = served[1]
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(keys["admin"] + "\n")
+    no_key, forbidden, gone, zero, galaxy, no_scope, too_long, by_file, helped = run_all(
+        served,
+        ("budgets", "list", {"key": ""}),
+        ("budgets", "list", {"key": "executor"}),
+        ("budgets", "list", "--url", nowhere),
+        ("budgets", "set", "team", "t1", "0"),
+        ("budgets", "set", "galaxy", "t1", "10"),
+        ("spend", "1"),
+        ("budgets", "set", "team", "x" * 201, "10"),
+        ("budgets", "list", "--key-file", str(key_file), "--json", {"key": ""}),
+        ("budgets", "list", "--help"),
+    )
+    assert no_key.returncode == 4 and "401 unauthorized" in no_key.stderr
+    assert forbidden.returncode == 4 and "403 forbidden" in forbidden.stderr
+    assert gone.returncode == 4 and "no answer" in gone.stderr
+    assert zero.returncode == galaxy.returncode == no_scope.returncode == 2  # refused locally
+    assert too_long.returncode == 2 and "400 invalid_input" in too_long.stderr  # the daemon's 400
+    assert by_file.returncode == 0 and "budgets" in json.loads(by_file.stdout)
+    assert helped.returncode == 0 and "exit codes:" in helped.stdout

@@ -1,0 +1,539 @@
+"""The Python client against a real daemon with keys on: typed answers, retries that never
+charge twice, typed errors, the step helper, approvals that wait and re-attach.
+
+Most tests run twice, on Client and on AsyncClient (driven from its own loop here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from daemon import Daemon
+from proxy import Proxy, body_of
+
+from clawguard import auth, client, client_errors, models, sqlite, web
+
+ROLES = ("admin", "operator", "executor", "leader")
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """One daemon for the module, with a key of each role made before it starts."""
+    db = tmp_path_factory.mktemp("client") / "client.db"
+    admin = sqlite.KeyAdmin(str(db))
+    keys = {}
+    for role in ROLES:
+        keys[role] = auth.new_key()
+        admin.create(auth.Principal(key_id=auth.new_key_id(), name=f"{role}-key", role=role),
+                     auth.hash_key(keys[role]))
+    admin.close()
+    with Daemon(db, auth_mode="keys") as daemon:
+        yield daemon, keys
+
+
+@pytest.fixture
+def daemon(keyed):
+    return keyed[0]
+
+
+@pytest.fixture
+def keys(keyed):
+    return keyed[1]
+
+
+class Blocking:
+    """An AsyncClient driven from plain code on a loop of its own: one scenario, both clients."""
+
+    def __init__(self, url, **settings):
+        self.loop = asyncio.new_event_loop()
+        self.inner = client.AsyncClient(url, **settings)
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+        return lambda *args, **kwargs: self.loop.run_until_complete(method(*args, **kwargs))
+
+    def close(self):
+        self.loop.run_until_complete(self.inner.close())
+        self.loop.close()
+
+
+@pytest.fixture(params=["Client", "AsyncClient"])
+def make(request, keys):
+    """make(url, role="admin", **settings) -> a client of the parametrised kind; `.sleeps`
+    lists the waits between retries it asked for (none is really waited)."""
+    made = []
+
+    def make_one(url, role="admin", **settings):
+        sleeps: list[float] = []
+        if request.param == "Client":
+            made.append(client.Client(url, keys.get(role, role), sleep=sleeps.append,
+                                      **settings))
+        else:
+            async def sleep(seconds):
+                sleeps.append(seconds)
+
+            made.append(Blocking(url, api_key=keys.get(role, role), sleep=sleep, **settings))
+        made[-1].sleeps = sleeps
+        return made[-1]
+
+    yield make_one
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
+def admin(daemon, keys):
+    with client.Client(daemon.url, keys["admin"]) as admin_client:
+        yield admin_client
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def charges(db, agent_id: str) -> list[tuple[str, int]]:
+    """(idempotency key, micros) of every ledger row of an agent."""
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT idempotency_key, cost_micros FROM spends WHERE agent_id = ?",
+                            (agent_id,)).fetchall()
+    finally:
+        conn.close()
+
+
+def closed_port_url() -> str:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def resolve_when_pending(url: str, key: str, agent_id: str, decision: str) -> threading.Thread:
+    """A leader in another thread: decide the agent's request once it shows in the queue."""
+
+    def leader() -> None:
+        with client.Client(url, key) as boss:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                mine = [a for a in boss.pending_approvals() if a.agent_id == agent_id]
+                if mine:
+                    time.sleep(0.1)  # let the requester park on it first
+                    boss.resolve_approval(mine[0].id, decision, resolved_by="boss")
+                    return
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=leader)
+    thread.start()
+    return thread
+
+
+# --- every route, typed -----------------------------------------------------------------
+
+# Which client method speaks each route; a route added to web.ROUTES fails here until the
+# client has its method.
+METHODS = {
+    ("GET", "/healthz"): "healthz",
+    ("GET", "/readyz"): "readyz",
+    ("GET", "/metrics"): "metrics",
+    ("GET", "/api/governance/budgets"): "list_budgets",
+    ("POST", "/api/governance/budgets"): "set_budget",
+    ("DELETE", "/api/governance/budgets/{scope}/{scopeId}"): "delete_budget",
+    ("POST", "/api/governance/budgets/{scope}/{scopeId}/resume"): "resume_budget",
+    ("POST", "/api/governance/spend"): "spend",
+    ("GET", "/api/governance/preflight"): "preflight",
+    ("GET", "/api/governance/audit"): "audit",
+    ("GET", "/api/governance/audit/head"): "audit_head",
+    ("POST", "/api/governance/delegation-approval"): "request_delegation_approval",
+    ("POST", "/api/tools/approvals"): "request_tool_approval",
+    ("GET", "/api/tools/approvals"): "pending_approvals",
+    ("GET", "/api/tools/approvals/grants"): "grants",
+    ("DELETE", "/api/tools/approvals/grants/{id}"): "revoke_grant",
+    ("GET", "/api/tools/approvals/{id}"): "get_approval",
+    ("POST", "/api/tools/approvals/{id}/resolve"): "resolve_approval",
+    ("GET", "/api/approvals"): "approval_history",
+    ("POST", "/api/approvals"): "record_history",
+}
+
+
+def test_the_client_has_a_method_for_every_route_and_both_clients_the_same():
+    assert {(route.method, route.path) for route in web.ROUTES} == set(METHODS)
+    public = {name for name in dir(client.Client) if not name.startswith("_")}
+    assert public == {name for name in dir(client.AsyncClient) if not name.startswith("_")}
+    assert set(METHODS.values()) <= public
+    for name in public - {"url"}:
+        assert asyncio.iscoroutinefunction(getattr(client.AsyncClient, name)) or name == "step"
+
+
+
+def test_every_route_answers_its_model(make, daemon):
+    c, lead = make(daemon.url), make(daemon.url, role="leader")
+    team, agent = unique("t/with slash"), unique("a")
+    assert c.healthz() is True and c.readyz() is True
+    assert "clawguard_http_requests" in c.metrics()
+
+    budget = c.set_budget("team", team, 100, mode="cap")
+    assert isinstance(budget, models.Budget) and budget.scope_id == team
+    assert budget.mode == "cap" and budget.limit_usd_cents == 100
+    assert team in {b.scope_id for b in c.list_budgets(scope="team", status="active")}
+
+    spent = c.spend(Decimal("0.4"), agent_id=agent, team_id=team, task_id="t9", model="m",
+                    input_tokens=10, output_tokens=2)
+    assert isinstance(spent, models.SpendOutcome)
+    assert spent.spend.cost_usd_micros == 4000 and spent.spend.duplicate is False
+    assert [(s.scope, s.spent_usd_micros) for s in spent.scopes] == [("team", 4000)]
+    checked = c.preflight(agent_id=agent, team_id=team)
+    assert isinstance(checked, models.Preflight) and checked.allowed is True
+
+    resumed = c.resume_budget("team", team)
+    assert isinstance(resumed, models.Resumed) and resumed.will_repause is False
+    rows = c.audit(event_type="budget", limit=5)
+    assert all(isinstance(r, models.AuditEntry) for r in rows)
+    assert [r.action for r in rows[:2]] == ["budget.resumed", "budget.set"]
+    head = c.audit_head()
+    assert isinstance(head, models.AuditHead) and head.seq >= rows[0].id
+    assert c.delete_budget("team", team) is None
+    assert team not in {b.scope_id for b in c.list_budgets()}
+
+    with pytest.raises(client.ApprovalDenied) as waited:
+        c.request_tool_approval("rm", agent, args={"path": "/tmp", "apiKey": "s3cret"},
+                                reason="clean", task_id="t9", wait_ms=0)
+    assert waited.value.resolution == "timeout"
+    [pending] = [a for a in c.pending_approvals() if a.agent_id == agent]
+    assert isinstance(pending, models.Approval) and pending.id == waited.value.approval_id
+    assert "s3cret" not in (pending.args_summary or "")
+    assert c.get_approval(pending.id).status == "pending"
+    decided = lead.resolve_approval(pending.id, "allow_always", resolved_by="alice")
+    assert decided.status == "allow_always"
+    assert decided.resolved_by == "leader-key"  # with keys, the key's name, whatever is claimed
+    sticky = c.request_tool_approval("rm", agent)
+    assert sticky == models.Handshake(resolution="allow_always")
+    [grant] = c.grants(agent_id=agent)
+    assert isinstance(grant, models.Grant) and grant.approval_id == pending.id
+    revoked = c.revoke_grant(grant.id, revoked_by="bob")
+    assert revoked.revoked_by == "admin-key" and c.grants(agent_id=agent) == []
+    history = c.approval_history(agent_id=agent, limit=5)
+    assert [h.action for h in history] == ["allow-always"]
+    record = c.record_history(agent, "deny", "rm", details={"why": "late"})
+    assert isinstance(record, models.HistoryRecord) and record.action == "deny"
+
+    with pytest.raises(client.ApprovalDenied) as delegated:
+        c.request_delegation_approval("lead-" + agent, target_agent_name="bob", wait_ms=0)
+    assert delegated.value.resolution == "timeout"
+    assert c.get_approval(delegated.value.approval_id).tool_name == "delegate:code"
+    assert c.sleeps == lead.sleeps == []
+
+
+def test_url_and_key_come_from_the_environment(daemon, keys, monkeypatch):
+    monkeypatch.setenv("CLAWGUARD_URL", daemon.url + "/")
+    monkeypatch.setenv("CLAWGUARD_API_KEY", keys["operator"])
+    with client.Client() as c:
+        assert c.url == daemon.url
+        assert isinstance(c.list_budgets(), list)
+    with pytest.raises(ValueError, match="http"):
+        client.Client("ftp://example.com")
+
+
+# --- retries ----------------------------------------------------------------------------
+
+
+def test_a_spend_retried_after_a_dropped_answer_is_charged_once(make, daemon, admin):
+    agent = unique("a")
+    admin.set_budget("agent", agent, 100, mode="cap")
+    with Proxy(daemon.url) as proxy:
+        c = make(proxy.url, role="executor")
+        proxy.drops = 1  # the daemon charges the first try; its answer is lost
+        outcome = c.spend(Decimal("0.4"), agent_id=agent)
+        assert outcome.spend.duplicate is True
+        assert [(s.spent_usd_micros, s.crossed) for s in outcome.scopes] == [(4000, "none")]
+        sent = proxy.bodies()
+    assert len(sent) == 2 and sent[0] == sent[1]  # the same idempotency key both times
+    assert b'"costUsdCents":0.4' in body_of(proxy.requests[0])
+    assert charges(daemon.db_path, agent) == [(sent[0]["idempotencyKey"], 4000)]
+    [budget] = [b for b in admin.list_budgets() if b.scope_id == agent]
+    assert budget.spent_usd_micros == 4000
+    assert len(c.sleeps) == 1
+
+
+def test_a_503_is_retried_with_bounded_growing_waits_then_raised(make, daemon):
+    agent = unique("a")
+    with Proxy(daemon.url) as proxy:
+        c = make(proxy.url, role="executor")
+        proxy.unavailable = 100
+        with pytest.raises(client.Unavailable) as refused:
+            c.spend(1, agent_id=agent)
+        assert refused.value.status == 503 and refused.value.code == "store_unavailable"
+        assert len(proxy.requests) == 3  # Retry().attempts
+        assert 0.1 <= c.sleeps[0] <= 0.2 and 0.2 <= c.sleeps[1] <= 0.4
+        proxy.unavailable = 2
+        assert c.spend(1, agent_id=agent).spend.duplicate is False
+        assert len(proxy.requests) == 6
+
+        patient = make(proxy.url, role="executor",
+                       retry=client.Retry(attempts=6, base_s=1, cap_s=3))
+        proxy.unavailable = 5
+        assert patient.spend(1, agent_id=agent).spend.duplicate is False
+    ceilings = [1, 2, 3, 3, 3]
+    assert all(c / 2 <= s <= c for s, c in zip(patient.sleeps, ceilings, strict=True))
+    assert [micros for _, micros in charges(daemon.db_path, agent)] == [10_000, 10_000]
+
+
+def test_a_daemon_that_cannot_be_reached_is_tried_three_times(make):
+    c = make(closed_port_url())
+    with pytest.raises(client.Unreachable) as failed:
+        c.delete_budget("agent", "a1")  # never sent, so retried although not replayable
+    assert isinstance(failed.value, client.Unavailable) and failed.value.status is None
+    assert "DELETE /api/governance/budgets/agent/a1" in str(failed.value)
+    assert len(c.sleeps) == 2
+
+
+def test_an_answer_of_4xx_is_never_retried(make, daemon):
+    with Proxy(daemon.url) as proxy:
+        c = make(proxy.url)
+        with pytest.raises(client.InvalidRequest):
+            c.set_budget("agent", "a1", 0)
+        with pytest.raises(client.NotFound):
+            c.delete_budget("agent", unique("nobody"))
+        with pytest.raises(client.Unauthorized):
+            make(proxy.url, role="cgk_wrong").list_budgets()
+        assert len(proxy.requests) == 3
+    assert c.sleeps == []
+
+
+def test_a_call_unsafe_to_replay_is_not_sent_again_after_a_dropped_answer(make, daemon, admin):
+    agent = unique("a")
+    with pytest.raises(client.ApprovalDenied) as opened:
+        admin.request_tool_approval("rm", agent, wait_ms=0)
+    approval_id = opened.value.approval_id
+    with Proxy(daemon.url) as proxy:
+        c = make(proxy.url, role="leader")
+        proxy.drops = 1
+        with pytest.raises(client.Unreachable):
+            c.resolve_approval(approval_id, "allow_once")
+        assert len(proxy.requests) == 1
+    assert c.sleeps == []
+    assert admin.get_approval(approval_id).status == "allow_once"  # it had landed
+
+
+def test_concurrent_threads_share_one_blocking_client(daemon, keys):
+    agent = unique("a")
+    with client.Client(daemon.url, keys["executor"]) as c:
+        def spend(n: int) -> None:
+            for _ in range(20):
+                assert c.spend(Decimal("0.5"), agent_id=agent).spend.duplicate is False
+
+        threads = [threading.Thread(target=spend, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sum(micros for _, micros in charges(daemon.db_path, agent)) == 80 * 5000
+
+
+# --- errors and money ---------------------------------------------------------------------
+
+
+def test_every_refusal_raises_its_own_type(make, daemon, admin):
+    with pytest.raises(client.Unauthorized) as no_key:
+        make(daemon.url, role="").list_budgets()
+    assert no_key.value.status == 401 and no_key.value.code == "unauthorized"
+    assert no_key.value.request_id and no_key.value.request_id.startswith("cgc-")
+    with pytest.raises(client.Forbidden) as forbidden:
+        make(daemon.url, role="executor").list_budgets()
+    assert forbidden.value.status == 403 and "executor" in forbidden.value.message
+    c = make(daemon.url)
+    with pytest.raises(client.NotFound):
+        c.get_approval("apr_0000000000000000")
+    with pytest.raises(client.InvalidRequest) as invalid:
+        c.set_budget("agent", "a1", 0)
+    assert invalid.value.details == [
+        {"field": "limitUsdCents", "problem": "Input should be greater than 0"}]
+    with pytest.raises(client.InvalidRequest):
+        c.delete_budget("galaxy", "a1")  # type: ignore[arg-type]
+
+    agent = unique("a")
+    with pytest.raises(client.ApprovalDenied) as opened:
+        c.request_tool_approval("rm", agent, wait_ms=0)
+    with pytest.raises(client.Forbidden, match="the key that asked"):
+        c.resolve_approval(opened.value.approval_id, "allow_once")
+    lead = make(daemon.url, role="leader")
+    lead.resolve_approval(opened.value.approval_id, "deny")
+    with pytest.raises(client.Conflict) as twice:
+        lead.resolve_approval(opened.value.approval_id, "allow_once")
+    assert twice.value.status == 409
+
+    c.spend(1, agent_id=agent, idempotency_key="k-" + agent)
+    with pytest.raises(client.IdempotencyConflict) as other_body:
+        c.spend(2, agent_id=agent, idempotency_key="k-" + agent)
+    assert isinstance(other_body.value, client.Conflict)
+    assert c.spend(1, agent_id=agent, idempotency_key="k-" + agent).spend.duplicate is True
+
+
+def test_statuses_the_daemon_does_not_send_yet_map_too():
+    body = {"error": "quota_override_too_high", "message": "at most 100x", "details": {"x": 1}}
+    unprocessable = client_errors.from_response(422, body, "rid")
+    assert isinstance(unprocessable, client.Unprocessable)
+    assert (unprocessable.code, unprocessable.details, unprocessable.request_id) == (
+        "quota_override_too_high", {"x": 1}, "rid")
+    assert str(unprocessable) == "422 quota_override_too_high: at most 100x"
+    broken = client_errors.from_response(502, "<html>bad gateway</html>")
+    assert isinstance(broken, client.ServerError) and "bad gateway" in broken.message
+    assert type(client_errors.from_response(418, {})) is client.ClawguardError
+    assert isinstance(client_errors.from_response(413, {}), client.InvalidRequest)
+
+
+def test_amounts_are_written_from_their_decimal_digits(make, daemon):
+    agent = unique("a")
+    with Proxy(daemon.url) as proxy:
+        c = make(proxy.url, role="executor")
+        # Through a float this is 5e-05 cents, half a micro, which rounds up to 1.
+        assert c.spend(Decimal("0.00004999999999999999999"), agent_id=agent
+                       ).spend.cost_usd_micros == 0
+        assert c.spend(Decimal("0.00025"), agent_id=agent).spend.cost_usd_micros == 3
+        assert c.spend(Decimal("1E+2"), agent_id=agent).spend.cost_usd_micros == 1_000_000
+        assert c.spend(7, agent_id=agent).spend.cost_usd_micros == 70_000
+        sent = [body_of(r) for r in proxy.requests]
+        assert b'"costUsdCents":0.00004999999999999999999' in sent[0]
+        for wrong, error in ((0.5, TypeError), (True, TypeError), (Decimal("NaN"), ValueError),
+                             (Decimal("Infinity"), ValueError)):
+            with pytest.raises(error):
+                c.spend(wrong, agent_id=agent)
+        with pytest.raises(TypeError):
+            c.set_budget("agent", agent, 10.0)  # type: ignore[arg-type]
+        assert len(proxy.requests) == 4  # nothing was sent for the refused amounts
+        with pytest.raises(client.InvalidRequest):
+            c.spend(-1, agent_id=agent)
+
+
+# --- the step helper ----------------------------------------------------------------------
+
+
+def test_a_step_is_refused_before_it_runs_when_its_scope_is_paused(daemon, keys, admin):
+    agent = unique("a")
+    admin.set_budget("agent", agent, 10, mode="cap")
+    admin.spend(10, agent_id=agent)
+    ran = False
+    with client.Client(daemon.url, keys["executor"]) as c, \
+            pytest.raises(client.BudgetPaused) as paused, c.step(agent_id=agent) as step:
+        ran = True
+        step.cost(1)
+    assert not ran
+    assert paused.value.reason == "budget_paused:agent" and paused.value.outcome is None
+    assert [s.scope_id for s in paused.value.paused] == [agent]
+    assert len(charges(daemon.db_path, agent)) == 1
+
+
+def test_a_step_records_its_cost_then_raises_when_the_spend_stops(daemon, keys, admin):
+    agent, team = unique("a"), unique("t")
+    admin.set_budget("team", team, 10, mode="cap")
+    with client.Client(daemon.url, keys["executor"]) as c:
+        with c.step(agent_id=agent, team_id=team, task_id="task-1") as first:
+            first.cost(Decimal("4.5"), model="m", input_tokens=3, output_tokens=4)
+        assert first.outcome is not None and first.outcome.stop is False
+        with pytest.raises(client.BudgetPaused) as stopped, \
+                c.step(agent_id=agent, team_id=team) as second:
+            second.cost(6)
+        assert stopped.value.reason == "budget_paused:team"
+        assert stopped.value.outcome == second.outcome and second.outcome.stop is True
+        assert c.preflight(team_id=team).allowed is False
+        with c.step(agent_id=agent) as free:  # no cost named: nothing recorded
+            pass
+        assert free.outcome is None
+    assert [micros for _, micros in charges(daemon.db_path, agent)] == [45_000, 60_000]
+
+
+def test_a_failed_step_still_records_what_it_spent(daemon, keys):
+    agent = unique("a")
+    with client.Client(daemon.url, keys["executor"]) as c:
+        with pytest.raises(RuntimeError, match="parse"), c.step(agent_id=agent) as step:
+            step.cost(2)
+            raise RuntimeError("could not parse the model's answer")
+        assert step.outcome is not None and step.outcome.spend.cost_usd_micros == 20_000
+    with client.Client(closed_port_url(), sleep=lambda s: None) as gone, \
+            pytest.raises(client.Unreachable), gone.step(agent_id=agent):
+        pass
+    assert len(charges(daemon.db_path, agent)) == 1
+
+
+def test_a_preflight_that_cannot_reach_the_store_is_unavailable_not_paused():
+    refused = models.Preflight(allowed=False, reason="store_unavailable", scopes=[])
+    with pytest.raises(client.Unavailable) as failed:
+        client._check_preflight(refused)
+    assert not isinstance(failed.value, client.BudgetPaused)
+
+
+async def test_the_async_step_helper(daemon, keys, admin):
+    agent = unique("a")
+    admin.set_budget("agent", agent, 5, mode="cap")
+    async with client.AsyncClient(daemon.url, keys["executor"]) as c:
+        with pytest.raises(ValueError, match="boom"):
+            async with c.step(agent_id=agent) as failing:
+                failing.cost(1)
+                raise ValueError("boom")
+        assert failing.outcome is not None
+        with pytest.raises(client.BudgetPaused) as stopped:
+            async with c.step(agent_id=agent) as step:
+                await asyncio.sleep(0)
+                step.cost(4)
+        assert stopped.value.outcome is not None and stopped.value.outcome.stop is True
+        ran = False
+        with pytest.raises(client.BudgetPaused) as refused:
+            async with c.step(agent_id=agent):
+                ran = True
+        assert not ran and refused.value.outcome is None
+    assert [micros for _, micros in charges(daemon.db_path, agent)] == [10_000, 40_000]
+
+
+# --- approvals ----------------------------------------------------------------------------
+
+
+def test_a_request_waits_for_the_leaders_decision(make, daemon, keys):
+    c = make(daemon.url, role="executor")
+    allowed, denied = unique("a"), unique("a")
+    leader = resolve_when_pending(daemon.url, keys["leader"], allowed, "allow_once")
+    handshake = c.request_tool_approval("deploy", allowed, wait_ms=10_000)
+    leader.join()
+    assert handshake.resolution == "allow_once" and handshake.approval_id
+
+    leader = resolve_when_pending(daemon.url, keys["leader"], denied, "deny")
+    with pytest.raises(client.ApprovalDenied) as refused:
+        c.request_tool_approval("deploy", denied, wait_ms=10_000)
+    leader.join()
+    assert refused.value.resolution == "deny" and refused.value.approval_id
+
+
+def test_a_long_poll_whose_answer_is_dropped_re_attaches(make, daemon, keys, admin):
+    agent = unique("a")
+    with pytest.raises(client.ApprovalDenied) as opened:
+        admin.request_tool_approval("deploy", agent, wait_ms=0)
+    approval_id = opened.value.approval_id
+    with Proxy(daemon.url) as proxy:
+        c = make(proxy.url, role="executor")
+        proxy.drops = 1  # the parked GET's answer, carrying the decision, is lost
+        leader = resolve_when_pending(daemon.url, keys["leader"], agent, "allow_once")
+        decided = c.wait_for_approval(approval_id, wait_ms=10_000)
+        leader.join()
+        assert decided.status == "allow_once"
+        gets = [r.split(b" ")[:2] for r in proxy.requests]
+    assert len(gets) == 2 and all(method == b"GET" for method, _ in gets)
+    assert all(path.startswith(f"/api/tools/approvals/{approval_id}?waitMs=".encode())
+               for _, path in gets)
+
+
+def test_an_expired_or_undecided_approval_is_a_denial():
+    row = {"id": "apr_1", "toolName": "rm", "agentId": "a1", "argsSummary": None,
+           "reason": None, "taskId": None, "tenantId": None, "createdAt": 1, "expiresAt": 2,
+           "resolvedAt": None, "resolvedBy": None}
+    for status, resolution in (("expired", "expired"), ("pending", "timeout"), ("deny", "deny")):
+        with pytest.raises(client.ApprovalDenied) as denied:
+            client._settled(models.Approval.model_validate({**row, "status": status}))
+        assert (denied.value.resolution, denied.value.approval_id) == (resolution, "apr_1")
+    allowed = models.Approval.model_validate({**row, "status": "allow_once"})
+    assert client._settled(allowed) is allowed
+    with pytest.raises(client.ApprovalDenied):  # the daemon's fail-closed answer
+        client._allowed(models.Handshake(resolution="deny"))
