@@ -335,7 +335,8 @@ def test_the_table_is_sound() -> None:
 
 
 # Routes with nothing to malform (no body, no path or query parameter).
-NO_INPUT = {"/healthz", "/readyz", "/metrics", "/api/governance/audit/head",
+NO_INPUT = {"/healthz", "/readyz", "/metrics", "/openapi.json",
+            "/api/governance/audit/head",
             # lenient GETs: an agentId filter, and a limit where anything non-numeric
             # means the default (the POSTs on the same paths have their cases above)
             "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals"}
