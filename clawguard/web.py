@@ -332,8 +332,8 @@ def _actor(request: web.Request, given: str | None = None) -> str | None:
     return actor
 
 
-# The two blocking handlers hold no local while they wait: every object a parked
-# wait keeps is one more for each full garbage collection to walk.
+# The two blocking handlers hold nothing but their arguments while they wait: every
+# object a parked wait keeps is one more for each full garbage collection to walk.
 
 
 async def delegation_approval(
