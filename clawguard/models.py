@@ -120,8 +120,12 @@ QueryWaitMs = Annotated[
     pydantic.WithJsonSchema({"type": "integer", "minimum": 0, "maximum": INTEGER_BOUND}),
 ]
 # Lenient parameters take any text, so the document says "string" and what it means.
-AgentFilter = Annotated[str | None, pydantic.BeforeValidator(_blank_is_none),
-                        pydantic.WithJsonSchema({"type": "string"})]
+# An id is 1..200 characters (SPEC 11), so a longer filter is refused; a blank one is no filter.
+AgentFilter = Annotated[
+    Annotated[str, pydantic.StringConstraints(max_length=200)] | None,
+    pydantic.BeforeValidator(_blank_is_none),
+    pydantic.WithJsonSchema({"type": "string", "maxLength": 200}),
+]
 AuditLimit = Annotated[int, pydantic.BeforeValidator(_audit_limit), pydantic.WithJsonSchema(
     {"type": "string", "description": f"1..{AUDIT_LIMIT_MAX}; anything else means "
      f"{AUDIT_LIMIT_DEFAULT}"})]
