@@ -25,6 +25,7 @@ OPERATOR: frozenset[Role] = frozenset({"operator"})
 PERMISSIONS: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/metrics"): OPERATOR,
     ("GET", "/api/governance/budgets"): OPERATOR,
     ("POST", "/api/governance/budgets"): OPERATOR,

@@ -205,6 +205,16 @@ def _metrics() -> _Call[str]:
     return _Call("GET", "/metrics", _text)
 
 
+def _document(status: int, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError("the OpenAPI document is not a JSON object")
+    return data
+
+
+def _openapi() -> _Call[dict[str, Any]]:
+    return _Call("GET", "/openapi.json", _document)
+
+
 def _list_budgets(scope: str | None, status: str | None) -> _Call[list[models.Budget]]:
     return _Call("GET", "/api/governance/budgets", _many(models.Budget, "budgets"),
                  query=_query(scope=scope, status=status))
@@ -564,6 +574,10 @@ class AsyncClient:
         """The Prometheus text of GET /metrics (an operator's key)."""
         return await self._run(_metrics())
 
+    async def openapi(self) -> dict[str, Any]:
+        """The daemon's OpenAPI 3.1 document (GET /openapi.json, no key needed)."""
+        return await self._run(_openapi())
+
     # --- budgets (operator) -----------------------------------------------------------
 
     async def list_budgets(self, *, scope: models.Scope | None = None,
@@ -825,6 +839,10 @@ class Client:
     def metrics(self) -> str:
         """The Prometheus text of GET /metrics (an operator's key)."""
         return self._run(_metrics())
+
+    def openapi(self) -> dict[str, Any]:
+        """As AsyncClient.openapi."""
+        return self._run(_openapi())
 
     # --- budgets (operator) -----------------------------------------------------------
 

@@ -34,7 +34,8 @@ async def serve(cfg: config.Config) -> None:
     app = web.create_app(cfg)
     # keepalive_timeout also cuts a connection that never completes its request headers.
     runner = aioweb.AppRunner(
-        app, access_log=None, keepalive_timeout=cfg.server.client_timeout_ms / 1000
+        app, access_log=None, keepalive_timeout=cfg.server.client_timeout_ms / 1000,
+        max_line_size=web.MAX_REQUEST_LINE_BYTES,
     )
     await runner.setup()  # opens and migrates the store
     try:

@@ -8,6 +8,7 @@ error leaves through one middleware in one JSON shape:
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -17,7 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pydantic
 from aiohttp import web
@@ -31,6 +32,7 @@ from clawguard import (
     logs,
     metrics,
     models,
+    openapi,
     reaper,
     sqlite,
     store,
@@ -39,7 +41,10 @@ from clawguard import (
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX = 200, 1000
+# The longest request line the API admits: preflight with four 200-character ids, each
+# character 4 UTF-8 bytes percent-encoded (~9.7 KB). aiohttp's 8190 would answer such a
+# request with its parser's text/plain 400, outside the one error shape.
+MAX_REQUEST_LINE_BYTES = 16 * 1024
 
 CONFIG = web.AppKey("config", config.Config)
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
@@ -49,7 +54,7 @@ PRINCIPAL = web.RequestKey("principal", auth.Principal)
 APPROVALS = web.AppKey("approvals", approvals.Approvals)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 METRICS = web.AppKey("metrics", metrics.Metrics)
-HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+OPENAPI = web.AppKey("openapi", bytes)
 # Who resolved or revoked, when auth.mode is none: the body's `resolvedBy`, else this header.
 # With keys, it is always the key's name.
 ACTOR_HEADER = "X-Clawguard-Actor"
@@ -249,43 +254,6 @@ async def parse_body(request: web.Request, model: type[M], optional: bool = Fals
     return validate(model, data)
 
 
-def _scope_path(request: web.Request) -> tuple[models.Scope, str]:
-    scope, scope_id = request.match_info["scope"], request.match_info["scopeId"]
-    if scope not in models.SCOPES:
-        raise errors.InvalidInput(f"unknown scope {scope!r}", {"allowed": list(models.SCOPES)})
-    if not 1 <= len(scope_id) <= 200:
-        raise errors.InvalidInput("scopeId must be 1 to 200 characters")
-    return scope, scope_id
-
-
-def _query_choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> Any:
-    value = request.query.get(name)
-    if value is not None and value not in allowed:
-        raise errors.InvalidInput(f"unknown {name} {value!r}", {"allowed": list(allowed)})
-    return value
-
-
-_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only; str.isdigit() takes '²'
-
-
-def _query_int(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value is None:
-        return None
-    if not _INTEGER.fullmatch(value):
-        raise errors.InvalidInput(f"{name} must be an integer")
-    return int(value)
-
-
-def _query_limit(request: web.Request, default: int, maximum: int) -> int:
-    """Clawboo's lenient limit: non-numeric, zero or negative means the default."""
-    value = request.query.get("limit", "")
-    if not re.fullmatch(r"[0-9]+", value) or not value.strip("0"):
-        return default
-    digits = value.lstrip("0")
-    return maximum if len(digits) > 9 else min(int(digits), maximum)
-
-
 def _json(model: models.Model, status: int = 200) -> web.Response:
     return web.Response(body=model.to_json_bytes(), status=status, content_type="application/json")
 
@@ -293,62 +261,56 @@ def _json(model: models.Model, status: int = 200) -> web.Response:
 # --- handlers -----------------------------------------------------------------------
 
 
+_OK = models.Ok().to_json_bytes()
+
+
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    return web.Response(body=_OK, content_type="application/json")
 
 
 async def readyz(request: web.Request) -> web.Response:
     if await request.app[STORE].ready():
-        return web.json_response({"ok": True})
+        return web.Response(body=_OK, content_type="application/json")
     return error_response(503, "not_ready", "the store is unreachable or not migrated")
 
 
-async def list_budgets(request: web.Request) -> web.Response:
-    scope = _query_choice(request, "scope", models.SCOPES)
-    status = _query_choice(request, "status", ("active", "soft_capped", "paused"))
-    rows = await request.app[STORE].list_budgets(scope, status)
-    return web.json_response({"budgets": [budget.to_json() for budget in rows]})
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
-async def set_budget(request: web.Request) -> web.Response:
-    body = await parse_body(request, models.BudgetSet)
-    budget = await request.app[STORE].set_budget(body)
-    return web.json_response({"budget": budget.to_json()})
+async def list_budgets(request: web.Request, query: models.BudgetFilter) -> web.Response:
+    rows = await request.app[STORE].list_budgets(query.scope, query.status)
+    return _json(models.BudgetList(budgets=rows))
 
 
-async def delete_budget(request: web.Request) -> web.Response:
-    scope, scope_id = _scope_path(request)
-    await request.app[STORE].delete_budget(scope, scope_id)
+async def set_budget(request: web.Request, body: models.BudgetSet) -> web.Response:
+    return _json(models.BudgetOne(budget=await request.app[STORE].set_budget(body)))
+
+
+async def delete_budget(request: web.Request, path: models.BudgetKey) -> web.Response:
+    await request.app[STORE].delete_budget(path.scope, path.scope_id)
     return web.Response(status=204)
 
 
-async def resume_budget(request: web.Request) -> web.Response:
-    scope, scope_id = _scope_path(request)
-    body = await parse_body(request, models.BudgetResume, optional=True)
-    resumed = await request.app[STORE].resume_budget(scope, scope_id, body.grace_usd_cents)
-    return _json(resumed)
+async def resume_budget(
+    request: web.Request, path: models.BudgetKey, body: models.BudgetResume
+) -> web.Response:
+    return _json(await request.app[STORE].resume_budget(path.scope, path.scope_id,
+                                                        body.grace_usd_cents))
 
 
-async def record_spend(request: web.Request) -> web.Response:
-    body = await parse_body(request, models.SpendRequest)
+async def record_spend(request: web.Request, body: models.SpendRequest) -> web.Response:
     return _json(await budgets.record_spend(request.app[STORE], body, request.app[METRICS]))
 
 
-async def preflight(request: web.Request) -> web.Response:
-    scope_ids = validate(models.ScopeIds, dict(request.query))
-    return _json(await budgets.preflight(request.app[STORE], scope_ids))
+async def preflight(request: web.Request, query: models.ScopeIds) -> web.Response:
+    return _json(await budgets.preflight(request.app[STORE], query))
 
 
-async def list_audit(request: web.Request) -> web.Response:
-    event_type = request.query.get("eventType")
-    if event_type not in models.EVENT_TYPES:
-        event_type = None  # the seed: an unknown type is ignored, not refused
-    agent_id = request.query.get("agentId") or None
-    rows = await request.app[STORE].list_audit(
-        agent_id, event_type, _query_int(request, "since"),
-        _query_limit(request, AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX),
-    )
-    return web.json_response({"audit": [row.to_json() for row in rows]})
+async def list_audit(request: web.Request, query: models.AuditFilter) -> web.Response:
+    rows = await request.app[STORE].list_audit(query.agent_id, query.event_type, query.since,
+                                               query.limit)
+    return _json(models.AuditList(audit=rows))
 
 
 async def audit_head(request: web.Request) -> web.Response:
@@ -356,30 +318,6 @@ async def audit_head(request: web.Request) -> web.Response:
 
 
 # --- approvals (SPEC section 4) -----------------------------------------------------
-
-
-def _path_id(request: web.Request, name: str = "id") -> str:
-    value = request.match_info[name]
-    if not 1 <= len(value) <= 200:
-        raise errors.InvalidInput(f"{name} must be 1 to 200 characters")
-    return value
-
-
-def _query_wait_ms(request: web.Request) -> int | None:
-    value = request.query.get("waitMs")
-    if value is None:
-        return None
-    if not _INTEGER.fullmatch(value) or int(value) < 0:
-        raise errors.InvalidInput("waitMs must be a non-negative integer")
-    return int(value)
-
-
-def _query_clamped(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    """Clawboo's history limit: clamped to [low, high]; non-numeric means the default."""
-    value = request.query.get(name, "")
-    if not _INTEGER.fullmatch(value):
-        return default
-    return max(low, min(int(value), high))
 
 
 def _principal(request: web.Request) -> auth.Principal:
@@ -399,88 +337,164 @@ def _actor(request: web.Request, given: str | None = None) -> str | None:
     return actor
 
 
-# The two blocking handlers hold no local while they wait: every object a parked
-# wait keeps is one more for each full garbage collection to walk.
+# The two blocking handlers hold nothing but their arguments while they wait: every
+# object a parked wait keeps is one more for each full garbage collection to walk.
 
 
-async def delegation_approval(request: web.Request) -> web.Response:
-    return _json(await request.app[APPROVALS].request_delegation(
-        await parse_body(request, models.DelegationApprovalRequest), _principal(request)
-    ))
+async def delegation_approval(
+    request: web.Request, body: models.DelegationApprovalRequest
+) -> web.Response:
+    return _json(await request.app[APPROVALS].request_delegation(body, _principal(request)))
 
 
-async def request_tool_approval(request: web.Request) -> web.Response:
-    return _json(await request.app[APPROVALS].request_tool(
-        await parse_body(request, models.ToolApprovalRequest), _principal(request)
-    ))
+async def request_tool_approval(
+    request: web.Request, body: models.ToolApprovalRequest
+) -> web.Response:
+    return _json(await request.app[APPROVALS].request_tool(body, _principal(request)))
 
 
 async def list_tool_approvals(request: web.Request) -> web.Response:
-    rows = await request.app[APPROVALS].pending()
-    return web.json_response({"ok": True, "approvals": [row.to_json() for row in rows]})
+    return _json(models.ApprovalList(approvals=await request.app[APPROVALS].pending()))
 
 
-async def get_tool_approval(request: web.Request) -> web.Response:
-    approval_id, wait_ms = _path_id(request), _query_wait_ms(request)
-    approval = await request.app[APPROVALS].get(approval_id, wait_ms)
-    return web.json_response({"ok": True, "approval": approval.to_json()})
+async def get_tool_approval(
+    request: web.Request, path: models.ItemId, query: models.ApprovalWait
+) -> web.Response:
+    approval = await request.app[APPROVALS].get(path.id, query.wait_ms)
+    return _json(models.ApprovalOne(approval=approval))
 
 
-async def resolve_tool_approval(request: web.Request) -> web.Response:
-    approval_id = _path_id(request)
-    body = await parse_body(request, models.ApprovalResolve)
+async def resolve_tool_approval(
+    request: web.Request, path: models.ItemId, body: models.ApprovalResolve
+) -> web.Response:
     approval = await request.app[APPROVALS].resolve(
-        approval_id, body.decision, _actor(request, body.resolved_by), _principal(request)
+        path.id, body.decision, _actor(request, body.resolved_by), _principal(request)
     )
-    return web.json_response({"ok": True, "approval": approval.to_json()})
+    return _json(models.ApprovalOne(approval=approval))
 
 
-async def list_grants(request: web.Request) -> web.Response:
-    grants = await request.app[APPROVALS].grants(request.query.get("agentId") or None)
-    return web.json_response({"ok": True, "grants": [grant.to_json() for grant in grants]})
+async def list_grants(request: web.Request, query: models.GrantFilter) -> web.Response:
+    return _json(models.GrantList(grants=await request.app[APPROVALS].grants(query.agent_id)))
 
 
-async def revoke_grant(request: web.Request) -> web.Response:
-    grant = await request.app[APPROVALS].revoke(
-        _path_id(request), _actor(request), _principal(request)
-    )
-    return web.json_response({"ok": True, "grant": grant.to_json()})
+async def revoke_grant(request: web.Request, path: models.ItemId) -> web.Response:
+    grant = await request.app[APPROVALS].revoke(path.id, _actor(request), _principal(request))
+    return _json(models.GrantOne(grant=grant))
 
 
-async def list_history(request: web.Request) -> web.Response:
-    limit = _query_clamped(request, "limit", HISTORY_LIMIT_DEFAULT, 1, HISTORY_LIMIT_MAX)
-    records = await request.app[APPROVALS].history(request.query.get("agentId") or None, limit)
-    return web.json_response({"ok": True, "records": [r.to_json() for r in records]})
+async def list_history(request: web.Request, query: models.HistoryFilter) -> web.Response:
+    records = await request.app[APPROVALS].history(query.agent_id, query.limit)
+    return _json(models.HistoryList(records=records))
 
 
-async def append_history(request: web.Request) -> web.Response:
-    body = await parse_body(request, models.HistoryAppend)
-    record = await request.app[APPROVALS].record(body)
-    return web.json_response({"ok": True, "record": record.to_json()})
+async def append_history(request: web.Request, body: models.HistoryAppend) -> web.Response:
+    return _json(models.HistoryOne(record=await request.app[APPROVALS].record(body)))
 
 
+# --- the route table ------------------------------------------------------------------
+
+
+class Route(NamedTuple):
+    """One route: the handler is called with the models its Endpoint declares, parsed."""
+
+    method: str
+    path: str
+    handler: Callable[..., Awaitable[web.StreamResponse]]
+    endpoint: openapi.Endpoint
+
+    def definition(self) -> web.RouteDef:
+        return web.route(self.method, self.path, _parsing(self.handler, self.endpoint))
+
+
+def _parsing(handler: Callable[..., Awaitable[web.StreamResponse]],
+             ep: openapi.Endpoint) -> Handler:
+    """The aiohttp handler: parse what `ep` declares, hand it over by name."""
+    if not (ep.path or ep.query or ep.body):
+        return handler
+    path, query, body, optional = ep.path, ep.query, ep.body, ep.optional_body
+    if body is not None and path is None and query is None:  # the spend path: nothing more
+        async def parse_the_body(request: web.Request) -> web.StreamResponse:
+            return await handler(request, body=await parse_body(request, body, optional))
+        return parse_the_body
+
+    async def parse_all(request: web.Request) -> web.StreamResponse:
+        parsed: dict[str, pydantic.BaseModel] = {}
+        if path is not None:
+            parsed["path"] = validate(path, dict(request.match_info))
+        if query is not None:
+            parsed["query"] = validate(query, dict(request.query))
+        if body is not None:
+            parsed["body"] = await parse_body(request, body, optional)
+        return await handler(request, **parsed)
+    return parse_all
+
+
+Endpoint = openapi.Endpoint
+# Path, query and body errors are implied by what an Endpoint declares; `errors` adds the rest.
 ROUTES = [
-    web.get("/healthz", healthz),
-    web.get("/readyz", readyz),
-    web.get("/metrics", metrics_page),
-    web.get("/api/governance/budgets", list_budgets),
-    web.post("/api/governance/budgets", set_budget),
-    web.delete("/api/governance/budgets/{scope}/{scopeId}", delete_budget),
-    web.post("/api/governance/budgets/{scope}/{scopeId}/resume", resume_budget),
-    web.post("/api/governance/spend", record_spend),
-    web.get("/api/governance/preflight", preflight),
-    web.get("/api/governance/audit", list_audit),
-    web.get("/api/governance/audit/head", audit_head),
-    web.post("/api/governance/delegation-approval", delegation_approval),
-    web.post("/api/tools/approvals", request_tool_approval),
-    web.get("/api/tools/approvals", list_tool_approvals),
-    web.get("/api/tools/approvals/grants", list_grants),  # before {id}: "grants" is no id
-    web.delete("/api/tools/approvals/grants/{id}", revoke_grant),
-    web.get("/api/tools/approvals/{id}", get_tool_approval),
-    web.post("/api/tools/approvals/{id}/resolve", resolve_tool_approval),
-    web.get("/api/approvals", list_history),
-    web.post("/api/approvals", append_history),
+    Route("GET", "/healthz", healthz, Endpoint(
+        "The process is up", models.Ok, store=False, tag="operations")),
+    Route("GET", "/readyz", readyz, Endpoint(
+        "The store is reachable and migrated", models.Ok, tag="operations")),
+    Route("GET", "/metrics", metrics_page, Endpoint(
+        "Prometheus metrics", media_type="text/plain", tag="operations")),
+    Route("GET", "/openapi.json", openapi_document, Endpoint(
+        "This document", store=False, tag="operations")),
+    Route("GET", "/api/governance/budgets", list_budgets, Endpoint(
+        "List budgets", models.BudgetList, query=models.BudgetFilter)),
+    Route("POST", "/api/governance/budgets", set_budget, Endpoint(
+        "Create or change a budget", models.BudgetOne, body=models.BudgetSet)),
+    Route("DELETE", "/api/governance/budgets/{scope}/{scopeId}", delete_budget, Endpoint(
+        "Delete a budget", status=204, path=models.BudgetKey, errors=(404,))),
+    Route("POST", "/api/governance/budgets/{scope}/{scopeId}/resume", resume_budget, Endpoint(
+        "Resume a paused budget, optionally with grace", models.Resumed,
+        path=models.BudgetKey, body=models.BudgetResume, optional_body=True, errors=(404,))),
+    Route("POST", "/api/governance/spend", record_spend, Endpoint(
+        "Record a spend (the kill-switch)", models.SpendOutcome, body=models.SpendRequest,
+        errors=(409, 422))),
+    Route("GET", "/api/governance/preflight", preflight, Endpoint(
+        "May these scopes spend?", models.Preflight, query=models.ScopeIds)),
+    Route("GET", "/api/governance/audit", list_audit, Endpoint(
+        "Read the audit trail", models.AuditList, query=models.AuditFilter)),
+    Route("GET", "/api/governance/audit/head", audit_head, Endpoint(
+        "The latest audit row's hash", models.AuditHead)),
+    Route("POST", "/api/governance/delegation-approval", delegation_approval, Endpoint(
+        "Ask a leader to approve a delegation; waits for the answer", models.Handshake,
+        body=models.DelegationApprovalRequest, tag="approvals")),
+    Route("POST", "/api/tools/approvals", request_tool_approval, Endpoint(
+        "Ask to run a tool; waits for the answer", models.Handshake,
+        body=models.ToolApprovalRequest, tag="approvals")),
+    Route("GET", "/api/tools/approvals", list_tool_approvals, Endpoint(
+        "The pending approvals", models.ApprovalList, tag="approvals")),
+    # before {id}: "grants" is no id
+    Route("GET", "/api/tools/approvals/grants", list_grants, Endpoint(
+        "The live sticky grants", models.GrantList, query=models.GrantFilter, tag="approvals")),
+    Route("DELETE", "/api/tools/approvals/grants/{id}", revoke_grant, Endpoint(
+        "Revoke a sticky grant", models.GrantOne, path=models.ItemId, errors=(404, 409),
+        tag="approvals")),
+    Route("GET", "/api/tools/approvals/{id}", get_tool_approval, Endpoint(
+        "One approval; with waitMs, first wait for its decision", models.ApprovalOne,
+        path=models.ItemId, query=models.ApprovalWait, errors=(404,), tag="approvals")),
+    Route("POST", "/api/tools/approvals/{id}/resolve", resolve_tool_approval, Endpoint(
+        "Decide an approval", models.ApprovalOne, path=models.ItemId,
+        body=models.ApprovalResolve, errors=(404, 409), tag="approvals")),
+    Route("GET", "/api/approvals", list_history, Endpoint(
+        "The approval history", models.HistoryList, query=models.HistoryFilter,
+        tag="approvals")),
+    Route("POST", "/api/approvals", append_history, Endpoint(
+        "Append to the approval history", models.HistoryOne, body=models.HistoryAppend,
+        tag="approvals")),
 ]
+
+
+@functools.cache  # ROUTES is fixed; building the schemas takes ~40 ms, once per process
+def openapi_json() -> bytes:
+    """The document for ROUTES, as served at /openapi.json."""
+    doc = openapi.document(
+        openapi.Operation(r.method, r.path, r.endpoint, auth.is_public(r.method, r.path))
+        for r in ROUTES
+    )
+    return json.dumps(doc, indent=1).encode()
 
 
 # --- the application -------------------------------------------------------------------
@@ -500,7 +514,8 @@ def create_app(cfg: config.Config, clock: Callable[[], int] = wall_clock_ms) -> 
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_approvals_ctx)
     app.on_shutdown.append(_answer_parked_waits)
-    app.router.add_routes(ROUTES)
+    app[OPENAPI] = openapi_json()
+    app.router.add_routes([route.definition() for route in ROUTES])
     return app
 
 

@@ -21,6 +21,7 @@ ROLES = ("executor", "leader", "operator", "admin")
 SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/healthz"): ("/healthz", None),
     ("GET", "/readyz"): ("/readyz", None),
+    ("GET", "/openapi.json"): ("/openapi.json", None),
     ("GET", "/metrics"): ("/metrics", None),
     ("GET", "/api/governance/budgets"): ("/api/governance/budgets", None),
     ("POST", "/api/governance/budgets"): (

@@ -141,6 +141,7 @@ METHODS = {
     ("GET", "/healthz"): "healthz",
     ("GET", "/readyz"): "readyz",
     ("GET", "/metrics"): "metrics",
+    ("GET", "/openapi.json"): "openapi",
     ("GET", "/api/governance/budgets"): "list_budgets",
     ("POST", "/api/governance/budgets"): "set_budget",
     ("DELETE", "/api/governance/budgets/{scope}/{scopeId}"): "delete_budget",
@@ -176,6 +177,7 @@ def test_every_route_answers_its_model(make, daemon):
     team, agent = unique("t/with slash"), unique("a")
     assert c.healthz() is True and c.readyz() is True
     assert "clawguard_http_requests" in c.metrics()
+    assert c.openapi()["openapi"].startswith("3.1")
 
     budget = c.set_budget("team", team, 100, mode="cap")
     assert isinstance(budget, models.Budget) and budget.scope_id == team

@@ -260,6 +260,9 @@ CASES: list[Case] = [
     Case("audit-since-superscript-digit", "GET", f"{AUDIT}?since=%C2%B2", 400),
     Case("audit-since-over-int64", "GET", f"{AUDIT}?since={'9' * 20}", 400),
     Case("audit-since-under-int64", "GET", f"{AUDIT}?since=-{'9' * 19}", 400),
+    Case("audit-agent-id-too-long", "GET", f"{AUDIT}?agentId={LONG_ID}", 400),
+    Case("history-agent-id-too-long", "GET", f"{HISTORY}?agentId={LONG_ID}", 400),
+    Case("grants-agent-id-too-long", "GET", f"{GRANTS}?agentId={LONG_ID}", 400),
     # --- approvals (none of these may block: a valid handshake waits for a decision) ---------
     Case("delegate-empty-body", "POST", DELEGATE, 400, b""),
     Case("delegate-malformed-json", "POST", DELEGATE, 400, raw('{"leaderAgentId": ')),
@@ -335,7 +338,8 @@ def test_the_table_is_sound() -> None:
 
 
 # Routes with nothing to malform (no body, no path or query parameter).
-NO_INPUT = {"/healthz", "/readyz", "/metrics", "/api/governance/audit/head",
+NO_INPUT = {"/healthz", "/readyz", "/metrics", "/openapi.json",
+            "/api/governance/audit/head",
             # lenient GETs: an agentId filter, and a limit where anything non-numeric
             # means the default (the POSTs on the same paths have their cases above)
             "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals"}
