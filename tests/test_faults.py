@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import resource
 import shutil
+import socket
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,25 @@ def test_a_full_disk(tmp_path):
     assert integrity(db) == "ok"
     [(_, spent, ledger)] = sqlite.ledger_check(str(db))
     assert spent == ledger == acked  # nothing half-written, nothing acknowledged and lost
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_slow_clients_are_cut_off(tmp_path):
+    """A body that never finishes gets 408; headers that never finish lose the connection."""
+    with Daemon(tmp_path / "slow.db", server_client_timeout_ms="300") as daemon:
+        with _connect(daemon.url) as slow_body:
+            slow_body.sendall(b"POST /api/governance/spend HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                              b'{"agentId": "a1", ')
+            answer = slow_body.recv(65536).decode()
+        assert answer.startswith("HTTP/1.1 408") and '"error": "request_timeout"' in answer
+        with _connect(daemon.url) as slow_headers:
+            slow_headers.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+            started = time.monotonic()
+            assert slow_headers.recv(65536) == b""  # closed by the daemon
+            assert time.monotonic() - started < 5
+        assert call(daemon.url, "GET", "/healthz")[0] == 200  # the daemon itself is fine
