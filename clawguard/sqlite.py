@@ -464,27 +464,37 @@ def _agent_of(scope: str, scope_id: str, agent_id: str | None = None) -> str | N
     return scope_id if scope == "agent" else agent_id
 
 
+AuditEvent = tuple[models.EventType, str, str | None, dict[str, Any]]
+
+
+def _budget_details(
+    scope: str, scope_id: str, budget_id: str, limit: int, spent: int
+) -> dict[str, Any]:
+    return {"scope": scope, "scopeId": scope_id, "budgetId": budget_id,
+            "limitUsdCents": limit, "spentUsdMicros": spent}
+
+
+def _paused_event(details: dict[str, Any]) -> AuditEvent:
+    """The cap_hit row written the moment a budget becomes paused, whatever paused it."""
+    return "cap_hit", "budget.paused", _agent_of(details["scope"], details["scopeId"]), details
+
+
 def _save_budget(
     conn: sqlite3.Connection, now: int, before: models.Budget, limit: int, mode: money.Mode,
-    status: money.Status, spent_micros: int | None = None,
+    status: money.Status,
 ) -> models.Budget:
-    """Write a budget row's new state, auditing the moment it becomes paused."""
-    spent = before.spent_usd_micros if spent_micros is None else spent_micros
+    """Write a budget row's new limit, mode and status, auditing the moment it becomes paused."""
+    spent = before.spent_usd_micros
     conn.execute(
-        "UPDATE budgets SET limit_cents = ?, spent_micros = ?, status = ?, mode = ?,"
-        " updated_at = ? WHERE id = ?",
-        (limit, spent, status, mode, now, before.id),
+        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ? WHERE id = ?",
+        (limit, status, mode, now, before.id),
     )
     if status == "paused" and before.status != "paused":
-        _append_audit(
-            conn, now, "cap_hit", "budget.paused", _agent_of(before.scope, before.scope_id),
-            {"scope": before.scope, "scopeId": before.scope_id, "budgetId": before.id,
-             "limitUsdCents": limit, "spentUsdMicros": spent},
-        )
+        _append_audit(conn, now, *_paused_event(
+            _budget_details(before.scope, before.scope_id, before.id, limit, spent)
+        ))
     return before.model_copy(update={
-        "limit_usd_cents": limit, "spent_usd_micros": spent,
-        "spent_usd_cents": money.micros_to_cents(spent), "status": status, "mode": mode,
-        "updated_at": now,
+        "limit_usd_cents": limit, "status": status, "mode": mode, "updated_at": now,
     })
 
 
@@ -571,7 +581,7 @@ def _record_spend(
     ).fetchall()
     rows.sort(key=lambda row: _CHAIN_ORDER[row[1]])
     updates, states = [], []
-    events: list[tuple[models.EventType, str, str | None, dict[str, Any]]] = []
+    events: list[AuditEvent] = []
     for budget_id, scope, scope_id, limit, before, old_status, mode in rows:
         spent = before + cost
         if spent > money.MAX_MICROS:  # checked for every scope before anything is written
@@ -585,13 +595,12 @@ def _record_spend(
             limit_usd_cents=limit, crossed=crossed,
         ))
         if crossed != "none" or (status == "paused" and old_status != "paused"):  # rare
-            details = {"scope": scope, "scopeId": scope_id, "budgetId": budget_id,
-                       "limitUsdCents": limit, "spentUsdMicros": spent}
+            details = _budget_details(scope, scope_id, budget_id, limit, spent)
             if crossed != "none":
                 events.append(("budget", f"budget.crossed_{crossed}", request.agent_id, details
                                | {"crossed": crossed, "mode": mode, "taskId": request.task_id}))
             if status == "paused" and old_status != "paused":
-                events.append(("cap_hit", "budget.paused", _agent_of(scope, scope_id), details))
+                events.append(_paused_event(details))
     if updates:
         conn.executemany(
             "UPDATE budgets SET spent_micros = ?, status = ?, updated_at = ? WHERE id = ?", updates
