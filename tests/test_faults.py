@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import shutil
 import socket
@@ -68,6 +69,28 @@ async def test_a_lock_held_past_the_busy_timeout(make_client, cfg, db_path):
             other.close()
         await _assert_healed(client)
     assert integrity(db_path) == "ok"
+
+
+async def test_a_lock_held_briefly_is_waited_for_off_the_loop(make_client, db_path):
+    """While another process holds the write lock, the spend waits and everything else is served."""
+    async with make_client() as client:
+        await _cap(client)
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            spend = asyncio.ensure_future(client.post("/api/governance/spend", json=SPEND))
+            for _ in range(20):
+                assert (await client.get("/healthz")).status == 200
+                preflight = await client.get("/api/governance/preflight?agentId=a1")
+                assert (await preflight.json())["allowed"] is True
+            assert not spend.done()  # waiting for the lock, not refused and not charged
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        resp = await spend
+        assert resp.status == 200, await resp.text()
+    [(_, spent, ledger)] = sqlite.ledger_check(str(db_path))
+    assert spent == ledger == 10_000
 
 
 def _chattr(flag: str, *paths: Path) -> bool:
