@@ -88,7 +88,9 @@ class SQLiteStore:
     def __init__(self, settings: config.StorageConfig, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Job | SpendJob, asyncio.Future[Any]] | None] = (
+            asyncio.Queue()
+        )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawguard-writer")
         self._writer_conn: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -148,7 +150,7 @@ class SQLiteStore:
 
     # --- the writer ------------------------------------------------------------
 
-    async def _write(self, job: Job) -> Any:
+    async def _write(self, job: Job | SpendJob) -> Any:
         if self._closing or self._writer_task is None:
             raise errors.StoreUnavailable("the store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -194,7 +196,7 @@ class SQLiteStore:
             if stop:
                 return
 
-    async def _commit_batch(self, jobs: list[Job]) -> list[Any]:
+    async def _commit_batch(self, jobs: list[Job | SpendJob]) -> list[Any]:
         """Run the jobs in one transaction; return each one's result or exception once committed."""
         conn = self._writer_conn
         assert conn is not None
@@ -328,9 +330,7 @@ class SQLiteStore:
     async def record_spend(
         self, request: models.SpendRequest, fingerprint: str
     ) -> models.SpendCharged:
-        result: models.SpendCharged = await self._write(
-            lambda conn, now: _record_spend(conn, now, request, fingerprint)
-        )
+        result: models.SpendCharged = await self._write(SpendJob(request, fingerprint))
         return result
 
     # --- approvals -------------------------------------------------------------------
@@ -410,7 +410,7 @@ class SQLiteStore:
 # Everything below runs inside the writer's open transaction, on the event loop.
 
 
-def _run_batch(conn: sqlite3.Connection, jobs: list[Job], now: int) -> list[Any]:
+def _run_batch(conn: sqlite3.Connection, jobs: list[Job | SpendJob], now: int) -> list[Any]:
     """One transaction for the whole batch, in one blocking call (for `clawguard keys`)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -423,19 +423,26 @@ def _run_batch(conn: sqlite3.Connection, jobs: list[Job], now: int) -> list[Any]
     return outcomes
 
 
-def _run_jobs(conn: sqlite3.Connection, jobs: list[Job], now: int) -> list[Any]:
+def _run_jobs(conn: sqlite3.Connection, jobs: list[Job | SpendJob], now: int) -> list[Any]:
     """Each job all-or-nothing within its savepoint of the open transaction."""
+    budgets = _ChargedBudgets()
     outcomes: list[Any] = []
     for job in jobs:
+        if not isinstance(job, SpendJob):
+            budgets.write_back(conn, now)  # it reads and writes budgets as the spends left them
         conn.execute("SAVEPOINT job")
         try:
-            outcomes.append(job(conn, now))
+            if isinstance(job, SpendJob):
+                outcomes.append(_record_spend(conn, now, job, budgets))
+            else:
+                outcomes.append(job(conn, now))
         except Exception as exc:
             conn.execute("ROLLBACK TO job")
             if isinstance(exc, sqlite3.Error):
                 exc = errors.StoreUnavailable(f"the database cannot be written: {exc}")
             outcomes.append(exc)
         conn.execute("RELEASE job")
+    budgets.write_back(conn, now)
     return outcomes
 
 
@@ -598,10 +605,69 @@ def _resume_budget(
     return models.Resumed(budget=budget, will_repause=will_repause)
 
 
+class SpendJob:
+    """A spend waiting for the writer: charged through the batch's _ChargedBudgets."""
+
+    __slots__ = ("fingerprint", "request")
+
+    def __init__(self, request: models.SpendRequest, fingerprint: str) -> None:
+        self.request, self.fingerprint = request, fingerprint
+
+
+class _BudgetRow:
+    __slots__ = ("id", "limit", "mode", "scope", "scope_id", "spent", "status")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self.id, self.scope, self.scope_id, self.limit, self.spent, self.status, self.mode = row
+
+
+class _ChargedBudgets:
+    """The budget rows one batch's spends charge: each read once, written back once.
+
+    A batch's spends mostly share their scopes, so each scope chain is read at
+    its first spend and each charged row written back at the end of the batch,
+    or before any other kind of write, which then sees the table as the spends
+    left it (bench/spend.py: two UPDATEs and a SELECT fewer a spend).
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[str | None, ...], list[_BudgetRow]] = {}
+        self._rows: dict[str, _BudgetRow] = {}  # one object per row, shared by its chains
+        self._charged: dict[str, _BudgetRow] = {}
+
+    def chain(self, conn: sqlite3.Connection, ids: tuple[str | None, ...]) -> list[_BudgetRow]:
+        """The budgeted scopes of agent, mission, team and tenant ids, in that order."""
+        chain = self._chains.get(ids)
+        if chain is None:
+            rows = conn.execute(
+                "SELECT id, scope, scope_id, limit_cents, spent_micros, status, mode"
+                " FROM budgets" + _CHAIN_WHERE, ids,
+            )
+            chain = [self._rows.setdefault(row[0], _BudgetRow(row)) for row in rows]
+            chain.sort(key=lambda row: _CHAIN_ORDER[row.scope])
+            self._chains[ids] = chain
+        return chain
+
+    def charge(self, row: _BudgetRow, spent: int, status: money.Status) -> None:
+        row.spent, row.status = spent, status
+        self._charged[row.id] = row
+
+    def write_back(self, conn: sqlite3.Connection, now: int) -> None:
+        if self._charged:
+            conn.executemany(
+                "UPDATE budgets SET spent_micros = ?, status = ?, updated_at = ? WHERE id = ?",
+                [(row.spent, row.status, now, row.id) for row in self._charged.values()],
+            )
+        self._chains.clear()
+        self._rows.clear()
+        self._charged.clear()
+
+
 def _record_spend(
-    conn: sqlite3.Connection, now: int, request: models.SpendRequest, fingerprint: str
+    conn: sqlite3.Connection, now: int, job: SpendJob, budgets: _ChargedBudgets
 ) -> models.SpendCharged:
     """The hot path: few statements and no validation here; the request was validated."""
+    request, fingerprint = job.request, job.fingerprint
     cost = request.cost_micros
     if request.idempotency_key is not None:
         seen = conn.execute(
@@ -617,37 +683,32 @@ def _record_spend(
                 spend=models.SpendRecord(id=seen[0], cost_usd_micros=seen[2], duplicate=True),
                 scopes=models.SCOPE_STATES.validate_json(seen[3]),
             )
-    rows = conn.execute(
-        "SELECT id, scope, scope_id, limit_cents, spent_micros, status, mode FROM budgets"
-        + _CHAIN_WHERE,
-        (request.agent_id, request.mission_id, request.team_id, request.tenant_id),
-    ).fetchall()
-    rows.sort(key=lambda row: _CHAIN_ORDER[row[1]])
-    updates, states = [], []
+    chain = budgets.chain(
+        conn, (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
+    )
+    charges: list[tuple[_BudgetRow, int, money.Status]] = []
+    states: list[models.ScopeState] = []
     events: list[AuditEvent] = []
-    for budget_id, scope, scope_id, limit, before, old_status, mode in rows:
-        spent = before + cost
+    for row in chain:
+        scope, scope_id, limit, mode = row.scope, row.scope_id, row.limit, row.mode
+        spent = row.spent + cost
         if spent > money.MAX_MICROS:  # checked for every scope before anything is written
             raise errors.Unprocessable(f"the {scope} budget's spend total would overflow")
-        crossed = money.crossing(before, spent, limit)
+        crossed = money.crossing(row.spent, spent, limit)
         status = money.status_for(spent, limit, mode)
-        updates.append((spent, status, now, budget_id))
+        charges.append((row, spent, status))
         states.append(models.ScopeState(
             scope=scope, scope_id=scope_id, status=status, mode=mode,
             spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
             limit_usd_cents=limit, crossed=crossed,
         ))
-        if crossed != "none" or (status == "paused" and old_status != "paused"):  # rare
-            details = _budget_details(scope, scope_id, budget_id, limit, spent)
+        if crossed != "none" or (status == "paused" and row.status != "paused"):  # rare
+            details = _budget_details(scope, scope_id, row.id, limit, spent)
             if crossed != "none":
                 events.append(("budget", f"budget.crossed_{crossed}", request.agent_id, details
                                | {"crossed": crossed, "mode": mode, "taskId": request.task_id}))
-            if status == "paused" and old_status != "paused":
+            if status == "paused" and row.status != "paused":
                 events.append(_paused_event(details))
-    if updates:
-        conn.executemany(
-            "UPDATE budgets SET spent_micros = ?, status = ?, updated_at = ? WHERE id = ?", updates
-        )
     for event_type, action, agent_id, details in events:
         _append_audit(conn, now, event_type, action, agent_id, details)
     spend_id = conn.execute(
@@ -660,11 +721,13 @@ def _record_spend(
          models.SCOPE_STATES.dump_json(states, by_alias=True), now),
     ).lastrowid
     assert spend_id is not None
-    if updates:
+    if charges:
         conn.executemany(
             "INSERT INTO spend_charges (budget_id, spend_id, micros) VALUES (?, ?, ?)",
-            [(budget_id, spend_id, cost) for *_, budget_id in updates],
+            [(row.id, spend_id, cost) for row, _, _ in charges],
         )
+    for row, spent, status in charges:  # last: a spend that failed above charged nothing
+        budgets.charge(row, spent, status)
     return models.SpendCharged(
         spend=models.SpendRecord(id=spend_id, cost_usd_micros=cost,
                                                  duplicate=False),
