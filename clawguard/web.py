@@ -219,6 +219,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
+# One decoder for every body: json.loads(..., parse_float=...) would build one per call.
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def _validation_details(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
     return [
         {"field": ".".join(str(part) for part in err["loc"]), "problem": err["msg"]}
@@ -246,7 +250,7 @@ async def parse_body(request: web.Request, model: type[M], optional: bool = Fals
     if not raw.strip() and optional:
         return validate(model, {})
     try:
-        data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        data = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, ArithmeticError, RecursionError) as exc:  # 1e999999999, [[[[...
         raise errors.InvalidInput("the body is not valid JSON", str(exc)) from exc
     if not isinstance(data, dict):
