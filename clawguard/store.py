@@ -1,7 +1,7 @@
 """The Store contract: the domain verbs every storage engine provides, returning models.
 
-Handlers and domain modules speak only this; SQL lives in the engine modules
-(today `sqlite.py`). Every method raises `errors.StoreUnavailable` when the
+Handlers and domain modules speak only this; SQL lives in the engine (today
+the `sqlite` package). Every method raises `errors.StoreUnavailable` when the
 database cannot be reached, never a driver exception.
 """
 

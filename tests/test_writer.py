@@ -1,7 +1,7 @@
 """The writer's batches are invisible: a batch of writes ends as the same writes one by one.
 
 The writer runs every write waiting in one transaction, spends through budget
-rows read once and written back once (sqlite._ChargedBudgets). These tests put
+rows read once and written back once (sqlite/budgets.py). These tests put
 spends, failing spends and budget changes into ONE batch (the batch size is
 checked) and compare every answer and the stored rows with the same writes
 committed one at a time on another file.
