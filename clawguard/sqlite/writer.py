@@ -142,7 +142,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # BUSY_RECOVERY etc. too
                 raise
             # Another process holds it (`clawguard keys`, a backup): wait in the database
             # thread, up to storage.busy_timeout_ms, so the loop goes on serving.
