@@ -131,7 +131,7 @@ class Writer:
         try:
             outcomes = run_jobs(conn, jobs, self._clock())
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.execute, "COMMIT")
-        except BaseException:
+        except Exception:  # not CancelledError: a COMMIT may still be running in the thread
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
