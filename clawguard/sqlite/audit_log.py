@@ -20,6 +20,7 @@ def append(
     agent_id: str | None,
     details: dict[str, Any],
 ) -> None:
+    """One row, chained to the hash of the row before it; secrets in `details` masked first."""
     last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit.GENESIS)
     details_json = audit.canonical(redact.redact(details))
