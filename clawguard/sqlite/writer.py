@@ -26,7 +26,7 @@ from clawguard.sqlite import budgets, files
 log = logging.getLogger(__name__)
 
 Job = Callable[[sqlite3.Connection, int], Any]  # (connection, now in epoch ms) -> result
-Write = Job | budgets.SpendJob
+Write = Job | budgets.SpendJob  # spends share the batch's budget rows (budgets.ChargedBudgets)
 Clock = Callable[[], int]
 
 
