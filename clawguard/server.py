@@ -18,10 +18,29 @@ import resource
 import signal
 
 from aiohttp import web as aioweb
+from aiohttp.http_exceptions import HttpProcessingError
 
 from clawguard import config, systemd, web
 
 log = logging.getLogger(__name__)
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse (a NUL in a header, a bare CR) with a 400 and
+    logs it as an error with a traceback. The fault is the client's, not the daemon's: one
+    warning line, so error-level lines stay for what an operator must look at."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = (exc.message or type(exc).__name__).splitlines()[0].rstrip(":")
+            record.msg, record.args = "%s: %s", (record.getMessage(), reason)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_MALFORMED_REQUESTS = MalformedRequests()
 
 
 async def serve(cfg: config.Config) -> None:
@@ -31,6 +50,7 @@ async def serve(cfg: config.Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     raise_open_files_limit()
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)  # once: filters are a set
     app = web.create_app(cfg)
     # keepalive_timeout also cuts a connection that never completes its request headers.
     runner = aioweb.AppRunner(

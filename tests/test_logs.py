@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 
 from daemon import Daemon, call
 
@@ -44,3 +45,19 @@ def test_the_daemon_logs_one_json_object_per_line(tmp_path):
     entries = [json.loads(line) for line in daemon.log]
     assert any(e["msg"].startswith("listening on http://127.0.0.1:") for e in entries)
     assert entries[-1]["msg"] == "stopped"
+
+
+def test_a_request_aiohttp_cannot_parse_is_a_warning_not_an_error(tmp_path):
+    """The client's fault: a 400 and one warning line, no error and no traceback."""
+    with Daemon(tmp_path / "log.db") as daemon:
+        host, port = daemon.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Bad: a\x00b\r\n\r\n")
+            assert conn.recv(200).startswith(b"HTTP/1.0 400")
+        assert call(daemon.url, "GET", "/healthz")[0] == 200  # and it goes on serving
+        assert daemon.stop() == 0
+    entries = [json.loads(line) for line in daemon.log]
+    [warning] = [e for e in entries if e["logger"] == "aiohttp.server"]
+    assert warning["level"] == "warning" and "exc" not in warning, warning
+    assert warning["msg"].startswith("Error handling request from 127.0.0.1: Invalid header")
+    assert not [e for e in entries if e["level"] in ("error", "critical")]
