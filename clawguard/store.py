@@ -77,6 +77,9 @@ class Store(Protocol):
         or past expiry. allow_always also writes a sticky grant; every decision
         is appended to the history and audited."""
 
+    async def any_approval_due(self, now: int) -> bool:
+        """Whether a pending row is past expiry at `now` (a read: no write lock taken)."""
+
     async def expire_approvals(self, limit: int) -> list[models.Approval]:
         """Mark up to `limit` pending rows past expiry as expired, auditing each once."""
 

@@ -51,9 +51,14 @@ async def test_a_sweep_with_nothing_due_changes_nothing(client, clock, db_path):
     resp = await client.post(TOOLS, json={"toolName": "rm", "agentId": "a1", "waitMs": 0})
     assert resp.status == 200
     before = dump(db_path)
+    batches = client.app[web.METRICS].store_batch_size.collect()[0]
+    batches_before = next(s.value for s in batches.samples if s.name.endswith("_count"))
     clock.advance(config.ApprovalsConfig().ttl_ms - 1)  # one millisecond short of expiry
     assert await client.app[web.REAPER].sweep() == 0
     assert dump(db_path) == before
+    batches = client.app[web.METRICS].store_batch_size.collect()[0]
+    assert next(s.value for s in batches.samples if s.name.endswith("_count")) == batches_before
+
     clock.advance(1)
     assert await client.app[web.REAPER].sweep() == 1
     assert await client.app[web.REAPER].sweep() == 0

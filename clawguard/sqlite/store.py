@@ -119,6 +119,12 @@ class SQLiteStore:
         )
         return [tuple(row) for row in rows]
 
+    async def any_approval_due(self, now: int) -> bool:
+        rows = await self._read(
+            "SELECT 1 FROM approvals WHERE status = 'pending' AND expires_at <= ? LIMIT 1", (now,)
+        )
+        return bool(rows)
+
     async def count_pending_approvals(self, now: int) -> int:
         rows = await self._read(
             "SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > ?", (now,)
