@@ -232,8 +232,8 @@ class Approvals:
     async def expire_due(self) -> int:
         """Write every pending row past expiry as expired and wake its waiters; how many.
 
-        A read first: the sweep runs every second, and most find nothing due, which then
-        costs no write transaction and no turn of the writer.
+        A read first: the reaper sweeps every approvals.sweep_ms and most sweeps find
+        nothing due, which then costs no write transaction and no turn of the writer.
         """
         if not await self._db.any_approval_due(self._clock()):
             return 0
