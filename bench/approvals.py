@@ -59,7 +59,7 @@ TARGET_P99_MS = 50.0
 # objects the collector tracks. Automatic generation-2 pauses are logged too.
 WRAPPER = r"""
 import gc, os, signal, sys, time
-from clawguard import cli
+from clawguard.cli import local
 
 _manual = [False]
 def collect(signum, frame):
@@ -89,7 +89,7 @@ signal.signal(signal.SIGUSR2, count)
 gc.callbacks.append(watch)
 if os.environ.get("BENCH_NO_FREEZE"):
     gc.freeze = lambda: None
-sys.exit(cli.main(["serve"]))
+sys.exit(local.main(["serve"]))
 """
 
 

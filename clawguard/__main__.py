@@ -1,5 +1,5 @@
 """`python -m clawguard` is the `clawguard` command."""
 
-from clawguard import cli
+from clawguard.cli import local
 
-raise SystemExit(cli.main())
+raise SystemExit(local.main())

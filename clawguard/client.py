@@ -48,7 +48,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from clawguard import __version__, client_errors, models
+from clawguard import __version__, client_errors
+from clawguard.core import records
 
 if TYPE_CHECKING:
     import aiohttp
@@ -81,7 +82,7 @@ BudgetPaused = client_errors.BudgetPaused
 ApprovalDenied = client_errors.ApprovalDenied
 
 T = TypeVar("T")
-M = TypeVar("M", bound=models.Model)
+M = TypeVar("M", bound=records.Model)
 
 
 def new_idempotency_key() -> str:
@@ -215,16 +216,16 @@ def _openapi() -> _Call[dict[str, Any]]:
     return _Call("GET", "/openapi.json", _document)
 
 
-def _list_budgets(scope: str | None, status: str | None) -> _Call[list[models.Budget]]:
-    return _Call("GET", "/api/governance/budgets", _many(models.Budget, "budgets"),
+def _list_budgets(scope: str | None, status: str | None) -> _Call[list[records.Budget]]:
+    return _Call("GET", "/api/governance/budgets", _many(records.Budget, "budgets"),
                  query=_query(scope=scope, status=status))
 
 
-def _set_budget(scope: str, scope_id: str, limit: int, mode: str | None) -> _Call[models.Budget]:
+def _set_budget(scope: str, scope_id: str, limit: int, mode: str | None) -> _Call[records.Budget]:
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise TypeError("limit_usd_cents is whole cents, an int")
     body = _body({"scope": scope, "scopeId": scope_id, "limitUsdCents": limit, "mode": mode})
-    return _Call("POST", "/api/governance/budgets", _one(models.Budget, "budget"), body=body)
+    return _Call("POST", "/api/governance/budgets", _one(records.Budget, "budget"), body=body)
 
 
 def _delete_budget(scope: str, scope_id: str) -> _Call[None]:
@@ -232,82 +233,82 @@ def _delete_budget(scope: str, scope_id: str) -> _Call[None]:
                  _nothing, replayable=False)
 
 
-def _resume_budget(scope: str, scope_id: str, grace: int | None) -> _Call[models.Resumed]:
+def _resume_budget(scope: str, scope_id: str, grace: int | None) -> _Call[records.Resumed]:
     return _Call("POST",
                  f"/api/governance/budgets/{_segment(scope)}/{_segment(scope_id)}/resume",
-                 _one(models.Resumed), body=_body({"graceUsdCents": grace}), replayable=False)
+                 _one(records.Resumed), body=_body({"graceUsdCents": grace}), replayable=False)
 
 
 def _spend(cost: Cents, key: str | None, fields: Mapping[str, object]
-           ) -> _Call[models.SpendOutcome]:
+           ) -> _Call[records.SpendOutcome]:
     body = _body({**fields, "costUsdCents": _cents(cost),
                   "idempotencyKey": key or new_idempotency_key()})
-    return _Call("POST", "/api/governance/spend", _one(models.SpendOutcome), body=body)
+    return _Call("POST", "/api/governance/spend", _one(records.SpendOutcome), body=body)
 
 
-def _preflight(scopes: Mapping[str, str | None]) -> _Call[models.Preflight]:
-    return _Call("GET", "/api/governance/preflight", _one(models.Preflight),
+def _preflight(scopes: Mapping[str, str | None]) -> _Call[records.Preflight]:
+    return _Call("GET", "/api/governance/preflight", _one(records.Preflight),
                  query=_query(**scopes))
 
 
 def _audit(agent_id: str | None, event_type: str | None, since: int | None,
-           limit: int | None) -> _Call[list[models.AuditEntry]]:
-    return _Call("GET", "/api/governance/audit", _many(models.AuditEntry, "audit"),
+           limit: int | None) -> _Call[list[records.AuditEntry]]:
+    return _Call("GET", "/api/governance/audit", _many(records.AuditEntry, "audit"),
                  query=_query(agent_id=agent_id, event_type=event_type, since=since,
                               limit=limit))
 
 
-def _audit_head() -> _Call[models.AuditHead]:
-    return _Call("GET", "/api/governance/audit/head", _one(models.AuditHead))
+def _audit_head() -> _Call[records.AuditHead]:
+    return _Call("GET", "/api/governance/audit/head", _one(records.AuditHead))
 
 
-def _open_tool(fields: Mapping[str, object]) -> _Call[models.Handshake]:
-    return _Call("POST", "/api/tools/approvals", _one(models.Handshake),
+def _open_tool(fields: Mapping[str, object]) -> _Call[records.Handshake]:
+    return _Call("POST", "/api/tools/approvals", _one(records.Handshake),
                  body=_body({**fields, "waitMs": 0}), replayable=False)
 
 
-def _open_delegation(fields: Mapping[str, object]) -> _Call[models.Handshake]:
-    return _Call("POST", "/api/governance/delegation-approval", _one(models.Handshake),
+def _open_delegation(fields: Mapping[str, object]) -> _Call[records.Handshake]:
+    return _Call("POST", "/api/governance/delegation-approval", _one(records.Handshake),
                  body=_body({**fields, "waitMs": 0}), replayable=False)
 
 
-def _get_approval(approval_id: str, wait_ms: int | None) -> _Call[models.Approval]:
+def _get_approval(approval_id: str, wait_ms: int | None) -> _Call[records.Approval]:
     return _Call("GET", f"/api/tools/approvals/{_segment(approval_id)}",
-                 _one(models.Approval, "approval"), query=_query(wait_ms=wait_ms),
+                 _one(records.Approval, "approval"), query=_query(wait_ms=wait_ms),
                  wait_s=(wait_ms or 0) / 1000)
 
 
-def _pending() -> _Call[list[models.Approval]]:
-    return _Call("GET", "/api/tools/approvals", _many(models.Approval, "approvals"))
+def _pending() -> _Call[list[records.Approval]]:
+    return _Call("GET", "/api/tools/approvals", _many(records.Approval, "approvals"))
 
 
-def _resolve(approval_id: str, decision: str, by: str | None) -> _Call[models.Approval]:
+def _resolve(approval_id: str, decision: str, by: str | None) -> _Call[records.Approval]:
     return _Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/resolve",
-                 _one(models.Approval, "approval"),
+                 _one(records.Approval, "approval"),
                  body=_body({"decision": decision, "resolvedBy": by}), replayable=False)
 
 
-def _grants(agent_id: str | None) -> _Call[list[models.Grant]]:
-    return _Call("GET", "/api/tools/approvals/grants", _many(models.Grant, "grants"),
+def _grants(agent_id: str | None) -> _Call[list[records.Grant]]:
+    return _Call("GET", "/api/tools/approvals/grants", _many(records.Grant, "grants"),
                  query=_query(agent_id=agent_id))
 
 
-def _revoke(grant_id: str, by: str | None) -> _Call[models.Grant]:
+def _revoke(grant_id: str, by: str | None) -> _Call[records.Grant]:
     return _Call("DELETE", f"/api/tools/approvals/grants/{_segment(grant_id)}",
-                 _one(models.Grant, "grant"), replayable=False,
+                 _one(records.Grant, "grant"), replayable=False,
                  headers={ACTOR_HEADER: by} if by else {})
 
 
-def _history(agent_id: str | None, limit: int | None) -> _Call[list[models.HistoryRecord]]:
-    return _Call("GET", "/api/approvals", _many(models.HistoryRecord, "records"),
+def _history(agent_id: str | None, limit: int | None) -> _Call[list[records.HistoryRecord]]:
+    return _Call("GET", "/api/approvals", _many(records.HistoryRecord, "records"),
                  query=_query(agent_id=agent_id, limit=limit))
 
 
 def _record_history(agent_id: str, action: str, tool_name: str,
-                    details: Mapping[str, Any] | None) -> _Call[models.HistoryRecord]:
+                    details: Mapping[str, Any] | None) -> _Call[records.HistoryRecord]:
     body = _body({"agentId": agent_id, "action": action, "toolName": tool_name,
                   "details": details})
-    return _Call("POST", "/api/approvals", _one(models.HistoryRecord, "record"), body=body,
+    return _Call("POST", "/api/approvals", _one(records.HistoryRecord, "record"), body=body,
                  replayable=False)
 
 
@@ -354,7 +355,7 @@ def _unreachable(base: str, call: _Call[Any], exc: BaseException | None) -> Unre
     )
 
 
-def _settled(approval: models.Approval) -> models.Approval:
+def _settled(approval: records.Approval) -> records.Approval:
     """The decided row, or ApprovalDenied: deny, expired, or still pending (timeout)."""
     if approval.status in ("allow_once", "allow_always"):
         return approval
@@ -362,7 +363,7 @@ def _settled(approval: models.Approval) -> models.Approval:
     raise client_errors.ApprovalDenied(resolution, approval.id)
 
 
-def _allowed(handshake: models.Handshake) -> bool:
+def _allowed(handshake: records.Handshake) -> bool:
     if handshake.resolution in ("allow_once", "allow_always"):
         return True
     if handshake.resolution == "timeout" and handshake.approval_id is not None:
@@ -376,7 +377,7 @@ def _next_wait_ms(deadline: float | None) -> int:
     return max(0, min(LONG_POLL_MS, int((deadline - time.monotonic()) * 1000)))
 
 
-def _check_preflight(preflight: models.Preflight) -> None:
+def _check_preflight(preflight: records.Preflight) -> None:
     if preflight.allowed:
         return
     if preflight.reason == "store_unavailable":
@@ -389,7 +390,7 @@ def _check_preflight(preflight: models.Preflight) -> None:
     raise client_errors.BudgetPaused(reason, preflight.scopes)
 
 
-def _check_outcome(outcome: models.SpendOutcome) -> None:
+def _check_outcome(outcome: records.SpendOutcome) -> None:
     if outcome.stop:
         raise client_errors.BudgetPaused(outcome.stop_reason or "budget_paused",
                                          outcome.scopes, outcome)
@@ -410,14 +411,14 @@ class Step:
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    outcome: models.SpendOutcome | None = None
+    outcome: records.SpendOutcome | None = None
 
     def cost(self, cents: Cents, *, model: str | None = None, input_tokens: int | None = None,
              output_tokens: int | None = None) -> None:
         self.cents = _cents(cents)
         self.model, self.input_tokens, self.output_tokens = model, input_tokens, output_tokens
 
-    def _call(self) -> _Call[models.SpendOutcome]:
+    def _call(self) -> _Call[records.SpendOutcome]:
         assert self.cents is not None
         return _spend(self.cents, self.idempotency_key, _spend_fields(
             self.scopes, self.task_id, self.model, self.input_tokens, self.output_tokens))
@@ -580,19 +581,19 @@ class AsyncClient:
 
     # --- budgets (operator) -----------------------------------------------------------
 
-    async def list_budgets(self, *, scope: models.Scope | None = None,
-                           status: models.Status | None = None) -> list[models.Budget]:
+    async def list_budgets(self, *, scope: records.Scope | None = None,
+                           status: records.Status | None = None) -> list[records.Budget]:
         return await self._run(_list_budgets(scope, status))
 
-    async def set_budget(self, scope: models.Scope, scope_id: str, limit_usd_cents: int, *,
-                         mode: models.Mode | None = None) -> models.Budget:
+    async def set_budget(self, scope: records.Scope, scope_id: str, limit_usd_cents: int, *,
+                         mode: records.Mode | None = None) -> records.Budget:
         return await self._run(_set_budget(scope, scope_id, limit_usd_cents, mode))
 
-    async def delete_budget(self, scope: models.Scope, scope_id: str) -> None:
+    async def delete_budget(self, scope: records.Scope, scope_id: str) -> None:
         await self._run(_delete_budget(scope, scope_id))
 
-    async def resume_budget(self, scope: models.Scope, scope_id: str, *,
-                            grace_usd_cents: int | None = None) -> models.Resumed:
+    async def resume_budget(self, scope: records.Scope, scope_id: str, *,
+                            grace_usd_cents: int | None = None) -> records.Resumed:
         return await self._run(_resume_budget(scope, scope_id, grace_usd_cents))
 
     # --- spend (executor) -------------------------------------------------------------
@@ -602,7 +603,7 @@ class AsyncClient:
                     tenant_id: str | None = None, idempotency_key: str | None = None,
                     task_id: str | None = None, model: str | None = None,
                     input_tokens: int | None = None, output_tokens: int | None = None
-                    ) -> models.SpendOutcome:
+                    ) -> records.SpendOutcome:
         """Record a cost; `stop` in the answer means a cap fired (this does not raise)."""
         return await self._run(_spend(cost_usd_cents, idempotency_key, _spend_fields(
             _scopes(agent_id, mission_id, team_id, tenant_id), task_id, model, input_tokens,
@@ -610,7 +611,7 @@ class AsyncClient:
 
     async def preflight(self, *, agent_id: str | None = None, mission_id: str | None = None,
                         team_id: str | None = None, tenant_id: str | None = None
-                        ) -> models.Preflight:
+                        ) -> records.Preflight:
         return await self._run(_preflight(_scopes(agent_id, mission_id, team_id, tenant_id)))
 
     @contextlib.asynccontextmanager
@@ -641,11 +642,11 @@ class AsyncClient:
 
     async def audit(self, *, agent_id: str | None = None, event_type: str | None = None,
                     since: int | None = None, limit: int | None = None
-                    ) -> list[models.AuditEntry]:
+                    ) -> list[records.AuditEntry]:
         """Newest first; `since` in epoch ms (inclusive)."""
         return await self._run(_audit(agent_id, event_type, since, limit))
 
-    async def audit_head(self) -> models.AuditHead:
+    async def audit_head(self) -> records.AuditHead:
         return await self._run(_audit_head())
 
     # --- approvals --------------------------------------------------------------------
@@ -654,7 +655,7 @@ class AsyncClient:
         self, tool_name: str, agent_id: str, *, args: Mapping[str, Any] | None = None,
         reason: str | None = None, task_id: str | None = None, tenant_id: str | None = None,
         wait_ms: int | None = None,
-    ) -> models.Handshake:
+    ) -> records.Handshake:
         """Ask, and wait up to `wait_ms` (None: until the request expires) for a decision.
 
         Returns on allow_once or allow_always; raises ApprovalDenied on deny,
@@ -669,7 +670,7 @@ class AsyncClient:
         self, leader_agent_id: str, *, kind: str | None = None,
         target_agent_name: str | None = None, task: str | None = None,
         task_id: str | None = None, tenant_id: str | None = None, wait_ms: int | None = None,
-    ) -> models.Handshake:
+    ) -> records.Handshake:
         """As request_tool_approval, for a leader delegating `kind` work (default code)."""
         opened = await self._run(_open_delegation({
             "leaderAgentId": leader_agent_id, "kind": kind,
@@ -677,16 +678,16 @@ class AsyncClient:
             "tenantId": tenant_id}))
         return await self._await_handshake(opened, wait_ms)
 
-    async def _await_handshake(self, opened: models.Handshake, wait_ms: int | None
-                               ) -> models.Handshake:
+    async def _await_handshake(self, opened: records.Handshake, wait_ms: int | None
+                               ) -> records.Handshake:
         if _allowed(opened):
             return opened
         assert opened.approval_id is not None
         decided = await self.wait_for_approval(opened.approval_id, wait_ms=wait_ms)
-        return models.Handshake(resolution=decided.status, approval_id=decided.id)
+        return records.Handshake(resolution=decided.status, approval_id=decided.id)
 
     async def wait_for_approval(self, approval_id: str, *, wait_ms: int | None = None
-                                ) -> models.Approval:
+                                ) -> records.Approval:
         """Wait up to `wait_ms` (None: until it expires) for a decision, re-attaching after a
         dropped connection; the allowing row, or ApprovalDenied."""
         deadline = None if wait_ms is None else time.monotonic() + wait_ms / 1000
@@ -700,31 +701,31 @@ class AsyncClient:
                 await self._sleep(pause)
 
     async def get_approval(self, approval_id: str, *, wait_ms: int | None = None
-                           ) -> models.Approval:
+                           ) -> records.Approval:
         """One request as it is now; with `wait_ms`, after waiting that long for a decision."""
         return await self._run(_get_approval(approval_id, wait_ms))
 
-    async def pending_approvals(self) -> list[models.Approval]:
+    async def pending_approvals(self) -> list[records.Approval]:
         return await self._run(_pending())
 
-    async def resolve_approval(self, approval_id: str, decision: models.Decision, *,
-                               resolved_by: str | None = None) -> models.Approval:
+    async def resolve_approval(self, approval_id: str, decision: records.Decision, *,
+                               resolved_by: str | None = None) -> records.Approval:
         return await self._run(_resolve(approval_id, decision, resolved_by))
 
-    async def grants(self, *, agent_id: str | None = None) -> list[models.Grant]:
+    async def grants(self, *, agent_id: str | None = None) -> list[records.Grant]:
         return await self._run(_grants(agent_id))
 
     async def revoke_grant(self, grant_id: str, *, revoked_by: str | None = None
-                           ) -> models.Grant:
+                           ) -> records.Grant:
         return await self._run(_revoke(grant_id, revoked_by))
 
     async def approval_history(self, *, agent_id: str | None = None, limit: int | None = None
-                               ) -> list[models.HistoryRecord]:
+                               ) -> list[records.HistoryRecord]:
         return await self._run(_history(agent_id, limit))
 
-    async def record_history(self, agent_id: str, action: models.HistoryAction,
+    async def record_history(self, agent_id: str, action: records.HistoryAction,
                              tool_name: str, *, details: Mapping[str, Any] | None = None
-                             ) -> models.HistoryRecord:
+                             ) -> records.HistoryRecord:
         return await self._run(_record_history(agent_id, action, tool_name, details))
 
 
@@ -846,19 +847,19 @@ class Client:
 
     # --- budgets (operator) -----------------------------------------------------------
 
-    def list_budgets(self, *, scope: models.Scope | None = None,
-                     status: models.Status | None = None) -> list[models.Budget]:
+    def list_budgets(self, *, scope: records.Scope | None = None,
+                     status: records.Status | None = None) -> list[records.Budget]:
         return self._run(_list_budgets(scope, status))
 
-    def set_budget(self, scope: models.Scope, scope_id: str, limit_usd_cents: int, *,
-                   mode: models.Mode | None = None) -> models.Budget:
+    def set_budget(self, scope: records.Scope, scope_id: str, limit_usd_cents: int, *,
+                   mode: records.Mode | None = None) -> records.Budget:
         return self._run(_set_budget(scope, scope_id, limit_usd_cents, mode))
 
-    def delete_budget(self, scope: models.Scope, scope_id: str) -> None:
+    def delete_budget(self, scope: records.Scope, scope_id: str) -> None:
         self._run(_delete_budget(scope, scope_id))
 
-    def resume_budget(self, scope: models.Scope, scope_id: str, *,
-                      grace_usd_cents: int | None = None) -> models.Resumed:
+    def resume_budget(self, scope: records.Scope, scope_id: str, *,
+                      grace_usd_cents: int | None = None) -> records.Resumed:
         return self._run(_resume_budget(scope, scope_id, grace_usd_cents))
 
     # --- spend (executor) -------------------------------------------------------------
@@ -868,14 +869,14 @@ class Client:
               tenant_id: str | None = None, idempotency_key: str | None = None,
               task_id: str | None = None, model: str | None = None,
               input_tokens: int | None = None, output_tokens: int | None = None
-              ) -> models.SpendOutcome:
+              ) -> records.SpendOutcome:
         """Record a cost; `stop` in the answer means a cap fired (this does not raise)."""
         return self._run(_spend(cost_usd_cents, idempotency_key, _spend_fields(
             _scopes(agent_id, mission_id, team_id, tenant_id), task_id, model, input_tokens,
             output_tokens)))
 
     def preflight(self, *, agent_id: str | None = None, mission_id: str | None = None,
-                  team_id: str | None = None, tenant_id: str | None = None) -> models.Preflight:
+                  team_id: str | None = None, tenant_id: str | None = None) -> records.Preflight:
         return self._run(_preflight(_scopes(agent_id, mission_id, team_id, tenant_id)))
 
     @contextlib.contextmanager
@@ -902,11 +903,11 @@ class Client:
     # --- audit (operator) -------------------------------------------------------------
 
     def audit(self, *, agent_id: str | None = None, event_type: str | None = None,
-              since: int | None = None, limit: int | None = None) -> list[models.AuditEntry]:
+              since: int | None = None, limit: int | None = None) -> list[records.AuditEntry]:
         """Newest first; `since` in epoch ms (inclusive)."""
         return self._run(_audit(agent_id, event_type, since, limit))
 
-    def audit_head(self) -> models.AuditHead:
+    def audit_head(self) -> records.AuditHead:
         return self._run(_audit_head())
 
     # --- approvals --------------------------------------------------------------------
@@ -915,7 +916,7 @@ class Client:
         self, tool_name: str, agent_id: str, *, args: Mapping[str, Any] | None = None,
         reason: str | None = None, task_id: str | None = None, tenant_id: str | None = None,
         wait_ms: int | None = None,
-    ) -> models.Handshake:
+    ) -> records.Handshake:
         """As AsyncClient.request_tool_approval."""
         opened = self._run(_open_tool({
             "toolName": tool_name, "agentId": agent_id, "args": args, "reason": reason,
@@ -926,7 +927,7 @@ class Client:
         self, leader_agent_id: str, *, kind: str | None = None,
         target_agent_name: str | None = None, task: str | None = None,
         task_id: str | None = None, tenant_id: str | None = None, wait_ms: int | None = None,
-    ) -> models.Handshake:
+    ) -> records.Handshake:
         """As AsyncClient.request_delegation_approval."""
         opened = self._run(_open_delegation({
             "leaderAgentId": leader_agent_id, "kind": kind,
@@ -934,16 +935,16 @@ class Client:
             "tenantId": tenant_id}))
         return self._await_handshake(opened, wait_ms)
 
-    def _await_handshake(self, opened: models.Handshake, wait_ms: int | None
-                         ) -> models.Handshake:
+    def _await_handshake(self, opened: records.Handshake, wait_ms: int | None
+                         ) -> records.Handshake:
         if _allowed(opened):
             return opened
         assert opened.approval_id is not None
         decided = self.wait_for_approval(opened.approval_id, wait_ms=wait_ms)
-        return models.Handshake(resolution=decided.status, approval_id=decided.id)
+        return records.Handshake(resolution=decided.status, approval_id=decided.id)
 
     def wait_for_approval(self, approval_id: str, *, wait_ms: int | None = None
-                          ) -> models.Approval:
+                          ) -> records.Approval:
         """As AsyncClient.wait_for_approval."""
         deadline = None if wait_ms is None else time.monotonic() + wait_ms / 1000
         while True:
@@ -955,26 +956,26 @@ class Client:
             if pause > 0:
                 self._sleep(pause)
 
-    def get_approval(self, approval_id: str, *, wait_ms: int | None = None) -> models.Approval:
+    def get_approval(self, approval_id: str, *, wait_ms: int | None = None) -> records.Approval:
         return self._run(_get_approval(approval_id, wait_ms))
 
-    def pending_approvals(self) -> list[models.Approval]:
+    def pending_approvals(self) -> list[records.Approval]:
         return self._run(_pending())
 
-    def resolve_approval(self, approval_id: str, decision: models.Decision, *,
-                         resolved_by: str | None = None) -> models.Approval:
+    def resolve_approval(self, approval_id: str, decision: records.Decision, *,
+                         resolved_by: str | None = None) -> records.Approval:
         return self._run(_resolve(approval_id, decision, resolved_by))
 
-    def grants(self, *, agent_id: str | None = None) -> list[models.Grant]:
+    def grants(self, *, agent_id: str | None = None) -> list[records.Grant]:
         return self._run(_grants(agent_id))
 
-    def revoke_grant(self, grant_id: str, *, revoked_by: str | None = None) -> models.Grant:
+    def revoke_grant(self, grant_id: str, *, revoked_by: str | None = None) -> records.Grant:
         return self._run(_revoke(grant_id, revoked_by))
 
     def approval_history(self, *, agent_id: str | None = None, limit: int | None = None
-                         ) -> list[models.HistoryRecord]:
+                         ) -> list[records.HistoryRecord]:
         return self._run(_history(agent_id, limit))
 
-    def record_history(self, agent_id: str, action: models.HistoryAction, tool_name: str, *,
-                       details: Mapping[str, Any] | None = None) -> models.HistoryRecord:
+    def record_history(self, agent_id: str, action: records.HistoryAction, tool_name: str, *,
+                       details: Mapping[str, Any] | None = None) -> records.HistoryRecord:
         return self._run(_record_history(agent_id, action, tool_name, details))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clawguard import models
+from clawguard.core import records
 
 
 class ClawguardError(Exception):
@@ -86,15 +86,15 @@ class BudgetPaused(ClawguardError):
     """The kill-switch fired. `outcome` is the recorded spend when it fired on one (the money
     is spent and recorded), None when the preflight refused before the step ran."""
 
-    def __init__(self, reason: str, scopes: list[models.ScopeState],
-                 outcome: models.SpendOutcome | None = None) -> None:
+    def __init__(self, reason: str, scopes: list[records.ScopeState],
+                 outcome: records.SpendOutcome | None = None) -> None:
         super().__init__(f"the kill-switch fired: {reason}", code="budget_paused")
         self.reason = reason
         self.scopes = scopes
         self.outcome = outcome
 
     @property
-    def paused(self) -> list[models.ScopeState]:
+    def paused(self) -> list[records.ScopeState]:
         """The scopes that stopped it."""
         return [state for state in self.scopes if state.status == "paused"]
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from clawguard import config, web
+from clawguard.http import application
+from clawguard.runtime import config
 
 
 class FakeClock:
@@ -51,7 +52,7 @@ def make_client(
     """Start the real app on 127.0.0.1; `async with make_client() as client: ...`."""
 
     def make(settings: config.Config | None = None) -> TestClient[Any, Any]:
-        app = web.create_app(settings or cfg, clock=clock)
+        app = application.create_app(settings or cfg, clock=clock)
         return TestClient(TestServer(app, host="127.0.0.1"))
 
     return make

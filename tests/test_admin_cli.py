@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from daemon import Daemon
 
-from clawguard import admin, client
+from clawguard import client
+from clawguard.cli import remote
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_budgets_spend_and_preflight(served):
 
     stopped = run(served, "spend", "499.6", "--team", team, "--idempotency-key", "k-" + team,
                   "--json", key="executor")
-    assert stopped.returncode == admin.EXIT_STOPPED == 3
+    assert stopped.returncode == remote.EXIT_STOPPED == 3
     answer = json.loads(stopped.stdout)
     assert answer["stop"] is True and answer["stopReason"] == "budget_paused:team"
     assert "kill-switch" in stopped.stderr

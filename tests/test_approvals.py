@@ -15,13 +15,17 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import dump
 
-from clawguard import auth, config, models, sqlite, web
+from clawguard.core import principals, records
+from clawguard.http import application, state
+from clawguard.http.handlers import approvals
+from clawguard.runtime import config
+from clawguard.store import sqlite
 
 TOOLS = "/api/tools/approvals"
 DELEGATE = "/api/governance/delegation-approval"
 GRANTS = "/api/tools/approvals/grants"
 HISTORY = "/api/approvals"
-DECISIONS = list(models.DECISIONS)
+DECISIONS = list(records.DECISIONS)
 TTL_MS = config.ApprovalsConfig().ttl_ms
 
 
@@ -47,7 +51,7 @@ async def until(predicate, within=5.0):
 
 
 def parked(client) -> int:
-    return client.app[web.APPROVALS].parked
+    return client.app[state.APPROVALS].parked
 
 
 async def pending(client, count):
@@ -118,7 +122,7 @@ async def test_parked_waiters_hear_a_decision_within_200_ms(client, path, decisi
     assert status == 200 and attached["approval"] == body["approval"]
     assert attached["approval"]["resolvedBy"] == "boss"
     assert attached["approval"]["resolvedAt"] is not None
-    assert parked(client) == 0 and client.app[web.APPROVALS].watched == 0
+    assert parked(client) == 0 and client.app[state.APPROVALS].watched == 0
     assert await audit_actions(client) == ["approval.resolved", "approval.requested"]
 
 
@@ -204,12 +208,12 @@ async def test_expiry_reads_as_expired_at_once_and_the_sweep_wakes_waiters(clien
     assert dump(db_path) == stored  # a late decision changes nothing, and makes no grant
     assert not caller.done() and not again.done()
 
-    assert await client.app[web.REAPER].sweep() == 1
+    assert await client.app[state.REAPER].sweep() == 1
     done, _ = await asyncio.wait({caller, again}, timeout=0.2)
     assert done == {caller, again}
     assert caller.result() == (200, {"resolution": "expired", "approvalId": row["id"]})
     assert again.result()[1]["approval"] == before_sweep["approval"]
-    assert await client.app[web.REAPER].sweep() == 0
+    assert await client.app[state.REAPER].sweep() == 0
     assert (await call(client, "GET", f"{TOOLS}/{row['id']}"))[1] == before_sweep
     assert await audit_actions(client) == ["approval.expired", "approval.requested"]
     assert (await call(client, "GET", GRANTS))[1]["grants"] == []
@@ -220,7 +224,7 @@ async def test_a_waiter_past_its_rows_expiry_answers_expired_without_the_sweep(c
     quick = cfg.model_copy(update={"approvals": config.ApprovalsConfig(
         ttl_ms=60, sweep_ms=3_600_000,
     )})
-    async with TestClient(TestServer(web.create_app(quick), host="127.0.0.1")) as client:
+    async with TestClient(TestServer(application.create_app(quick), host="127.0.0.1")) as client:
         status, body = await asyncio.wait_for(call(client, "POST", TOOLS, {
             "toolName": "rm", "agentId": "a1",
         }), 3)
@@ -265,7 +269,7 @@ async def test_a_revoked_grant_no_longer_short_circuits(client):
     await resolve(client, await opened(client), "allow_always")
     [grant] = (await call(client, "GET", GRANTS))[1]["grants"]
     status, body = await call(client, "DELETE", f"{GRANTS}/{grant['id']}",
-                              headers={web.ACTOR_HEADER: "ops"})
+                              headers={approvals.ACTOR_HEADER: "ops"})
     assert status == 200 and body["ok"] is True
     assert body["grant"]["revokedBy"] == "ops" and body["grant"]["revokedAt"] is not None
     assert (await call(client, "GET", GRANTS))[1]["grants"] == []
@@ -328,11 +332,11 @@ async def test_twenty_concurrent_resolves_have_one_winner_that_every_waiter_sees
 async def test_resolved_by_comes_from_the_body_else_the_actor_header(client):
     first, second = await opened(client), await opened(client, toolName="ls")
     status, body = await call(client, "POST", f"{TOOLS}/{first}/resolve", {"decision": "deny"},
-                              headers={web.ACTOR_HEADER: "alice"})
+                              headers={approvals.ACTOR_HEADER: "alice"})
     assert status == 200 and body["approval"]["resolvedBy"] == "alice"
     status, body = await call(client, "POST", f"{TOOLS}/{second}/resolve",
                               {"decision": "deny", "resolvedBy": "bob"},
-                              headers={web.ACTOR_HEADER: "alice"})
+                              headers={approvals.ACTOR_HEADER: "alice"})
     assert status == 200 and body["approval"]["resolvedBy"] == "bob"
 
 
@@ -341,24 +345,31 @@ async def test_with_api_keys_resolved_by_defaults_to_the_leaders_key_name(make_c
     keyed = cfg.model_copy(update={"auth": config.AuthConfig(mode="keys")})
     admin, keys = sqlite.KeyAdmin(str(db_path)), {}
     for role in ("executor", "leader"):
-        keys[role] = auth.new_key()
-        admin.create(auth.Principal(key_id=auth.new_key_id(), name=f"{role}-key", role=role),
-                     auth.hash_key(keys[role]))
+        keys[role] = principals.new_key()
+        admin.create(
+            principals.Principal(key_id=principals.new_key_id(), name=f"{role}-key", role=role),
+            principals.hash_key(keys[role]),
+        )
     admin.close()
 
     def as_(role):
         return {"Authorization": f"Bearer {keys[role]}"}
 
     async with make_client(keyed) as client:
-        status, body = await call(client, "POST", TOOLS, {"toolName": "rm", "agentId": "a1",
-                                                          "waitMs": 0}, headers=as_("executor"))
+        status, body = await call(
+            client,
+            "POST",
+            TOOLS,
+            {"toolName": "rm", "agentId": "a1", "waitMs": 0},
+            headers=as_("executor"),
+        )
         assert status == 200 and body["resolution"] == "timeout"
         path = f"{TOOLS}/{body['approvalId']}/resolve"
-        status, _ = await call(client, "POST", path, {"decision": "allow_once"},
-                               headers=as_("executor"))
+        status, _ = await call(
+            client, "POST", path, {"decision": "allow_once"}, headers=as_("executor")
+        )
         assert status == 403  # executors ask, leaders decide
-        status, body = await call(client, "POST", path, {"decision": "deny"},
-                                  headers=as_("leader"))
+        status, body = await call(client, "POST", path, {"decision": "deny"}, headers=as_("leader"))
         assert status == 200 and body["approval"]["resolvedBy"] == "leader-key"
 
 
@@ -367,23 +378,27 @@ async def test_with_api_keys_resolved_by_defaults_to_the_leaders_key_name(make_c
 
 async def test_an_internal_error_in_the_handshake_answers_deny(client, db_path, caplog):
     conn = sqlite3.connect(db_path)
-    conn.execute("CREATE TRIGGER broken BEFORE INSERT ON approvals"
-                 " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    conn.execute(
+        "CREATE TRIGGER broken BEFORE INSERT ON approvals"
+        " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    )
     conn.close()
     with caplog.at_level(logging.ERROR, logger="clawguard.approvals"):
         for path in (TOOLS, DELEGATE):
             status, body = await ask(client, path)
             assert (status, body) == (200, {"resolution": "deny"})
     assert "approval handshake failed" in caplog.text
-    assert client.app[web.APPROVALS].watched == 0
+    assert client.app[state.APPROVALS].watched == 0
 
 
 async def test_a_failed_decision_write_allows_nothing(client, db_path):
     caller = ask(client, waitMs=300)
     [row] = await pending(client, 1)
     conn = sqlite3.connect(db_path)
-    conn.execute("CREATE TRIGGER broken BEFORE UPDATE ON approvals"
-                 " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    conn.execute(
+        "CREATE TRIGGER broken BEFORE UPDATE ON approvals"
+        " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    )
     conn.close()
     status, body = await resolve(client, row["id"], "allow_always")
     assert status == 503 and body["error"] == "store_unavailable"
@@ -396,10 +411,17 @@ async def test_a_failed_decision_write_allows_nothing(client, db_path):
 
 async def test_history_is_newest_first_with_details_as_json_text(client):
     for action in ("allow-once", "deny", "allow-always"):
-        status, body = await call(client, "POST", HISTORY, {
-            "agentId": "a1", "action": action, "toolName": "web_search",
-            "details": {"why": action, "password": "pw", "n": 1.5},
-        })
+        status, body = await call(
+            client,
+            "POST",
+            HISTORY,
+            {
+                "agentId": "a1",
+                "action": action,
+                "toolName": "web_search",
+                "details": {"why": action, "password": "pw", "n": 1.5},
+            },
+        )
         assert status == 200 and body["ok"] is True
         assert body["record"]["action"] == action and body["record"]["agentId"] == "a1"
     await call(client, "POST", HISTORY, {"agentId": "a2", "action": "deny", "toolName": "x"})
@@ -407,8 +429,7 @@ async def test_history_is_newest_first_with_details_as_json_text(client):
     records = body["records"]
     assert [r["action"] for r in records] == ["allow-always", "deny", "allow-once"]
     assert [r["id"] for r in records] == sorted((r["id"] for r in records), reverse=True)
-    assert json.loads(records[0]["details"]) == {"why": "allow-always", "password": "***",
-                                                 "n": 1.5}
+    assert json.loads(records[0]["details"]) == {"why": "allow-always", "password": "***", "n": 1.5}
     assert set(records[0]) == {"id", "agentId", "action", "toolName", "details", "createdAt"}
     everyone = (await call(client, "GET", HISTORY))[1]["records"]
     assert everyone[0]["agentId"] == "a2" and everyone[0]["details"] is None
@@ -417,12 +438,29 @@ async def test_history_is_newest_first_with_details_as_json_text(client):
 
 
 async def test_history_limits_clamp_and_default(client):
-    await asyncio.gather(*(
-        call(client, "POST", HISTORY, {"agentId": "bulk", "action": "deny", "toolName": f"t{n}"})
-        for n in range(205)
-    ))
-    cases = {"0": 1, "-4": 1, "1": 1, "7": 7, "200": 200, "201": 200, "99999999999": 200,
-             "abc": 50, "": 50, "2.5": 50, "1e2": 50, "²": 50, None: 50}
+    await asyncio.gather(
+        *(
+            call(
+                client, "POST", HISTORY, {"agentId": "bulk", "action": "deny", "toolName": f"t{n}"}
+            )
+            for n in range(205)
+        )
+    )
+    cases = {
+        "0": 1,
+        "-4": 1,
+        "1": 1,
+        "7": 7,
+        "200": 200,
+        "201": 200,
+        "99999999999": 200,
+        "abc": 50,
+        "": 50,
+        "2.5": 50,
+        "1e2": 50,
+        "²": 50,
+        None: 50,
+    }
     for limit, expected in cases.items():
         params = {} if limit is None else {"limit": limit}
         status, body = await call(client, "GET", HISTORY, params=params)
@@ -462,10 +500,20 @@ BAD_INPUT = [
     ("POST", TOOLS, {"toolName": "rm", "agentId": "a1", "extra": 1}, None, 400),
     ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "waitMs": NaN}', None, 400),
     ("POST", TOOLS, "{", None, 400),
-    ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 40 + "]" * 40
-     + "}}", None, 400),
-    ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 50_000
-     + "]" * 50_000 + "}}", None, 400),
+    (
+        "POST",
+        TOOLS,
+        '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 40 + "]" * 40 + "}}",
+        None,
+        400,
+    ),
+    (
+        "POST",
+        TOOLS,
+        '{"toolName": "rm", "agentId": "a1", "args": {"x": ' + "[" * 50_000 + "]" * 50_000 + "}}",
+        None,
+        400,
+    ),
     ("POST", TOOLS, '{"toolName": "rm", "agentId": "a1", "args": {"x": "\\udc80"}}', None, 400),
     ("PUT", TOOLS, {}, None, 405),
     ("GET", f"{TOOLS}/apr_0000000000000000", None, None, 404),
@@ -481,8 +529,13 @@ BAD_INPUT = [
     ("POST", f"{TOOLS}/{{pending}}/resolve", {"decision": "allow-once"}, None, 400),
     ("POST", f"{TOOLS}/{{pending}}/resolve", {"decision": None}, None, 400),
     ("POST", f"{TOOLS}/{{pending}}/resolve", {"decision": "deny", "resolvedBy": ""}, None, 400),
-    ("POST", f"{TOOLS}/{{pending}}/resolve", {"decision": "deny"},
-     {web.ACTOR_HEADER: LONG}, 400),
+    (
+        "POST",
+        f"{TOOLS}/{{pending}}/resolve",
+        {"decision": "deny"},
+        {approvals.ACTOR_HEADER: LONG},
+        400,
+    ),
     ("POST", f"{TOOLS}/{{pending}}/resolve", "nope", None, 400),
     ("POST", f"{TOOLS}/apr_0000000000000000/resolve", {"decision": "deny"}, None, 404),
     ("POST", f"{TOOLS}/{{decided}}/resolve", {"decision": "deny"}, None, 409),
@@ -497,13 +550,28 @@ BAD_INPUT = [
     ("POST", HISTORY, {"agentId": "a1", "action": "allow_once", "toolName": "t"}, None, 400),
     ("POST", HISTORY, {"agentId": "a1", "action": "approve", "toolName": "t"}, None, 400),
     ("POST", HISTORY, {"agentId": "a1", "action": "deny", "toolName": ""}, None, 400),
-    ("POST", HISTORY, {"agentId": "a1", "action": "deny", "toolName": "t", "details": []},
-     None, 400),
-    ("POST", HISTORY, {"agentId": "a1", "action": "deny", "toolName": "t", "details": "{}"},
-     None, 400),
+    (
+        "POST",
+        HISTORY,
+        {"agentId": "a1", "action": "deny", "toolName": "t", "details": []},
+        None,
+        400,
+    ),
+    (
+        "POST",
+        HISTORY,
+        {"agentId": "a1", "action": "deny", "toolName": "t", "details": "{}"},
+        None,
+        400,
+    ),
     ("POST", HISTORY, "[]", None, 400),
-    ("POST", HISTORY, '{"agentId": "a1", "action": "deny", "toolName": "t", "details":'
-     ' {"\\ud800": 1}}', None, 400),
+    (
+        "POST",
+        HISTORY,
+        '{"agentId": "a1", "action": "deny", "toolName": "t", "details": {"\\ud800": 1}}',
+        None,
+        400,
+    ),
 ]
 
 
@@ -522,4 +590,4 @@ async def test_bad_input_gets_one_json_error_shape_and_changes_nothing(client, d
         assert set(answer) == {"error", "message", "details"}, case
         assert isinstance(answer["error"], str) and answer["error"], case
         assert dump(db_path) == stored, case
-    assert client.app[web.APPROVALS].watched == 0
+    assert client.app[state.APPROVALS].watched == 0

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from clawguard import audit, sqlite
+from clawguard.core import audit
+from clawguard.store import sqlite
 
 
 async def _fill(client, rows: int) -> dict:

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from daemon import Daemon, call
 
-from clawguard import auth, config, errors, sqlite, web
+from clawguard.core import errors, principals
+from clawguard.http import access, routes
+from clawguard.runtime import config
+from clawguard.store import sqlite
 
 ROLES = ("executor", "leader", "operator", "admin")
 
@@ -54,11 +57,11 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
 
 
 def route_table() -> set[tuple[str, str]]:
-    return {(route.method, route.path) for route in web.ROUTES}
+    return {(route.method, route.path) for route in routes.ROUTES}
 
 
 def test_the_permission_table_covers_every_route_and_nothing_else():
-    assert set(auth.PERMISSIONS) == route_table() == set(SAMPLES)
+    assert set(access.PERMISSIONS) == route_table() == set(SAMPLES)
 
 
 @pytest.fixture
@@ -72,10 +75,10 @@ def keys(keyed, db_path):
     admin = sqlite.KeyAdmin(str(db_path))
     made = {}
     for role in (*ROLES, "revoked"):
-        key = auth.new_key()
-        principal = auth.Principal(key_id=auth.new_key_id(), name=f"{role}-key",
+        key = principals.new_key()
+        principal = principals.Principal(key_id=principals.new_key_id(), name=f"{role}-key",
                                    role="executor" if role == "revoked" else role)
-        admin.create(principal, auth.hash_key(key))
+        admin.create(principal, principals.hash_key(key))
         if role == "revoked":
             admin.revoke(principal.key_id)
         made[role] = key
@@ -94,7 +97,7 @@ async def _send(client, method, path, body, key):
 async def test_role_table(make_client, keyed, keys, route):
     method, _ = route
     path, body = SAMPLES[route]
-    allowed = auth.PERMISSIONS[route]
+    allowed = access.PERMISSIONS[route]
     async with make_client(keyed) as client:
         for who in (None, *ROLES, "revoked"):
             status = await _send(client, method, path, body, keys.get(who) if who else None)
@@ -196,7 +199,7 @@ def test_keys_cli_shows_a_key_once_and_never_lists_it(tmp_path):
                            str(db)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
-    assert key.startswith(auth.KEY_PREFIX)
+    assert key.startswith(principals.KEY_PREFIX)
     listed = subprocess.run([*run, "list", "--json", "--db", str(db)], capture_output=True,
                             text=True)
     assert key not in listed.stdout
@@ -209,9 +212,9 @@ def test_keys_cli_shows_a_key_once_and_never_lists_it(tmp_path):
 
 def _leader(db_path, name: str, leads: frozenset[str] | None) -> str:
     admin = sqlite.KeyAdmin(str(db_path))
-    key = auth.new_key()
-    admin.create(auth.Principal(key_id=auth.new_key_id(), name=name, role="leader",
-                                leads=leads), auth.hash_key(key))
+    key = principals.new_key()
+    admin.create(principals.Principal(key_id=principals.new_key_id(), name=name, role="leader",
+                                leads=leads), principals.hash_key(key))
     admin.close()
     return key
 
@@ -268,4 +271,4 @@ def test_the_readme_role_table_is_the_permission_table():
         else frozenset(role.strip() for role in roles.split(","))
         for method, path, roles in rows
     }
-    assert documented == auth.PERMISSIONS
+    assert documented == access.PERMISSIONS

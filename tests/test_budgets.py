@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from clawguard import sqlite
+from clawguard.store import sqlite
 
 BUDGETS = "/api/governance/budgets"
 SPEND = "/api/governance/spend"

@@ -18,7 +18,10 @@ import pytest
 from daemon import Daemon
 from proxy import Proxy, body_of
 
-from clawguard import auth, client, client_errors, models, sqlite, web
+from clawguard import client, client_errors
+from clawguard.core import principals, records
+from clawguard.http import routes
+from clawguard.store import sqlite
 
 ROLES = ("admin", "operator", "executor", "leader")
 
@@ -30,9 +33,11 @@ def keyed(tmp_path_factory):
     admin = sqlite.KeyAdmin(str(db))
     keys = {}
     for role in ROLES:
-        keys[role] = auth.new_key()
-        admin.create(auth.Principal(key_id=auth.new_key_id(), name=f"{role}-key", role=role),
-                     auth.hash_key(keys[role]))
+        keys[role] = principals.new_key()
+        admin.create(
+            principals.Principal(key_id=principals.new_key_id(), name=f"{role}-key", role=role),
+            principals.hash_key(keys[role]),
+        )
     admin.close()
     with Daemon(db, auth_mode="keys") as daemon:
         yield daemon, keys
@@ -73,9 +78,9 @@ def make(request, keys):
     def make_one(url, role="admin", **settings):
         sleeps: list[float] = []
         if request.param == "Client":
-            made.append(client.Client(url, keys.get(role, role), sleep=sleeps.append,
-                                      **settings))
+            made.append(client.Client(url, keys.get(role, role), sleep=sleeps.append, **settings))
         else:
+
             async def sleep(seconds):
                 sleeps.append(seconds)
 
@@ -102,8 +107,9 @@ def charges(db, agent_id: str) -> list[tuple[str, int]]:
     """(idempotency key, micros) of every ledger row of an agent."""
     conn = sqlite3.connect(db)
     try:
-        return conn.execute("SELECT idempotency_key, cost_micros FROM spends WHERE agent_id = ?",
-                            (agent_id,)).fetchall()
+        return conn.execute(
+            "SELECT idempotency_key, cost_micros FROM spends WHERE agent_id = ?", (agent_id,)
+        ).fetchall()
     finally:
         conn.close()
 
@@ -163,13 +169,12 @@ METHODS = {
 
 
 def test_the_client_has_a_method_for_every_route_and_both_clients_the_same():
-    assert {(route.method, route.path) for route in web.ROUTES} == set(METHODS)
+    assert {(route.method, route.path) for route in routes.ROUTES} == set(METHODS)
     public = {name for name in dir(client.Client) if not name.startswith("_")}
     assert public == {name for name in dir(client.AsyncClient) if not name.startswith("_")}
     assert set(METHODS.values()) <= public
     for name in public - {"url"}:
         assert asyncio.iscoroutinefunction(getattr(client.AsyncClient, name)) or name == "step"
-
 
 
 def test_every_route_answers_its_model(make, daemon):
@@ -180,49 +185,62 @@ def test_every_route_answers_its_model(make, daemon):
     assert c.openapi()["openapi"].startswith("3.1")
 
     budget = c.set_budget("team", team, 100, mode="cap")
-    assert isinstance(budget, models.Budget) and budget.scope_id == team
+    assert isinstance(budget, records.Budget) and budget.scope_id == team
     assert budget.mode == "cap" and budget.limit_usd_cents == 100
     assert team in {b.scope_id for b in c.list_budgets(scope="team", status="active")}
 
-    spent = c.spend(Decimal("0.4"), agent_id=agent, team_id=team, task_id="t9", model="m",
-                    input_tokens=10, output_tokens=2)
-    assert isinstance(spent, models.SpendOutcome)
+    spent = c.spend(
+        Decimal("0.4"),
+        agent_id=agent,
+        team_id=team,
+        task_id="t9",
+        model="m",
+        input_tokens=10,
+        output_tokens=2,
+    )
+    assert isinstance(spent, records.SpendOutcome)
     assert spent.spend.cost_usd_micros == 4000 and spent.spend.duplicate is False
     assert [(s.scope, s.spent_usd_micros) for s in spent.scopes] == [("team", 4000)]
     checked = c.preflight(agent_id=agent, team_id=team)
-    assert isinstance(checked, models.Preflight) and checked.allowed is True
+    assert isinstance(checked, records.Preflight) and checked.allowed is True
 
     resumed = c.resume_budget("team", team)
-    assert isinstance(resumed, models.Resumed) and resumed.will_repause is False
+    assert isinstance(resumed, records.Resumed) and resumed.will_repause is False
     rows = c.audit(event_type="budget", limit=5)
-    assert all(isinstance(r, models.AuditEntry) for r in rows)
+    assert all(isinstance(r, records.AuditEntry) for r in rows)
     assert [r.action for r in rows[:2]] == ["budget.resumed", "budget.set"]
     head = c.audit_head()
-    assert isinstance(head, models.AuditHead) and head.seq >= rows[0].id
+    assert isinstance(head, records.AuditHead) and head.seq >= rows[0].id
     assert c.delete_budget("team", team) is None
     assert team not in {b.scope_id for b in c.list_budgets()}
 
     with pytest.raises(client.ApprovalDenied) as waited:
-        c.request_tool_approval("rm", agent, args={"path": "/tmp", "apiKey": "s3cret"},
-                                reason="clean", task_id="t9", wait_ms=0)
+        c.request_tool_approval(
+            "rm",
+            agent,
+            args={"path": "/tmp", "apiKey": "s3cret"},
+            reason="clean",
+            task_id="t9",
+            wait_ms=0,
+        )
     assert waited.value.resolution == "timeout"
     [pending] = [a for a in c.pending_approvals() if a.agent_id == agent]
-    assert isinstance(pending, models.Approval) and pending.id == waited.value.approval_id
+    assert isinstance(pending, records.Approval) and pending.id == waited.value.approval_id
     assert "s3cret" not in (pending.args_summary or "")
     assert c.get_approval(pending.id).status == "pending"
     decided = lead.resolve_approval(pending.id, "allow_always", resolved_by="alice")
     assert decided.status == "allow_always"
     assert decided.resolved_by == "leader-key"  # with keys, the key's name, whatever is claimed
     sticky = c.request_tool_approval("rm", agent)
-    assert sticky == models.Handshake(resolution="allow_always")
+    assert sticky == records.Handshake(resolution="allow_always")
     [grant] = c.grants(agent_id=agent)
-    assert isinstance(grant, models.Grant) and grant.approval_id == pending.id
+    assert isinstance(grant, records.Grant) and grant.approval_id == pending.id
     revoked = c.revoke_grant(grant.id, revoked_by="bob")
     assert revoked.revoked_by == "admin-key" and c.grants(agent_id=agent) == []
     history = c.approval_history(agent_id=agent, limit=5)
     assert [h.action for h in history] == ["allow-always"]
     record = c.record_history(agent, "deny", "rm", details={"why": "late"})
-    assert isinstance(record, models.HistoryRecord) and record.action == "deny"
+    assert isinstance(record, records.HistoryRecord) and record.action == "deny"
 
     with pytest.raises(client.ApprovalDenied) as delegated:
         c.request_delegation_approval("lead-" + agent, target_agent_name="bob", wait_ms=0)
@@ -276,8 +294,9 @@ def test_a_503_is_retried_with_bounded_growing_waits_then_raised(make, daemon):
         assert c.spend(1, agent_id=agent).spend.duplicate is False
         assert len(proxy.requests) == 6
 
-        patient = make(proxy.url, role="executor",
-                       retry=client.Retry(attempts=6, base_s=1, cap_s=3))
+        patient = make(
+            proxy.url, role="executor", retry=client.Retry(attempts=6, base_s=1, cap_s=3)
+        )
         proxy.unavailable = 5
         assert patient.spend(1, agent_id=agent).spend.duplicate is False
     ceilings = [1, 2, 3, 3, 3]
@@ -325,6 +344,7 @@ def test_a_call_unsafe_to_replay_is_not_sent_again_after_a_dropped_answer(make, 
 def test_concurrent_threads_share_one_blocking_client(daemon, keys):
     agent = unique("a")
     with client.Client(daemon.url, keys["executor"]) as c:
+
         def spend(n: int) -> None:
             for _ in range(20):
                 assert c.spend(Decimal("0.5"), agent_id=agent).spend.duplicate is False
@@ -354,7 +374,8 @@ def test_every_refusal_raises_its_own_type(make, daemon, admin):
     with pytest.raises(client.InvalidRequest) as invalid:
         c.set_budget("agent", "a1", 0)
     assert invalid.value.details == [
-        {"field": "limitUsdCents", "problem": "Input should be greater than 0"}]
+        {"field": "limitUsdCents", "problem": "Input should be greater than 0"}
+    ]
     with pytest.raises(client.InvalidRequest):
         c.delete_budget("galaxy", "a1")  # type: ignore[arg-type]
 
@@ -381,7 +402,10 @@ def test_statuses_the_daemon_does_not_send_yet_map_too():
     unprocessable = client_errors.from_response(422, body, "rid")
     assert isinstance(unprocessable, client.Unprocessable)
     assert (unprocessable.code, unprocessable.details, unprocessable.request_id) == (
-        "quota_override_too_high", {"x": 1}, "rid")
+        "quota_override_too_high",
+        {"x": 1},
+        "rid",
+    )
     assert str(unprocessable) == "422 quota_override_too_high: at most 100x"
     broken = client_errors.from_response(502, "<html>bad gateway</html>")
     assert isinstance(broken, client.ServerError) and "bad gateway" in broken.message
@@ -394,15 +418,20 @@ def test_amounts_are_written_from_their_decimal_digits(make, daemon):
     with Proxy(daemon.url) as proxy:
         c = make(proxy.url, role="executor")
         # Through a float this is 5e-05 cents, half a micro, which rounds up to 1.
-        assert c.spend(Decimal("0.00004999999999999999999"), agent_id=agent
-                       ).spend.cost_usd_micros == 0
+        assert (
+            c.spend(Decimal("0.00004999999999999999999"), agent_id=agent).spend.cost_usd_micros == 0
+        )
         assert c.spend(Decimal("0.00025"), agent_id=agent).spend.cost_usd_micros == 3
         assert c.spend(Decimal("1E+2"), agent_id=agent).spend.cost_usd_micros == 1_000_000
         assert c.spend(7, agent_id=agent).spend.cost_usd_micros == 70_000
         sent = [body_of(r) for r in proxy.requests]
         assert b'"costUsdCents":0.00004999999999999999999' in sent[0]
-        for wrong, error in ((0.5, TypeError), (True, TypeError), (Decimal("NaN"), ValueError),
-                             (Decimal("Infinity"), ValueError)):
+        for wrong, error in (
+            (0.5, TypeError),
+            (True, TypeError),
+            (Decimal("NaN"), ValueError),
+            (Decimal("Infinity"), ValueError),
+        ):
             with pytest.raises(error):
                 c.spend(wrong, agent_id=agent)
         with pytest.raises(TypeError):
@@ -420,8 +449,11 @@ def test_a_step_is_refused_before_it_runs_when_its_scope_is_paused(daemon, keys,
     admin.set_budget("agent", agent, 10, mode="cap")
     admin.spend(10, agent_id=agent)
     ran = False
-    with client.Client(daemon.url, keys["executor"]) as c, \
-            pytest.raises(client.BudgetPaused) as paused, c.step(agent_id=agent) as step:
+    with (
+        client.Client(daemon.url, keys["executor"]) as c,
+        pytest.raises(client.BudgetPaused) as paused,
+        c.step(agent_id=agent) as step,
+    ):
         ran = True
         step.cost(1)
     assert not ran
@@ -437,8 +469,10 @@ def test_a_step_records_its_cost_then_raises_when_the_spend_stops(daemon, keys, 
         with c.step(agent_id=agent, team_id=team, task_id="task-1") as first:
             first.cost(Decimal("4.5"), model="m", input_tokens=3, output_tokens=4)
         assert first.outcome is not None and first.outcome.stop is False
-        with pytest.raises(client.BudgetPaused) as stopped, \
-                c.step(agent_id=agent, team_id=team) as second:
+        with (
+            pytest.raises(client.BudgetPaused) as stopped,
+            c.step(agent_id=agent, team_id=team) as second,
+        ):
             second.cost(6)
         assert stopped.value.reason == "budget_paused:team"
         assert stopped.value.outcome == second.outcome and second.outcome.stop is True
@@ -456,14 +490,17 @@ def test_a_failed_step_still_records_what_it_spent(daemon, keys):
             step.cost(2)
             raise RuntimeError("could not parse the model's answer")
         assert step.outcome is not None and step.outcome.spend.cost_usd_micros == 20_000
-    with client.Client(closed_port_url(), sleep=lambda s: None) as gone, \
-            pytest.raises(client.Unreachable), gone.step(agent_id=agent):
+    with (
+        client.Client(closed_port_url(), sleep=lambda s: None) as gone,
+        pytest.raises(client.Unreachable),
+        gone.step(agent_id=agent),
+    ):
         pass
     assert len(charges(daemon.db_path, agent)) == 1
 
 
 def test_a_preflight_that_cannot_reach_the_store_is_unavailable_not_paused():
-    refused = models.Preflight(allowed=False, reason="store_unavailable", scopes=[])
+    refused = records.Preflight(allowed=False, reason="store_unavailable", scopes=[])
     with pytest.raises(client.Unavailable) as failed:
         client._check_preflight(refused)
     assert not isinstance(failed.value, client.BudgetPaused)
@@ -523,19 +560,30 @@ def test_a_long_poll_whose_answer_is_dropped_re_attaches(make, daemon, keys, adm
         assert decided.status == "allow_once"
         gets = [r.split(b" ")[:2] for r in proxy.requests]
     assert len(gets) == 2 and all(method == b"GET" for method, _ in gets)
-    assert all(path.startswith(f"/api/tools/approvals/{approval_id}?waitMs=".encode())
-               for _, path in gets)
+    assert all(
+        path.startswith(f"/api/tools/approvals/{approval_id}?waitMs=".encode()) for _, path in gets
+    )
 
 
 def test_an_expired_or_undecided_approval_is_a_denial():
-    row = {"id": "apr_1", "toolName": "rm", "agentId": "a1", "argsSummary": None,
-           "reason": None, "taskId": None, "tenantId": None, "createdAt": 1, "expiresAt": 2,
-           "resolvedAt": None, "resolvedBy": None}
+    row = {
+        "id": "apr_1",
+        "toolName": "rm",
+        "agentId": "a1",
+        "argsSummary": None,
+        "reason": None,
+        "taskId": None,
+        "tenantId": None,
+        "createdAt": 1,
+        "expiresAt": 2,
+        "resolvedAt": None,
+        "resolvedBy": None,
+    }
     for status, resolution in (("expired", "expired"), ("pending", "timeout"), ("deny", "deny")):
         with pytest.raises(client.ApprovalDenied) as denied:
-            client._settled(models.Approval.model_validate({**row, "status": status}))
+            client._settled(records.Approval.model_validate({**row, "status": status}))
         assert (denied.value.resolution, denied.value.approval_id) == (resolution, "apr_1")
-    allowed = models.Approval.model_validate({**row, "status": "allow_once"})
+    allowed = records.Approval.model_validate({**row, "status": "allow_once"})
     assert client._settled(allowed) is allowed
     with pytest.raises(client.ApprovalDenied):  # the daemon's fail-closed answer
-        client._allowed(models.Handshake(resolution="deny"))
+        client._allowed(records.Handshake(resolution="deny"))

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from daemon import Daemon, call
 
-from clawguard import sqlite
+from clawguard.store import sqlite
 
 
 def _spend_until_stopped(url: str, worker: int, threads: int, out) -> None:

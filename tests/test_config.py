@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clawguard import config, errors
+from clawguard.core import errors
+from clawguard.runtime import config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"

@@ -25,7 +25,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import dump
 
-from clawguard import web
+from clawguard.http import routes
 
 BUDGETS = "/api/governance/budgets"
 SPEND = "/api/governance/spend"
@@ -355,7 +355,7 @@ def test_the_table_covers_every_route_that_takes_input() -> None:
         )
 
     missing = [
-        (route.method, route.path) for route in web.ROUTES
+        (route.method, route.path) for route in routes.ROUTES
         if route.path not in NO_INPUT and not any(
             case.method == route.method and case.status in (400, 404, 409, 413)
             and matches(route.path, case.path) for case in CASES

@@ -15,7 +15,8 @@ import pytest
 from conftest import dump
 from daemon import Daemon, call
 
-from clawguard import config, sqlite
+from clawguard.runtime import config
+from clawguard.store import sqlite
 
 SPEND = {"agentId": "a1", "costUsdCents": 1}
 

@@ -8,7 +8,7 @@ import socket
 
 from daemon import Daemon, call
 
-from clawguard import logs
+from clawguard.runtime import logs
 
 
 async def test_request_id_is_echoed_or_made(client):

@@ -6,7 +6,7 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from clawguard import web
+from clawguard.http import state
 
 
 async def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -53,7 +53,7 @@ async def test_values_move_with_spends_approvals_and_sweeps(client, clock):
 
     clock.advance(10 * 60 * 1000)  # past the requests' time to live
     sweeps = value(after, "clawguard_reaper_sweeps_total")
-    await client.app[web.REAPER].sweep()
+    await client.app[state.REAPER].sweep()
     swept = await scrape(client)
     assert value(swept, "clawguard_pending_approvals") == 0
     assert value(swept, "clawguard_expired_total", kind="approval") == 2
@@ -72,7 +72,7 @@ async def test_routes_are_labelled_by_template_so_labels_stay_bounded(client):
 
 
 async def test_budget_series_are_capped(client):
-    counters = client.app[web.METRICS]
+    counters = client.app[state.METRICS]
     counters.budget_series = 5
     for n in range(12):
         await client.post("/api/governance/budgets", json={

@@ -10,22 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from clawguard import migrate, sqlite
+from clawguard.store import migrations, sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_migrate_twice_is_a_no_op(db_path):
-    assert sqlite.migrate_database(str(db_path)) == [m.version for m in migrate.available()]
+    assert sqlite.migrate_database(str(db_path)) == [
+        m.version for m in migrations.available("sqlite")
+    ]
     assert sqlite.migrate_database(str(db_path)) == []
     conn = sqlite3.connect(db_path)
     versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
     conn.close()
-    assert versions == [m.version for m in migrate.available()] and versions[0] == 1
+    assert versions == [m.version for m in migrations.available("sqlite")] and versions[0] == 1
 
 
 def test_migration_files_are_numbered_in_sequence():
-    versions = [m.version for m in migrate.available()]
+    versions = [m.version for m in migrations.available("sqlite")]
     assert versions == list(range(1, len(versions) + 1))
 
 
@@ -52,29 +54,65 @@ def test_migrate_command(tmp_path):
 def test_the_wheel_carries_the_migrations_and_migrates_from_them(tmp_path):
     """Built and installed as a user would (`pip install .`), not from this checkout."""
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert built.returncode == 0, built.stderr
     [wheel] = tmp_path.glob("clawguard-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("clawguard/migrations/"))
-    sources = sorted(migrate.migrations_dir().glob("*.sql"))
-    assert shipped == [f"clawguard/migrations/{path.name}" for path in sources]
+    sources = sorted(migrations.migrations_dir("sqlite").parent.glob("*/*.sql"))
+    assert sources and shipped == [
+        f"clawguard/migrations/{path.parent.name}/{path.name}" for path in sources
+    ]
     # Installed into its own directory, placed ahead of this checkout on the path.
     python = sys.executable
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                    str(target), str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     db = tmp_path / "wheel.db"
     migrated = subprocess.run(
-        [python, "-c", "import sys; from clawguard import cli; sys.exit(cli.main(['migrate']))"],
-        cwd=tmp_path, capture_output=True, text=True,
+        [
+            python,
+            "-c",
+            "import sys; from clawguard.cli import local; sys.exit(local.main(['migrate']))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         env={"PYTHONPATH": str(target), "CLAWGUARD_STORAGE_PATH": str(db)},
     )
     assert migrated.returncode == 0, migrated.stderr
     check = subprocess.run(
-        [python, "-c", "import clawguard.migrate as m; print(m.migrations_dir())"],
-        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(target)},
+        [python, "-c", "import clawguard.store.migrations as m; print(m.migrations_dir('sqlite'))"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(target)},
     )
-    assert check.stdout.strip() == str(target / "clawguard" / "migrations")
+    assert check.stdout.strip() == str(target / "clawguard" / "migrations" / "sqlite")

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from clawguard import money
+from clawguard.core import money
 
 C = money.MICROS_PER_CENT
 

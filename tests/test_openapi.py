@@ -15,14 +15,16 @@ import pytest
 from daemon import Daemon, call
 from openapi_spec_validator import validate as validate_spec
 
-from clawguard import auth, config, models, openapi, web
+from clawguard.core import records
+from clawguard.http import access, middleware, openapi, routes, wire
+from clawguard.runtime import config
 
-ROUTES = {(route.method, route.path): route for route in web.ROUTES}
+ROUTES = {(route.method, route.path): route for route in routes.ROUTES}
 
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(web.openapi_json())
+    document: dict[str, Any] = json.loads(routes.openapi_json())
     return document
 
 
@@ -42,7 +44,7 @@ def test_it_covers_exactly_the_route_table(doc):
 def test_each_handler_is_handed_exactly_the_declared_models(key):
     """The handler's parameters are the Endpoint's models, so the document is what it parses."""
     route = ROUTES[key]
-    hints = typing.get_type_hints(route.handler, vars(web))
+    hints = typing.get_type_hints(route.handler, vars(inspect.getmodule(route.handler)))
     del hints["return"], hints["request"]
     declared = {name: getattr(route.endpoint, name) for name in ("path", "query", "body")}
     assert hints == {name: model for name, model in declared.items() if model is not None}
@@ -79,7 +81,7 @@ def test_request_schemas_are_the_parsed_models(doc, key):
 @pytest.mark.parametrize("key", sorted(ROUTES), ids=lambda k: f"{k[0]} {k[1]}")
 def test_security_is_the_permission_table(doc, key):
     op = doc["paths"][key[1]][key[0].lower()]
-    public = auth.is_public(*key)
+    public = access.is_public(*key)
     assert (op.get("security") == []) is public
     assert ("401" in op["responses"]) is not public
     if ROUTES[key].endpoint.body is not None:
@@ -89,7 +91,7 @@ def test_security_is_the_permission_table(doc, key):
 def test_the_error_schema_is_the_error_body(doc):
     error = doc["components"]["schemas"]["Error"]
     assert set(error["properties"]) == {"error", "message", "details"}
-    assert set(openapi.ERRORS) >= set(web.STATUS.values())
+    assert set(openapi.ERRORS) >= set(middleware.STATUS.values())
 
 
 # --- real answers against the document -------------------------------------------------
@@ -203,12 +205,12 @@ async def test_the_document_needs_no_key_and_keyed_routes_say_so(make_client, cf
 
 
 def test_envelopes_keep_the_json_the_routes_always_answered():
-    budget = models.Budget(id="b", scope="agent", scope_id="a", limit_usd_cents=1,
+    budget = records.Budget(id="b", scope="agent", scope_id="a", limit_usd_cents=1,
                            spent_usd_cents=0, spent_usd_micros=0, held_usd_cents=0,
                            status="active", mode="warn", created_at=1, updated_at=1)
-    assert json.loads(models.BudgetList(budgets=[budget]).to_json_bytes()) == {
+    assert json.loads(wire.BudgetList(budgets=[budget]).to_json_bytes()) == {
         "budgets": [budget.to_json()]}
-    assert json.loads(models.GrantList(grants=[]).to_json_bytes()) == {"ok": True, "grants": []}
+    assert json.loads(wire.GrantList(grants=[]).to_json_bytes()) == {"ok": True, "grants": []}
 
 
 def test_the_longest_request_line_the_document_admits_gets_a_json_answer(tmp_path):

@@ -8,7 +8,7 @@ import time
 
 from daemon import Daemon, call
 
-from clawguard import sqlite
+from clawguard.store import sqlite
 
 
 def test_sigterm_during_a_spend_storm_stores_every_acknowledged_spend(tmp_path):

@@ -18,7 +18,10 @@ from typing import Any
 
 from conftest import FakeClock
 
-from clawguard import budgets, config, errors, models, sqlite
+from clawguard.core import commands, errors, records
+from clawguard.runtime import config
+from clawguard.services import spending
+from clawguard.store import sqlite
 
 Op = Callable[[sqlite.SQLiteStore], Awaitable[Any]]
 
@@ -26,21 +29,21 @@ Op = Callable[[sqlite.SQLiteStore], Awaitable[Any]]
 def spend(agent: str | None, cents: str, key: str | None = None, team: str | None = "t1") -> Op:
     body = {"agentId": agent, "teamId": team, "costUsdCents": Decimal(cents),
             "idempotencyKey": key}
-    request = models.SpendRequest.model_validate({k: v for k, v in body.items() if v is not None})
-    return lambda db: db.record_spend(request, budgets.fingerprint(request))
+    request = commands.SpendRequest.model_validate({k: v for k, v in body.items() if v is not None})
+    return lambda db: db.record_spend(request, spending.fingerprint(request))
 
 
-def set_budget(scope: models.Scope, scope_id: str, cents: int, mode: models.Mode) -> Op:
-    request = models.BudgetSet.model_validate(
+def set_budget(scope: records.Scope, scope_id: str, cents: int, mode: records.Mode) -> Op:
+    request = commands.BudgetSet.model_validate(
         {"scope": scope, "scopeId": scope_id, "limitUsdCents": cents, "mode": mode})
     return lambda db: db.set_budget(request)
 
 
-def resume(scope: models.Scope, scope_id: str, grace: int | None) -> Op:
+def resume(scope: records.Scope, scope_id: str, grace: int | None) -> Op:
     return lambda db: db.resume_budget(scope, scope_id, grace)
 
 
-def delete(scope: models.Scope, scope_id: str) -> Op:
+def delete(scope: records.Scope, scope_id: str) -> Op:
     return lambda db: db.delete_budget(scope, scope_id)
 
 
@@ -48,7 +51,7 @@ def answer(outcome: Any) -> Any:
     """An outcome without what differs between two files by design: random budget ids."""
     if isinstance(outcome, errors.ClawguardError):
         return (type(outcome).__name__, outcome.message)
-    if isinstance(outcome, models.Model):
+    if isinstance(outcome, records.Model):
         return without_budget_ids(outcome.model_dump())
     return outcome
 

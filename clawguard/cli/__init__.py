@@ -1,0 +1,1 @@
+"""The `clawguard` command: local commands on the database, remote ones over HTTP."""

@@ -1,0 +1,183 @@
+"""The `clawguard` command: serve, migrate, check-config, keys, and the audit tools.
+
+Commands that work on the database file directly (migrate, keys, audit verify
+and export) need no running daemon, so the first key can be made before it runs.
+The admin commands over HTTP (budgets, approvals, audit tail, spend, preflight)
+live in admin.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from clawguard import __version__
+from clawguard.cli import remote
+from clawguard.core import audit, errors, principals
+from clawguard.runtime import config, logs
+from clawguard.store import sqlite
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    # Imported here: the admin commands need no aiohttp server, and scripts run them often.
+    from clawguard.runtime import server
+
+    asyncio.run(server.serve(cfg))
+    return EXIT_OK
+
+
+def _migrate(args: argparse.Namespace, cfg: config.Config) -> int:
+    applied = sqlite.migrate_database(cfg.storage.path, cfg.storage.busy_timeout_ms)
+    print(f"applied migrations: {applied or 'none (up to date)'}")
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace, cfg: config.Config) -> int:
+    print(cfg.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
+    expect = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise errors.InvalidInput("--head takes SEQ:HASH, as GET /api/governance/audit/head")
+        expect = (int(seq), digest)
+    verdict = audit.verify(sqlite.audit_chain(args.db or cfg.storage.path), expect)
+    if verdict.ok:
+        head = f", head {verdict.head[0]}:{verdict.head[1]}" if verdict.head else ""
+        print(f"audit chain ok: {verdict.checked} rows checked{head}")
+        return EXIT_OK
+    print(f"audit chain BROKEN at row {verdict.seq}: {verdict.problem}"
+          f" ({verdict.checked} rows before it are intact)")
+    return EXIT_FAILED
+
+
+def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
+    for row in sqlite.audit_chain(args.db or cfg.storage.path):
+        print(json.dumps({
+            "id": row.seq, "eventType": row.event_type, "action": row.action,
+            "agentId": row.agent_id, "details": json.loads(row.details_json),
+            "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
+        }, sort_keys=True))
+    return EXIT_OK
+
+
+def _keys_create(args: argparse.Namespace, cfg: config.Config) -> int:
+    leads = None
+    if args.leads is not None:
+        leads = frozenset(agent.strip() for agent in args.leads.split(",") if agent.strip())
+        if args.role != "leader" or not leads:
+            raise errors.InvalidInput("--leads takes agent ids, and only with --role leader")
+    principal = principals.Principal(key_id=principals.new_key_id(),
+                                     name=args.name or args.role, role=args.role, leads=leads)
+    key = principals.new_key()
+    keys_admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    try:
+        keys_admin.create(principal, principals.hash_key(key))
+    finally:
+        keys_admin.close()
+    print(f"created {principal.role} key {principal.key_id} ({principal.name});"
+          " it is shown only now:", file=sys.stderr)
+    print(key)
+    return EXIT_OK
+
+
+def _keys_list(args: argparse.Namespace, cfg: config.Config) -> int:
+    keys_admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    try:
+        keys = keys_admin.list()
+    finally:
+        keys_admin.close()
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return EXIT_OK
+    print(f"{'ID':<18} {'ROLE':<9} {'STATE':<8} {'NAME':<20} LEADS")
+    for key in keys:
+        state = "revoked" if key["revokedAt"] else "active"
+        leads = ",".join(key["leads"]) if key["leads"] is not None else "*"
+        print(f"{key['id']:<18} {key['role']:<9} {state:<8} {key['name']:<20} {leads}")
+    return EXIT_OK
+
+
+def _keys_revoke(args: argparse.Namespace, cfg: config.Config) -> int:
+    keys_admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    try:
+        keys_admin.revoke(args.key_id)
+    except errors.NotFound as exc:
+        print(f"clawguard: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        keys_admin.close()
+    print(f"revoked {args.key_id}; a running daemon refuses it within auth.cache_ms")
+    return EXIT_OK
+
+
+Command = Callable[[argparse.Namespace, config.Config], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clawguard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"clawguard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str,
+            run: Command) -> argparse.ArgumentParser:
+        command = group.add_parser(name, help=text, description=text)
+        command.add_argument("--config", help="TOML file (default: $CLAWGUARD_CONFIG, else none)")
+        command.set_defaults(run=run)
+        return command
+
+    add(commands, "serve", "run the daemon", _serve)
+    add(commands, "migrate", "apply pending database migrations and exit", _migrate)
+    add(commands, "check-config", "validate the configuration and print it", _check_config)
+
+    audit_group = commands.add_parser("audit", help="verify, export or tail the audit log")
+    audit_commands = audit_group.add_subparsers(dest="audit_command", required=True)
+    verify = add(audit_commands, "verify", "walk the hash chain; exit 1 naming the first bad row",
+                 _audit_verify)
+    verify.add_argument("--db", help="database file (default: storage.path)")
+    verify.add_argument("--head", help="SEQ:HASH saved earlier from GET /api/governance/audit/head")
+    export = add(audit_commands, "export", "write every audit row as JSON lines", _audit_export)
+    export.add_argument("--db", help="database file (default: storage.path)")
+    remote.add_audit_tail(audit_commands, add)
+
+    keys_group = commands.add_parser("keys", help="make, list and revoke API keys (no daemon)")
+    keys_commands = keys_group.add_subparsers(dest="keys_command", required=True)
+    create = add(keys_commands, "create", "make a key and print it once", _keys_create)
+    create.add_argument("--role", required=True, choices=principals.ROLES)
+    create.add_argument("--name", help="who holds it (default: the role)")
+    create.add_argument("--leads", help="leader only: the agent ids it may decide for, a,b,c")
+    listing = add(keys_commands, "list", "list keys (never their values)", _keys_list)
+    listing.add_argument("--json", action="store_true", help="JSON for scripts")
+    revoke = add(keys_commands, "revoke", "revoke a key by its id", _keys_revoke)
+    revoke.add_argument("key_id", metavar="ID")
+    for command in (create, listing, revoke):
+        command.add_argument("--db", help="database file (default: storage.path)")
+    remote.add_commands(commands, add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure()
+    try:
+        cfg = config.load(args.config)
+        logs.configure(cfg.log.level, cfg.log.format)
+        run: Command = args.run
+        return run(args, cfg)
+    except (errors.ConfigError, errors.InvalidInput) as exc:
+        print(f"clawguard: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.StoreUnavailable as exc:
+        print(f"clawguard: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # the port is taken, the directory is not writable
+        print(f"clawguard: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,458 @@
+"""The admin command line over HTTP: budgets, approvals, audit tail, spend and preflight.
+
+These commands talk to a running daemon through clawguard.client: `--url`
+(else $CLAWGUARD_URL, else the configured server address) and `--key` or
+`--key-file` (else $CLAWGUARD_API_KEY). They print tables for people and,
+with `--json`, the daemon's JSON for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from clawguard import client, client_errors
+from clawguard.core import records
+from clawguard.runtime import config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+
+EXIT_CODES = """\
+exit codes:
+  0  done
+  1  the daemon said no: unknown id or budget (404), conflict (409), refused (422),
+     or failed (5xx)
+  2  usage: bad arguments, or a request the daemon found malformed (400)
+  3  the kill-switch: the spend was recorded and stopped its scope, or the
+     preflight refused
+  4  no daemon to use: unreachable, unavailable (503), or the key refused (401, 403)
+"""
+
+Command = Callable[[argparse.Namespace, config.Config], int]
+Run = Callable[[argparse.Namespace, client.Client], int]
+Adder = Callable[[Any, str, str, Command], argparse.ArgumentParser]
+
+TAIL_PAGE = 1000  # the daemon's most audit rows per read
+
+
+def exit_code(exc: client_errors.ClawguardError) -> int:
+    if isinstance(exc, client_errors.BudgetPaused):
+        return EXIT_STOPPED
+    if isinstance(exc, client_errors.Unavailable | client_errors.Unauthorized
+                  | client_errors.Forbidden):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, client_errors.InvalidRequest):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+# --- how to reach the daemon ------------------------------------------------------------
+
+
+def _url(args: argparse.Namespace, cfg: config.Config) -> str:
+    if args.url:
+        return str(args.url)
+    if os.environ.get(client.URL_ENV):
+        return os.environ[client.URL_ENV]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(cfg.server.host,
+                                                                      cfg.server.host)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{cfg.server.port or 18790}"
+
+
+def _key(args: argparse.Namespace) -> str | None:
+    if args.key:
+        return str(args.key)
+    if args.key_file:
+        with open(args.key_file, encoding="utf-8") as file:
+            return file.read().strip()
+    return os.environ.get(client.KEY_ENV)
+
+
+def _over_http(run: Run) -> Command:
+    def command(args: argparse.Namespace, cfg: config.Config) -> int:
+        try:
+            key = _key(args)
+            with client.Client(_url(args, cfg), key, timeout=args.timeout) as api:
+                return run(args, api)
+        except client_errors.ClawguardError as exc:
+            print(f"clawguard: {exc}", file=sys.stderr)
+            return exit_code(exc)
+        except BrokenPipeError:  # `clawguard audit tail -f | head`: the reader has had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        except (ValueError, OSError) as exc:  # a bad --url or amount, an unreadable --key-file
+            print(f"clawguard: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return command
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    lines = [list(header), *map(list, rows)]
+    widths = [max(len(line[n]) for line in lines) for n in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+              .rstrip())
+
+
+def _dollars(micros: int) -> str:
+    """$5.00, $0.004: whole cents always shown, finer digits only when there are any."""
+    text = f"{Decimal(micros).scaleb(-6):f}"
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _clip(text: str | None, width: int) -> str:
+    if not text:
+        return "-"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _used(spent_micros: int, limit_cents: int) -> str:
+    return f"{spent_micros * 100 // (limit_cents * 10_000)}%" if limit_cents else "-"
+
+
+BUDGET_HEADER = ("SCOPE", "SCOPE ID", "MODE", "STATUS", "SPENT", "LIMIT", "USED")
+
+
+def _budget_row(budget: records.Budget) -> tuple[str, ...]:
+    return (budget.scope, budget.scope_id, budget.mode, budget.status,
+            _dollars(budget.spent_usd_micros), _dollars(budget.limit_usd_cents * 10_000),
+            _used(budget.spent_usd_micros, budget.limit_usd_cents))
+
+
+def _scope_rows(scopes: Iterable[records.ScopeState]) -> list[tuple[str, ...]]:
+    return [(s.scope, s.scope_id, s.mode, s.status, _dollars(s.spent_usd_micros),
+             _dollars(s.limit_usd_cents * 10_000), _used(s.spent_usd_micros, s.limit_usd_cents),
+             s.crossed) for s in scopes]
+
+
+APPROVAL_HEADER = ("ID", "AGENT", "TOOL", "STATUS", "CREATED", "EXPIRES", "REASON", "ARGS")
+
+
+def _approval_row(approval: records.Approval) -> tuple[str, ...]:
+    return (approval.id, approval.agent_id, approval.tool_name, approval.status,
+            _when(approval.created_at), _when(approval.expires_at),
+            _clip(approval.reason, 30), _clip(approval.args_summary, 40))
+
+
+GRANT_HEADER = ("ID", "AGENT", "TOOL", "APPROVAL", "CREATED", "EXPIRES", "REVOKED")
+
+
+def _grant_row(grant: records.Grant) -> tuple[str, ...]:
+    revoked = "-" if grant.revoked_at is None else f"{_when(grant.revoked_at)} by " \
+        f"{grant.revoked_by or '?'}"
+    return (grant.id, grant.agent_id, grant.tool_name, grant.approval_id,
+            _when(grant.created_at), _when(grant.expires_at), revoked)
+
+
+# --- budgets ----------------------------------------------------------------------------------
+
+
+def _budgets_list(args: argparse.Namespace, api: client.Client) -> int:
+    budgets = api.list_budgets(scope=args.scope, status=args.status)
+    if args.json:
+        _print_json({"budgets": [b.to_json() for b in budgets]})
+    else:
+        _table(BUDGET_HEADER, map(_budget_row, budgets))
+    return EXIT_OK
+
+
+def _budgets_set(args: argparse.Namespace, api: client.Client) -> int:
+    budget = api.set_budget(args.scope, args.scope_id, args.limit, mode=args.mode)
+    if args.json:
+        _print_json({"budget": budget.to_json()})
+    else:
+        _table(BUDGET_HEADER, [_budget_row(budget)])
+    return EXIT_OK
+
+
+def _budgets_delete(args: argparse.Namespace, api: client.Client) -> int:
+    api.delete_budget(args.scope, args.scope_id)
+    if not args.json:  # the daemon answers 204: there is no JSON to print
+        print(f"deleted the budget of {args.scope} {args.scope_id}; it is uncapped now")
+    return EXIT_OK
+
+
+def _budgets_resume(args: argparse.Namespace, api: client.Client) -> int:
+    resumed = api.resume_budget(args.scope, args.scope_id, grace_usd_cents=args.grace)
+    if args.json:
+        _print_json(resumed.to_json())
+        return EXIT_OK
+    _table(BUDGET_HEADER, [_budget_row(resumed.budget)])
+    if resumed.will_repause:
+        print("note: spent is still at the limit, so the next spend pauses it again"
+              " (give --grace CENTS, or raise the limit)")
+    return EXIT_OK
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+def _approvals_list(args: argparse.Namespace, api: client.Client) -> int:
+    pending = api.pending_approvals()
+    if args.json:
+        _print_json({"ok": True, "approvals": [a.to_json() for a in pending]})
+    else:
+        _table(APPROVAL_HEADER, map(_approval_row, pending))
+    return EXIT_OK
+
+
+def _approvals_resolve(args: argparse.Namespace, api: client.Client) -> int:
+    approval = api.resolve_approval(args.approval_id, args.decision, resolved_by=args.by)
+    if args.json:
+        _print_json({"ok": True, "approval": approval.to_json()})
+    else:
+        _table(APPROVAL_HEADER, [_approval_row(approval)])
+    return EXIT_OK
+
+
+def _approvals_grants(args: argparse.Namespace, api: client.Client) -> int:
+    grants = api.grants(agent_id=args.agent)
+    if args.json:
+        _print_json({"ok": True, "grants": [g.to_json() for g in grants]})
+    else:
+        _table(GRANT_HEADER, map(_grant_row, grants))
+    return EXIT_OK
+
+
+def _approvals_revoke(args: argparse.Namespace, api: client.Client) -> int:
+    grant = api.revoke_grant(args.grant_id, revoked_by=args.by)
+    if args.json:
+        _print_json({"ok": True, "grant": grant.to_json()})
+    else:
+        _table(GRANT_HEADER, [_grant_row(grant)])
+    return EXIT_OK
+
+
+# --- audit tail -------------------------------------------------------------------------------
+
+
+def _print_audit(row: records.AuditEntry, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(row.to_json(), sort_keys=True), flush=True)
+        return
+    details = json.dumps(row.details, sort_keys=True, separators=(",", ":"))
+    print(f"{_when(row.created_at)}  {row.id:>6}  {row.event_type:<12}  {row.action:<22}  "
+          f"{row.agent_id or '-':<16}  {details}".rstrip(), flush=True)
+
+
+def _audit_tail(args: argparse.Namespace, api: client.Client) -> int:
+    """The last rows oldest first; with --follow, then every new row as it lands."""
+    rows = api.audit(agent_id=args.agent, event_type=args.event_type, limit=args.limit)
+    for row in reversed(rows):
+        _print_audit(row, args.json)
+    if not args.follow:
+        return EXIT_OK
+    last_id = rows[0].id if rows else 0
+    since = rows[0].created_at if rows else None
+    try:
+        while True:
+            time.sleep(args.interval)
+            rows = api.audit(agent_id=args.agent, event_type=args.event_type, since=since,
+                             limit=TAIL_PAGE)
+            new = [row for row in rows if row.id > last_id]
+            if len(rows) == TAIL_PAGE and len(new) == len(rows):  # the last row seen fell off
+                print(f"clawguard: over {TAIL_PAGE} rows landed between two reads;"
+                      " some were skipped (shorten --interval)", file=sys.stderr)
+            for row in reversed(new):
+                _print_audit(row, args.json)
+            if new:
+                last_id, since = new[0].id, new[0].created_at
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+# --- spend and preflight, for scripts ----------------------------------------------------------
+
+
+def _scopes(args: argparse.Namespace) -> dict[str, str | None]:
+    scopes = {"agent_id": args.agent, "mission_id": args.mission, "team_id": args.team,
+              "tenant_id": args.tenant}
+    if not any(scopes.values()):
+        raise ValueError("name at least one of --agent, --mission, --team, --tenant")
+    return scopes
+
+
+SCOPE_HEADER = (*BUDGET_HEADER, "CROSSED")
+
+
+def _spend(args: argparse.Namespace, api: client.Client) -> int:
+    outcome = api.spend(args.cents, **_scopes(args), idempotency_key=args.idempotency_key,
+                        task_id=args.task, model=args.model, input_tokens=args.input_tokens,
+                        output_tokens=args.output_tokens)
+    if args.json:
+        _print_json(outcome.to_json())
+    else:
+        replay = " (a replay of that key: nothing charged again)" if outcome.spend.duplicate \
+            else ""
+        print(f"spend {outcome.spend.id}: {_dollars(outcome.spend.cost_usd_micros)}{replay}")
+        if outcome.scopes:
+            _table(SCOPE_HEADER, _scope_rows(outcome.scopes))
+    if outcome.stop:
+        print(f"clawguard: recorded, and the kill-switch fired: {outcome.stop_reason}",
+              file=sys.stderr)
+        return EXIT_STOPPED
+    return EXIT_OK
+
+
+def _preflight(args: argparse.Namespace, api: client.Client) -> int:
+    checked = api.preflight(**_scopes(args))
+    if args.json:
+        _print_json(checked.to_json())
+    else:
+        print("allowed" if checked.allowed else f"refused: {checked.reason}")
+        if checked.scopes:
+            _table(SCOPE_HEADER, _scope_rows(checked.scopes))
+    if checked.allowed:
+        return EXIT_OK
+    return EXIT_UNREACHABLE if checked.reason == "store_unavailable" else EXIT_STOPPED
+
+
+# --- the parsers -----------------------------------------------------------------------------
+
+
+def _cents(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a number of cents: {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"not a number of cents: {text!r}")
+    return value
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _http(add: Adder, group: Any, name: str, text: str, run: Run) -> argparse.ArgumentParser:
+    command = add(group, name, text, _over_http(run))
+    command.formatter_class = argparse.RawDescriptionHelpFormatter
+    command.epilog = EXIT_CODES
+    command.add_argument("--url", help="the daemon (default: $CLAWGUARD_URL, else the"
+                         " configured server.host and server.port)")
+    key = command.add_mutually_exclusive_group()
+    key.add_argument("--key", help="API key (default: $CLAWGUARD_API_KEY; prefer the variable:"
+                     " arguments show in ps)")
+    key.add_argument("--key-file", help="read the API key from this file, e.g. the first-start"
+                     " clawguard-admin.key")
+    command.add_argument("--json", action="store_true", help="print the daemon's JSON")
+    command.add_argument("--timeout", type=_positive(float), default=10.0,
+                         help="seconds to wait for each answer (default 10)")
+    return command
+
+
+def _scope_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("scope", choices=records.SCOPES)
+    command.add_argument("scope_id", metavar="SCOPE_ID")
+
+
+def _scope_options(command: argparse.ArgumentParser) -> None:
+    for name in ("agent", "mission", "team", "tenant"):
+        command.add_argument(f"--{name}", metavar="ID", help=f"the {name} id")
+
+
+def add_commands(commands: Any, add: Adder) -> None:
+    """budgets, approvals, spend and preflight, under the top-level `commands`."""
+    budgets = commands.add_parser("budgets", help="list, set, delete and resume budgets (HTTP)")
+    budget_commands = budgets.add_subparsers(dest="budgets_command", required=True)
+    listing = _http(add, budget_commands, "list", "list budgets, newest-updated first",
+                    _budgets_list)
+    listing.add_argument("--scope", choices=records.SCOPES)
+    listing.add_argument("--status", choices=("active", "soft_capped", "paused"))
+    setting = _http(add, budget_commands, "set",
+                    "create a budget or change its limit (and mode)", _budgets_set)
+    _scope_arguments(setting)
+    setting.add_argument("limit", metavar="LIMIT_CENTS", type=_positive(int),
+                         help="whole US cents")
+    setting.add_argument("--mode", choices=("warn", "cap"),
+                         help="cap pauses at 100%%; omitted: a new budget warns, an existing"
+                         " one keeps its mode")
+    deleting = _http(add, budget_commands, "delete",
+                     "remove a budget: the scope becomes uncapped", _budgets_delete)
+    _scope_arguments(deleting)
+    resuming = _http(add, budget_commands, "resume", "resume a paused scope", _budgets_resume)
+    _scope_arguments(resuming)
+    resuming.add_argument("--grace", metavar="CENTS", type=_positive(int),
+                          help="set the limit to spent + CENTS")
+
+    approvals = commands.add_parser("approvals",
+                                    help="pending approvals and sticky grants (HTTP)")
+    approval_commands = approvals.add_subparsers(dest="approvals_command", required=True)
+    _http(add, approval_commands, "list", "the pending queue, newest first", _approvals_list)
+    resolving = _http(add, approval_commands, "resolve", "decide a pending request",
+                      _approvals_resolve)
+    resolving.add_argument("approval_id", metavar="ID")
+    resolving.add_argument("decision", choices=records.DECISIONS)
+    resolving.add_argument("--by", help="who decides, for a daemon without keys (with keys it"
+                           " is always the key's name)")
+    granting = _http(add, approval_commands, "grants", "live sticky allow_always grants",
+                     _approvals_grants)
+    granting.add_argument("--agent", metavar="ID", help="only this agent's")
+    revoking = _http(add, approval_commands, "revoke", "revoke a sticky grant",
+                     _approvals_revoke)
+    revoking.add_argument("grant_id", metavar="ID")
+    revoking.add_argument("--by", help="who revokes, for a daemon without keys (with keys it"
+                          " is always the key's name)")
+
+    spending = _http(add, commands, "spend",
+                     "record a spend (exit 3 when it fires the kill-switch)", _spend)
+    spending.add_argument("cents", metavar="CENTS", type=_cents,
+                          help="the cost in US cents, may be fractional: 0.4 is $0.004")
+    _scope_options(spending)
+    spending.add_argument("--idempotency-key", metavar="KEY",
+                          help="give one to make running the command again safe (default:"
+                          " a new one, reused by this command's own retries)")
+    spending.add_argument("--task", metavar="ID")
+    spending.add_argument("--model")
+    spending.add_argument("--input-tokens", type=int)
+    spending.add_argument("--output-tokens", type=int)
+    checking = _http(add, commands, "preflight",
+                     "may these scopes run? (exit 3 when a paused cap refuses)", _preflight)
+    _scope_options(checking)
+
+
+def add_audit_tail(audit_commands: Any, add: Adder) -> None:
+    tail = _http(add, audit_commands, "tail",
+                 "the latest audit rows, oldest first; --follow for new ones (HTTP)",
+                 _audit_tail)
+    tail.add_argument("--follow", "-f", action="store_true",
+                      help="keep printing new rows until interrupted")
+    tail.add_argument("--limit", "-n", type=_positive(int), default=20,
+                      help="how many rows to start with (default 20, at most 1000)")
+    tail.add_argument("--event-type", choices=records.EVENT_TYPES)
+    tail.add_argument("--agent", metavar="ID")
+    tail.add_argument("--interval", type=_positive(float), default=1.0,
+                      help="seconds between reads with --follow (default 1)")

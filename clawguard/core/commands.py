@@ -1,0 +1,147 @@
+"""What callers ask the domain to do: validated requests (strict types, no unknown fields).
+
+A string is not a number and 10.5 is not an integer, so a typo is an error rather
+than a silent default. Amounts are read as Decimal and checked by core.money.
+"""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+from typing import Annotated, Any
+
+import pydantic
+
+from clawguard.core import money, records
+
+Ident = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
+Text = Annotated[str, pydantic.StringConstraints(max_length=10_000)]
+Cents = Annotated[int, pydantic.Field(gt=0, le=money.MAX_CENTS)]
+Count = Annotated[int, pydantic.Field(ge=0, le=2**53)]
+
+
+def _decimal_cents(value: object) -> Decimal:
+    money.cents_to_micros(value)  # the one place amounts are checked
+    return Decimal(value)  # type: ignore[arg-type]
+
+
+SpendCents = Annotated[
+    Decimal,
+    pydantic.PlainValidator(_decimal_cents),
+    pydantic.PlainSerializer(float, return_type=float),
+    pydantic.WithJsonSchema({"type": "number", "minimum": 0, "maximum": money.MAX_CENTS}),
+]
+
+
+class Request(records.Model):
+    """A body as a client sends it: camelCase names only, strict types, no unknown fields."""
+
+    model_config = pydantic.ConfigDict(strict=True, extra="forbid", validate_by_name=False)
+
+
+class BudgetSet(Request):
+    scope: records.Scope
+    scope_id: Ident
+    limit_usd_cents: Cents
+    mode: records.Mode | None = None
+
+
+class ScopeIds(Request):
+    # The document says what _one_scope checks: at least one id, and it not null.
+    model_config = pydantic.ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("agentId", "missionId", "teamId", "tenantId")
+    ]})
+
+    agent_id: Ident | None = None
+    mission_id: Ident | None = None
+    team_id: Ident | None = None
+    tenant_id: Ident | None = None
+
+    def named(self) -> list[tuple[records.Scope, str]]:
+        """The named scopes in kill-switch order: agent -> mission -> team -> tenant."""
+        ids = (self.agent_id, self.mission_id, self.team_id, self.tenant_id)
+        return [
+            (scope, sid) for scope, sid in zip(records.SCOPES, ids, strict=True) if sid is not None
+        ]
+
+    @pydantic.model_validator(mode="after")
+    def _one_scope(self) -> ScopeIds:
+        if self.agent_id is self.mission_id is self.team_id is self.tenant_id is None:
+            raise ValueError("at least one of agentId, missionId, teamId, tenantId is required")
+        return self
+
+
+class SpendRequest(ScopeIds):
+    cost_usd_cents: SpendCents
+    idempotency_key: Ident | None = None
+    task_id: Ident | None = None
+    model: Ident | None = None
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+
+    @functools.cached_property
+    def cost_micros(self) -> int:
+        return money.cents_to_micros(self.cost_usd_cents)
+
+
+WaitMs = Annotated[int, pydantic.Field(ge=0, le=2**53)]
+Kind = Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+JSON_MAX_DEPTH = 32
+
+
+def _storable(value: Any, depth: int = 0) -> None:
+    """Free-form JSON that can be masked and stored: bounded nesting, text that is UTF-8."""
+    if depth > JSON_MAX_DEPTH:
+        raise ValueError(f"is nested deeper than {JSON_MAX_DEPTH} levels")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("holds text that is not valid Unicode") from exc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    _storable(value)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], pydantic.AfterValidator(_json_object)]
+
+
+class DelegationApprovalRequest(Request):
+    """Clawboo's delegation handshake; `tenantId` and `waitMs` are clawguard's additions."""
+
+    leader_agent_id: Ident
+    kind: Kind = "code"
+    target_agent_name: Ident | None = None
+    task: Text | None = None
+    task_id: Ident | None = None
+    tenant_id: Ident | None = None
+    wait_ms: WaitMs | None = None
+
+
+class ToolApprovalRequest(Request):
+    tool_name: Ident
+    agent_id: Ident
+    args: JsonObject | None = None
+    reason: Text | None = None
+    task_id: Ident | None = None
+    tenant_id: Ident | None = None
+    wait_ms: WaitMs | None = None
+
+
+class HistoryAppend(Request):
+    agent_id: Ident
+    action: records.HistoryAction
+    tool_name: Ident
+    details: JsonObject | None = None

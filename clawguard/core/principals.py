@@ -1,0 +1,54 @@
+"""Who is calling: API keys, roles, and the rule of who may decide for which agent.
+
+A key is shown once, when it is made; only its SHA-256 is stored. Keys are
+256-bit random strings, so a fast hash is enough: there is nothing to guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["executor", "leader", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("executor", "leader", "operator", "admin")
+KEY_PREFIX = "cgk_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name and role, and the agents a leader may decide for."""
+
+    key_id: str
+    name: str
+    role: Role
+    leads: frozenset[str] | None = None  # None: every agent
+
+    def may_decide_for(self, agent_id: str) -> bool:
+        return self.leads is None or agent_id in self.leads
+
+    def refusal_to_decide(self, agent_id: str, requested_by_key: str | None) -> str | None:
+        """Why this caller may not decide a request of `agent_id`, or None when it may."""
+        if not self.may_decide_for(agent_id):
+            return f"key {self.name} may decide only for agents it leads, not {agent_id}"
+        if requested_by_key is not None and requested_by_key == self.key_id != ANONYMOUS_KEY:
+            return "a request cannot be decided with the key that asked for it"
+        return None
+
+
+ANONYMOUS_KEY = "none"
+ANONYMOUS = Principal(key_id=ANONYMOUS_KEY, name="anonymous", role="admin")  # auth.mode none
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(6)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+

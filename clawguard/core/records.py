@@ -1,0 +1,206 @@
+"""The domain's records: budgets, spends, approvals, grants and audit rows as the API answers them.
+
+Python names are snake_case; the JSON names are the seeds' camelCase aliases.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+from pydantic.alias_generators import to_camel
+
+from clawguard.core import money
+
+Scope = Literal["agent", "mission", "team", "tenant"]
+SCOPES: tuple[Scope, ...] = ("agent", "mission", "team", "tenant")
+Status = money.Status
+Mode = money.Mode
+EventType = Literal[
+    "install", "approval", "tool_call", "budget", "cap_hit", "verification", "circuit_break"
+]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+
+
+class Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, frozen=True
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json_bytes(self) -> bytes:
+        """Serialised by pydantic-core: several times faster than json.dumps(to_json())."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True)
+
+
+class Budget(Model):
+    id: str
+    scope: Scope
+    scope_id: str
+    limit_usd_cents: int
+    spent_usd_cents: int
+    spent_usd_micros: int
+    held_usd_cents: int
+    status: Status
+    mode: Mode
+    created_at: int
+    updated_at: int
+
+
+class ScopeState(Model):
+    """One budgeted scope as a spend or a preflight saw it."""
+
+    scope: Scope
+    scope_id: str
+    status: Status
+    mode: Mode
+    spent_usd_cents: int
+    spent_usd_micros: int
+    limit_usd_cents: int
+    crossed: money.Crossed = "none"
+
+
+class SpendRecord(Model):
+    id: int
+    cost_usd_micros: int
+    duplicate: bool
+
+
+SCOPE_STATES = pydantic.TypeAdapter(list[ScopeState])  # the replay copy stored with a spend
+
+
+class SpendCharged(Model):
+    """What the store did with one spend: the ledger row and each budgeted scope after it."""
+
+    spend: SpendRecord
+    scopes: list[ScopeState]
+
+
+class SpendOutcome(Model):
+    spend: SpendRecord
+    stop: bool
+    stop_reason: str | None
+    scopes: list[ScopeState]
+
+
+class Preflight(Model):
+    allowed: bool
+    reason: str | None
+    scopes: list[ScopeState]
+
+
+class Resumed(Model):
+    budget: Budget
+    will_repause: bool
+
+
+class AuditEntry(Model):
+    id: int
+    event_type: str
+    action: str
+    agent_id: str | None
+    details: dict[str, Any]
+    created_at: int
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(Model):
+    """The latest audit row: anchor it elsewhere to prove later that no tail was cut."""
+
+    seq: int
+    hash: str
+
+
+Decision = Literal["allow_once", "allow_always", "deny"]
+DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
+ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expired"]
+
+
+# What a waiting caller hears: a decision, the row's expiry, or its own deadline.
+Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout"]
+HistoryAction = Literal["allow-once", "allow-always", "deny"]
+
+
+class NewApproval(Model):
+    """A pending row as the handshake asks the store to open it (masked already)."""
+
+    id: str
+    tool_name: str
+    agent_id: str
+    args_summary: str | None
+    reason: str | None
+    task_id: str | None
+    tenant_id: str | None
+    requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
+
+
+class Approval(Model):
+    id: str
+    tool_name: str
+    agent_id: str
+    args_summary: str | None
+    reason: str | None
+    status: ApprovalStatus
+    task_id: str | None
+    tenant_id: str | None
+    created_at: int
+    expires_at: int
+    resolved_at: int | None
+    resolved_by: str | None
+
+    def as_of(self, now: int) -> Approval:
+        """The row as it acts at `now`: pending past its expiry reads as expired, everywhere.
+
+        The reaper writes the same values later (resolvedAt = expiresAt), so a
+        row reads the same before and after its sweep.
+        """
+        if self.status == "pending" and now >= self.expires_at:
+            return self.model_copy(update={"status": "expired", "resolved_at": self.expires_at})
+        return self
+
+
+class Grant(Model):
+    """A sticky allow_always for (agentId, toolName); live while unrevoked and unexpired."""
+
+    id: str
+    agent_id: str
+    tool_name: str
+    approval_id: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    revoked_by: str | None
+
+
+class Opened(Model):
+    """What the store did with a request: short-circuited by a live grant, or a pending row."""
+
+    grant: Grant | None
+    approval: Approval | None
+
+
+class Handshake(Model):
+    """The answer of the blocking routes: `{resolution, approvalId}`."""
+
+    resolution: Resolution
+    approval_id: str | None = None
+
+    # The sticky short-circuit answers Clawboo's bare {"resolution": "allow_always"}.
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_json_bytes(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
+
+
+class HistoryRecord(Model):
+    id: int
+    agent_id: str
+    action: HistoryAction
+    tool_name: str
+    details: str | None  # JSON text, as Clawboo stores it
+    created_at: int
+

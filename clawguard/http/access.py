@@ -1,0 +1,82 @@
+"""Which role may call which route, how a key is presented, and the key cache."""
+
+from __future__ import annotations
+
+from clawguard.core import principals
+
+PUBLIC: frozenset[principals.Role] = frozenset()  # no key needed
+EXECUTOR: frozenset[principals.Role] = frozenset({"executor"})
+LEADER: frozenset[principals.Role] = frozenset({"leader"})
+OPERATOR: frozenset[principals.Role] = frozenset({"operator"})
+
+
+# Who may call what, in one place; admin may call everything. Keyed by method
+# and route template as web.ROUTES spells them; a test checks both agree.
+PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/metrics"): OPERATOR,
+    ("GET", "/api/governance/budgets"): OPERATOR,
+    ("POST", "/api/governance/budgets"): OPERATOR,
+    ("DELETE", "/api/governance/budgets/{scope}/{scopeId}"): OPERATOR,
+    ("POST", "/api/governance/budgets/{scope}/{scopeId}/resume"): OPERATOR,
+    ("POST", "/api/governance/spend"): EXECUTOR,
+    ("GET", "/api/governance/preflight"): EXECUTOR,
+    ("GET", "/api/governance/audit"): OPERATOR,
+    ("GET", "/api/governance/audit/head"): OPERATOR,
+    # Approvals (SPEC section 4): executors ask and re-attach, leaders read and decide;
+    # sticky grants and the history are also an operator's to read and revoke.
+    ("POST", "/api/governance/delegation-approval"): EXECUTOR,
+    ("POST", "/api/tools/approvals"): EXECUTOR,
+    ("GET", "/api/tools/approvals"): LEADER,
+    ("GET", "/api/tools/approvals/{id}"): EXECUTOR | LEADER,
+    ("POST", "/api/tools/approvals/{id}/resolve"): LEADER,
+    ("GET", "/api/tools/approvals/grants"): LEADER | OPERATOR,
+    ("DELETE", "/api/tools/approvals/grants/{id}"): LEADER | OPERATOR,
+    ("GET", "/api/approvals"): LEADER | OPERATOR,
+    ("POST", "/api/approvals"): LEADER,
+}
+
+
+def may_call(principal: principals.Principal, method: str, route: str) -> bool:
+    allowed = PERMISSIONS.get((method, route))
+    if allowed is None:
+        return principal.role == "admin"  # a route missing from the table is closed
+    return not allowed or principal.role == "admin" or principal.role in allowed
+
+
+def is_public(method: str, route: str) -> bool:
+    return PERMISSIONS.get((method, route)) == PUBLIC
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key from `Authorization: Bearer <key>`, else from `X-API-Key: <key>`."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return x_api_key.strip() if x_api_key and x_api_key.strip() else None
+
+
+class KeyCache:
+    """Principals by key hash for `ttl_ms`, so the spend path does not read the keys table.
+
+    A key revoked in the database stops working within `ttl_ms`.
+    """
+
+    def __init__(self, ttl_ms: int) -> None:
+        self._ttl_ms = ttl_ms
+        self._entries: dict[str, tuple[principals.Principal, int]] = {}
+
+    def get(self, key_hash: str, now: int) -> principals.Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, principal: principals.Principal, now: int) -> None:
+        if len(self._entries) > 10_000:  # bounded: keys are few, guesses are many
+            self._entries.clear()
+        self._entries[key_hash] = (principal, now + self._ttl_ms)
+

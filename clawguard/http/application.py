@@ -1,0 +1,91 @@
+"""create_app(): the one place the pieces are wired, the engine chosen, lifecycles ordered."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from clawguard.core import principals
+from clawguard.http import access, middleware, routes, state
+from clawguard.runtime import config, metrics
+from clawguard.services import handshake, reaper
+from clawguard.store import sqlite
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+# The longest request line the API admits: preflight with four 200-character ids, each
+# character 4 UTF-8 bytes percent-encoded (~9.7 KB). aiohttp's 8190 would answer such a
+# request with its parser's text/plain 400, outside the one error shape.
+MAX_REQUEST_LINE_BYTES = 16 * 1024
+
+
+def create_app(
+    cfg: config.Config, clock: Callable[[], int] = state.wall_clock_ms
+) -> web.Application:
+    app = web.Application(
+        middlewares=[middleware.request_id_middleware, middleware.metrics_middleware,
+                     middleware.error_middleware, middleware.auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[state.CONFIG] = cfg
+    app[state.CLOCK] = clock
+    app[state.METRICS] = metrics.Metrics()
+    app[state.KEY_CACHE] = access.KeyCache(cfg.auth.cache_ms)
+    app.cleanup_ctx.append(_store_ctx)
+    app.on_startup.append(_first_admin_key)
+    app.cleanup_ctx.append(_approvals_ctx)
+    app.on_shutdown.append(_answer_parked_waits)
+    app[state.OPENAPI] = routes.openapi_json()
+    app.router.add_routes([route.definition() for route in routes.ROUTES])
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = sqlite.SQLiteStore(app[state.CONFIG].storage, app[state.CLOCK])
+    db.batch_observer = app[state.METRICS].observe_batch
+    await db.open()
+    app[state.STORE] = db
+    yield
+    await db.close()
+
+
+async def _first_admin_key(app: web.Application) -> None:
+    """On first start with no key, make an admin key and leave it where only the owner reads it."""
+    cfg, db = app[state.CONFIG], app[state.STORE]
+    if cfg.auth.mode != "keys" or await db.has_keys():
+        return
+    key = principals.new_key()
+    path = cfg.admin_key_file
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # also when the file was already there
+        out.write(key + "\n")
+    first = principals.Principal(key_id=principals.new_key_id(), name="first-admin", role="admin")
+    await db.add_key(first, principals.hash_key(key))
+    log.warning("no API key existed: created an admin key in %s (readable by its owner only)",
+                path)
+
+
+async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
+    approvals = handshake.Approvals(
+        app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS]
+    )
+    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS])
+    await sweeper.sweep()  # what expired while the daemon was down, before serving
+    app[state.APPROVALS], app[state.REAPER] = approvals, sweeper
+    sweeper.start()
+    yield
+    await sweeper.stop()
+    approvals.close()
+
+
+async def _answer_parked_waits(app: web.Application) -> None:
+    # on_shutdown runs before in-flight handlers are awaited: parked long-polls
+    # answer `timeout` now instead of holding the drain for their whole wait.
+    if state.APPROVALS in app:
+        app[state.APPROVALS].close()
+

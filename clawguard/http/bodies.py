@@ -1,0 +1,64 @@
+"""Reading requests and writing answers: JSON bodies as Decimal, pydantic validation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pydantic
+from aiohttp import web
+
+from clawguard.core import errors, records
+from clawguard.http import state
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+# One decoder for every body: json.loads(..., parse_float=...) would build one per call.
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _validation_details(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]), "problem": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise errors.InvalidInput("invalid request", _validation_details(exc)) from exc
+
+
+async def parse_body(request: web.Request, model: type[M], optional: bool = False) -> M:
+    """The JSON body as `model`; numbers are read as Decimal, never through a float."""
+    if request.content.is_eof():  # the whole body came with the headers: no wait, no timer
+        raw = await request.read()
+    else:
+        try:
+            async with asyncio.timeout(request.app[state.CONFIG].server.client_timeout_ms / 1000):
+                raw = await request.read()
+        except TimeoutError as exc:
+            raise errors.RequestTimeout("the request body did not arrive in time") from exc
+    if not raw.strip() and optional:
+        return validate(model, {})
+    try:
+        data = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except (ValueError, ArithmeticError, RecursionError) as exc:  # 1e999999999, [[[[...
+        raise errors.InvalidInput("the body is not valid JSON", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise errors.InvalidInput("the body must be a JSON object")
+    return validate(model, data)
+
+
+def respond(model: records.Model, status: int = 200) -> web.Response:
+    return web.Response(body=model.to_json_bytes(), status=status, content_type="application/json")
+

@@ -1,0 +1,87 @@
+"""Approval routes: the handshake, re-attach, decisions, sticky grants and history."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from clawguard.core import commands, errors, principals
+from clawguard.http import bodies, state, wire
+
+# Who resolved or revoked, when auth.mode is none: the body's `resolvedBy`, else this header.
+# With keys, it is always the key's name.
+ACTOR_HEADER = "X-Clawguard-Actor"
+
+
+def principal_of(request: web.Request) -> principals.Principal:
+    principal: principals.Principal = request.get(state.PRINCIPAL, principals.ANONYMOUS)
+    return principal
+
+
+def actor_of(request: web.Request, given: str | None = None) -> str | None:
+    """Who decides or revokes: with keys, the key's name (a claim cannot override it);
+    without, as the caller says (body, else header)."""
+    principal = principal_of(request)
+    if principal is not principals.ANONYMOUS:
+        return principal.name
+    actor = given or request.headers.get(ACTOR_HEADER) or None
+    if actor is not None and len(actor) > 200:
+        raise errors.InvalidInput(f"{ACTOR_HEADER} must be 1 to 200 characters")
+    return actor
+
+
+async def delegation_approval(
+    request: web.Request, body: commands.DelegationApprovalRequest
+) -> web.Response:
+    return bodies.respond(
+        await request.app[state.APPROVALS].request_delegation(body, principal_of(request))
+    )
+
+
+async def request_tool_approval(
+    request: web.Request, body: commands.ToolApprovalRequest
+) -> web.Response:
+    return bodies.respond(
+        await request.app[state.APPROVALS].request_tool(body, principal_of(request))
+    )
+
+
+async def list_tool_approvals(request: web.Request) -> web.Response:
+    return bodies.respond(wire.ApprovalList(approvals=await request.app[state.APPROVALS].pending()))
+
+
+async def get_tool_approval(
+    request: web.Request, path: wire.ItemId, query: wire.ApprovalWait
+) -> web.Response:
+    approval = await request.app[state.APPROVALS].get(path.id, query.wait_ms)
+    return bodies.respond(wire.ApprovalOne(approval=approval))
+
+
+async def resolve_tool_approval(
+    request: web.Request, path: wire.ItemId, body: wire.ApprovalResolve
+) -> web.Response:
+    approval = await request.app[state.APPROVALS].resolve(
+        path.id, body.decision, actor_of(request, body.resolved_by), principal_of(request)
+    )
+    return bodies.respond(wire.ApprovalOne(approval=approval))
+
+
+async def list_grants(request: web.Request, query: wire.GrantFilter) -> web.Response:
+    return bodies.respond(
+        wire.GrantList(grants=await request.app[state.APPROVALS].grants(query.agent_id))
+    )
+
+
+async def revoke_grant(request: web.Request, path: wire.ItemId) -> web.Response:
+    grant = await request.app[state.APPROVALS].revoke(
+        path.id, actor_of(request), principal_of(request)
+    )
+    return bodies.respond(wire.GrantOne(grant=grant))
+
+
+async def list_history(request: web.Request, query: wire.HistoryFilter) -> web.Response:
+    records = await request.app[state.APPROVALS].history(query.agent_id, query.limit)
+    return bodies.respond(wire.HistoryList(records=records))
+
+
+async def append_history(request: web.Request, body: commands.HistoryAppend) -> web.Response:
+    return bodies.respond(wire.HistoryOne(record=await request.app[state.APPROVALS].record(body)))

@@ -1,0 +1,151 @@
+"""The middlewares: request ids, metrics, the one JSON error shape, and authentication."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from clawguard.core import errors, principals
+from clawguard.http import access, state
+from clawguard.runtime import logs
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATUS: dict[type[errors.ClawguardError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Unprocessable: 422,
+    errors.RequestTimeout: 408,
+    errors.StoreUnavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    return web.json_response(
+        {"error": code, "message": message, "details": details}, status=status
+    )
+
+
+def _status_of(exc: errors.ClawguardError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.ClawguardError as exc:
+        return error_response(_status_of(exc), exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        response = error_response(exc.status, code, exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods would do
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error")
+
+
+_REQUEST_ID = re.compile(r"[\w.:/@+=-]{1,128}")
+
+
+# Made-up ids: a random prefix per process and a counter (no syscall per request).
+_ID_PREFIX = secrets.token_hex(4) + "-"
+_id_counter = itertools.count(1)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Name every request (the caller's X-Request-Id if sane) in its logs and its response."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_id_counter):x}"
+    token = logs.request_id.set(rid)
+    try:
+        response = await handler(request)
+    finally:
+        logs.request_id.reset(token)
+    response.headers["X-Request-Id"] = rid
+    return response
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answer by route template (never the raw path: bounded labels) and time it."""
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[state.METRICS].count_request(
+        request.method, route, response.status, time.perf_counter() - started
+    )
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Find the caller's key and check its role against auth.PERMISSIONS."""
+    match = request.match_info
+    if match.http_exception is not None:  # 404 and 405 need no key to be told
+        return await handler(request)
+    method = "GET" if request.method == "HEAD" else request.method
+    route = match.route.resource.canonical if match.route.resource else request.path
+    if request.app[state.CONFIG].auth.mode == "none":
+        request[state.PRINCIPAL] = principals.ANONYMOUS
+    elif not access.is_public(method, route):
+        request[state.PRINCIPAL] = await _authenticate(request, method, route)
+    return await handler(request)
+
+
+async def _authenticate(request: web.Request, method: str, route: str) -> principals.Principal:
+    key = access.presented_key(request.headers.get("Authorization"),
+                             request.headers.get("X-API-Key"))
+    if key is None:
+        await _refuse(request, "missing_key", None)
+        raise errors.Unauthorized("an API key is required (Authorization: Bearer <key>)")
+    key_hash, now = principals.hash_key(key), request.app[state.CLOCK]()
+    cache = request.app[state.KEY_CACHE]
+    principal = cache.get(key_hash, now)
+    if principal is None:
+        principal = await request.app[state.STORE].find_key(key_hash)
+        if principal is None:
+            await _refuse(request, "unknown_key", None)
+            raise errors.Unauthorized("the API key is unknown or revoked")
+        cache.put(key_hash, principal, now)
+    if not access.may_call(principal, method, route):
+        await _refuse(request, "role_forbidden", principal)
+        raise errors.Forbidden(f"a {principal.role} key may not call {method} {route}")
+    return principal
+
+
+async def _refuse(
+    request: web.Request, reason: str, principal: principals.Principal | None
+) -> None:
+    """Audit a refused call; never the key itself, only which key it was, if known."""
+    details: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,
+        "reason": reason,
+        "remote": request.remote,
+    }
+    if principal is not None:
+        details |= {"keyId": principal.key_id, "keyName": principal.name, "role": principal.role}
+    try:
+        await request.app[state.STORE].audit_event("verification", "auth.refused", None, details)
+    except errors.StoreUnavailable:
+        log.warning("could not audit a refused call: %s", details)

@@ -1,0 +1,183 @@
+"""The HTTP-only shapes: query strings, path parameters and the response envelopes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from clawguard.core import commands, records
+
+
+class Query(records.Model):
+    """Query parameters: strings in, unknown parameters ignored (the seeds' clients send extras)."""
+
+    model_config = pydantic.ConfigDict(strict=True, extra="ignore", validate_by_name=False)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only; str.isdigit() takes '\u00b2'
+INTEGER_BOUND = 10**18 - 1  # 18 digits: inside SQLite's int64 either way
+AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX = 200, 1000
+HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+
+
+def _query_integer(value: object) -> object:
+    if isinstance(value, str):
+        if not _INTEGER.fullmatch(value):
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+def _blank_is_none(value: object) -> object:
+    return value or None
+
+
+def _audit_limit(value: object) -> int:
+    """Clawboo's lenient limit: non-numeric, zero or negative means the default."""
+    text = value if isinstance(value, str) else ""
+    if not re.fullmatch(r"[0-9]+", text) or not text.strip("0"):
+        return AUDIT_LIMIT_DEFAULT
+    digits = text.lstrip("0")
+    return AUDIT_LIMIT_MAX if len(digits) > 9 else min(int(digits), AUDIT_LIMIT_MAX)
+
+
+def _history_limit(value: object) -> int:
+    """Clawboo's history limit: clamped to [1, max]; non-numeric means the default."""
+    if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+        return HISTORY_LIMIT_DEFAULT
+    return max(1, min(int(value), HISTORY_LIMIT_MAX))
+
+
+def _known_event_type(value: object) -> object:
+    return value if value in records.EVENT_TYPES else None  # unknown: ignored, not refused (SPEC 8)
+
+
+QueryInt = Annotated[
+    int, pydantic.BeforeValidator(_query_integer),
+    pydantic.WithJsonSchema({"type": "integer", "minimum": -INTEGER_BOUND,
+                             "maximum": INTEGER_BOUND}),
+]
+QueryWaitMs = Annotated[
+    int, pydantic.BeforeValidator(_query_integer), pydantic.Field(ge=0),
+    pydantic.WithJsonSchema({"type": "integer", "minimum": 0, "maximum": INTEGER_BOUND}),
+]
+
+
+# Lenient parameters take any text, so the document says "string" and what it means.
+# An id is 1..200 characters (SPEC 11), so a longer filter is refused; a blank one is no filter.
+AgentFilter = Annotated[
+    Annotated[str, pydantic.StringConstraints(max_length=200)] | None,
+    pydantic.BeforeValidator(_blank_is_none),
+    pydantic.WithJsonSchema({"type": "string", "maxLength": 200}),
+]
+AuditLimit = Annotated[int, pydantic.BeforeValidator(_audit_limit), pydantic.WithJsonSchema(
+    {"type": "string", "description": f"1..{AUDIT_LIMIT_MAX}; anything else means "
+     f"{AUDIT_LIMIT_DEFAULT}"})]
+
+
+HistoryLimit = Annotated[int, pydantic.BeforeValidator(_history_limit), pydantic.WithJsonSchema(
+    {"type": "string", "description": f"clamped to 1..{HISTORY_LIMIT_MAX}; non-numeric means "
+     f"{HISTORY_LIMIT_DEFAULT}"})]
+
+
+EventTypeFilter = Annotated[str | None, pydantic.BeforeValidator(_known_event_type),
+                            pydantic.WithJsonSchema({"type": "string", "description":
+                                                     "an unknown type is ignored"})]
+
+
+class BudgetResume(commands.Request):
+    grace_usd_cents: commands.Cents | None = None
+
+
+class BudgetKey(commands.Request):
+    """The path of one budget: /budgets/{scope}/{scopeId}."""
+
+    scope: records.Scope
+    scope_id: commands.Ident
+
+
+class ItemId(commands.Request):
+    """The path of one approval or grant: .../{id}."""
+
+    id: commands.Ident
+
+
+class BudgetFilter(Query):
+    scope: records.Scope | None = None
+    status: records.Status | None = None
+
+
+class AuditFilter(Query):
+    agent_id: AgentFilter = None
+    event_type: EventTypeFilter = None
+    since: QueryInt | None = None
+    limit: AuditLimit = AUDIT_LIMIT_DEFAULT
+
+
+class ApprovalWait(Query):
+    wait_ms: QueryWaitMs | None = None
+
+
+class GrantFilter(Query):
+    agent_id: AgentFilter = None
+
+
+class HistoryFilter(Query):
+    agent_id: AgentFilter = None
+    limit: HistoryLimit = HISTORY_LIMIT_DEFAULT
+
+
+class ApprovalResolve(commands.Request):
+    decision: records.Decision
+    resolved_by: commands.Ident | None = None
+
+
+class Ok(records.Model):
+    ok: Literal[True] = True
+
+
+class Error(records.Model):
+    """The one error body (SPEC 9); web.error_response writes it."""
+
+    error: str
+    message: str
+    details: Any = None
+
+
+class BudgetList(records.Model):
+    budgets: list[records.Budget]
+
+
+class BudgetOne(records.Model):
+    budget: records.Budget
+
+
+class AuditList(records.Model):
+    audit: list[records.AuditEntry]
+
+
+class ApprovalList(Ok):
+    approvals: list[records.Approval]
+
+
+class ApprovalOne(Ok):
+    approval: records.Approval
+
+
+class GrantList(Ok):
+    grants: list[records.Grant]
+
+
+class GrantOne(Ok):
+    grant: records.Grant
+
+
+class HistoryList(Ok):
+    records: list[records.HistoryRecord]
+
+
+class HistoryOne(Ok):
+    record: records.HistoryRecord
+

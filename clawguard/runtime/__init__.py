@@ -1,0 +1,1 @@
+"""Running the daemon: config, the server loop, logs, metrics and systemd."""

@@ -1,0 +1,122 @@
+"""The one frozen Config: built-in defaults, then a TOML file, then CLAWGUARD_<SECTION>_<KEY>.
+
+An unknown key or a bad value raises ConfigError naming the key, so the
+daemon never starts on a setting it would silently ignore.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from clawguard.core import errors
+
+ENV_PREFIX = "CLAWGUARD_"
+CONFIG_ENV = "CLAWGUARD_CONFIG"
+
+
+class _Section(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = pydantic.Field(default=18790, ge=0, le=65535)
+    shutdown_timeout_ms: int = pydantic.Field(default=10_000, gt=0)
+    client_timeout_ms: int = pydantic.Field(default=30_000, gt=0)
+
+
+class StorageConfig(_Section):
+    path: str = "clawguard.db"
+    busy_timeout_ms: int = pydantic.Field(default=5_000, ge=0)
+    batch_max: int = pydantic.Field(default=256, ge=1, le=10_000)
+
+
+class AuthConfig(_Section):
+    mode: Literal["keys", "none"] = "keys"
+    cache_ms: int = pydantic.Field(default=1_000, ge=0, le=60_000)
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class ApprovalsConfig(_Section):
+    """The three timers of the approval handshake, kept apart (SPEC section 4)."""
+
+    ttl_ms: int = pydantic.Field(default=300_000, gt=0)  # a request's time to live
+    wait_ms: int = pydantic.Field(default=120_000, gt=0)  # the longest one call waits
+    sweep_ms: int = pydantic.Field(default=1_000, gt=0)  # the reaper's period
+    sticky_ttl_ms: int = pydantic.Field(default=0, ge=0)  # 0: grants never expire
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    auth: AuthConfig = AuthConfig()
+    log: LogConfig = LogConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+
+    @property
+    def admin_key_file(self) -> Path:
+        """Where the first-start admin key is written: next to the database."""
+        return Path(self.storage.path).resolve().parent / "clawguard-admin.key"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> (
+    Config
+):
+    """Read the config file (`path`, else $CLAWGUARD_CONFIG, else none) and the environment."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise errors.ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _apply_environment(raw, environ)
+    try:
+        cfg = Config.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise errors.ConfigError(f"bad setting {key}: {first['msg']}") from exc
+    if cfg.auth.mode == "none" and not is_loopback(cfg.server.host):
+        raise errors.ConfigError(
+            f'bad setting auth.mode: "none" lets anyone spend and resume, so it is only allowed'
+            f" on a loopback address, and server.host is {cfg.server.host}"
+        )
+    return cfg
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    sections = Config.model_fields
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections:
+            continue  # CLAWGUARD_URL and friends belong to the client, not the daemon
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise errors.ConfigError(f"bad setting {section}: must be a table")
+        table[key] = value

@@ -1,0 +1,328 @@
+"""The approval handshake: open a request, park its callers, wake them on a decision or expiry.
+
+Waiting never polls. The registry maps each request id being waited on to
+its parked callers, one future each; the decision, the reaper's expiry or
+shutdown completes all of them in one pass, so they wake at once. Each
+caller's own deadline is a timer on its future. A caller is registered before
+the row can be read or decided, so no decision can slip between the two.
+
+The expiry rule (`models.Approval.as_of`): a pending row past `expiresAt` is
+expired to every reader, before the reaper writes it. A caller's own deadline
+(`approvals.wait_ms`, or a shorter `waitMs`) answers `timeout` and leaves the
+row pending for a re-attach. Anything unexpected inside the handshake answers
+`deny` (fail closed) and is logged. No aiohttp here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import math
+import secrets
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from clawguard.core import commands, errors, principals, records, redact
+from clawguard.runtime import config, metrics
+from clawguard.store import contract
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+B = TypeVar("B")
+
+SUMMARY_MAX_CHARS = 4_000
+EXPIRE_BATCH = 500
+# asyncio may fire a timer up to its clock resolution early; a wait that ends at
+# the row's expiry waits this much longer so the clock has surely reached it.
+_EXPIRY_SLACK_S = 0.005
+
+
+def new_approval_id() -> str:
+    return "apr_" + secrets.token_hex(8)
+
+
+def delegation_scope(kind: str) -> str:
+    """The sticky-grant key of a delegation: Clawboo's `delegate:<kind>`."""
+    return f"delegate:{kind}"
+
+
+def resolution_of(approval: records.Approval) -> records.Resolution:
+    """What a caller hears for a row: its decision, `expired`, or `timeout` while pending."""
+    return "timeout" if approval.status == "pending" else approval.status
+
+
+def json_text(value: Any) -> str:
+    """A JSON value as stored text, secrets masked; body numbers arrive as Decimal."""
+    return json.dumps(
+        redact.redact(value), ensure_ascii=False, separators=(",", ":"), default=_number
+    )
+
+
+def _number(value: object) -> object:
+    if isinstance(value, Decimal):
+        as_float = float(value)
+        return as_float if math.isfinite(as_float) else str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _summary(value: Any) -> str:
+    text = json_text(value)
+    return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 1] + "…"
+
+
+def _masked(text: str | None) -> str | None:
+    return None if text is None else str(redact.redact(text))
+
+
+def tool_request(
+    body: commands.ToolApprovalRequest, requester: principals.Principal
+) -> records.NewApproval:
+    return records.NewApproval(
+        id=new_approval_id(), tool_name=body.tool_name, agent_id=body.agent_id,
+        args_summary=None if body.args is None else _summary(body.args),
+        reason=_masked(body.reason), task_id=body.task_id, tenant_id=body.tenant_id,
+        requested_by_key=requester.key_id,
+    )
+
+
+def delegation_request(
+    body: commands.DelegationApprovalRequest, requester: principals.Principal
+) -> records.NewApproval:
+    """The leader's pending row: tool `delegate:<kind>`, and Clawboo's prompt as the reason."""
+    prompt = f"Delegate {body.kind} work"
+    if body.target_agent_name is not None:
+        prompt += f" to {body.target_agent_name}"
+    if body.task is not None:
+        prompt += f": {body.task}"
+    args = {"kind": body.kind, "targetAgentName": body.target_agent_name, "task": body.task}
+    return records.NewApproval(
+        id=new_approval_id(), tool_name=delegation_scope(body.kind),
+        agent_id=body.leader_agent_id,
+        args_summary=_summary({k: v for k, v in args.items() if v is not None}),
+        reason=_masked(prompt), task_id=body.task_id, tenant_id=body.tenant_id,
+        requested_by_key=requester.key_id,
+    )
+
+
+Waiter = asyncio.Future[records.Approval | None]
+
+
+def _deadline(waiter: Waiter) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Approvals:
+    """The handshake over one store; one per app, closed at shutdown."""
+
+    def __init__(
+        self, db: contract.Store, settings: config.ApprovalsConfig, clock: Clock,
+        counters: metrics.Metrics,
+    ) -> None:
+        self._db = db
+        self._metrics = counters
+        self._settings = settings
+        self._clock = clock
+        # Request id -> its parked callers, one small future each: a decision
+        # completes them all in one pass. A parked wait holds only its future,
+        # its timer and its coroutines (no shield, no copied models), because a
+        # full garbage collection walks every object of every parked wait.
+        self._waiters: dict[str, list[Waiter]] = {}
+        self._timer_context = contextvars.Context()  # shared: timers need no context copy
+        self._parked = 0
+        self._closing = False
+
+    @property
+    def parked(self) -> int:
+        """How many callers are waiting for a decision now (their deadlines set)."""
+        return self._parked
+
+    @property
+    def watched(self) -> int:
+        """How many request ids have a caller registered (parked, or about to be)."""
+        return len(self._waiters)
+
+    # --- the blocking handshake --------------------------------------------------
+
+    def request_tool(
+        self, body: commands.ToolApprovalRequest, requester: principals.Principal
+    ) -> Coroutine[Any, Any, records.Handshake]:
+        return self._handshake(tool_request, body, requester, body.wait_ms)
+
+    def request_delegation(
+        self, body: commands.DelegationApprovalRequest, requester: principals.Principal
+    ) -> Coroutine[Any, Any, records.Handshake]:
+        return self._handshake(delegation_request, body, requester, body.wait_ms)
+
+    async def _handshake(
+        self, build: Callable[[B, principals.Principal], records.NewApproval], body: B,
+        requester: principals.Principal, wait_ms: int | None,
+    ) -> records.Handshake:
+        approval_id: str | None = None  # set once the pending row exists
+        parked: tuple[str, Waiter] | None = None
+        try:
+            new = build(body, requester)
+            # A parked wait keeps ids and numbers, not the request or its models.
+            del body, requester
+            parked = new.id, self._park(new.id)  # before the row exists: no decision is missed
+            opened = await self._db.open_approval(new, self._settings.ttl_ms)
+            if opened.grant is not None:
+                return records.Handshake(resolution="allow_always")
+            assert opened.approval is not None
+            approval_id, expires_at = opened.approval.id, opened.approval.expires_at
+            del new, opened
+            started = asyncio.get_running_loop().time()
+            woken = await self._wait(parked[1], expires_at, self._wait_seconds(wait_ms))
+            if woken is not None:
+                resolution = resolution_of(woken)
+            else:
+                resolution = "expired" if self._clock() >= expires_at else "timeout"
+            self._metrics.approval_wait.labels(resolution).observe(
+                asyncio.get_running_loop().time() - started
+            )
+            return records.Handshake(resolution=resolution, approval_id=approval_id)
+        except Exception:
+            # Fail closed: whatever went wrong, the caller is not allowed.
+            log.exception("approval handshake failed (%s); answering deny", approval_id)
+            return records.Handshake(resolution="deny", approval_id=approval_id)
+        finally:
+            if parked is not None:
+                self._unpark(*parked)
+
+    # --- reading and re-attaching --------------------------------------------------
+
+    async def get(self, approval_id: str, wait_ms: int | None = None) -> records.Approval:
+        """One row as it acts now; with `wait_ms`, first wait that long for its decision."""
+        seconds = self._wait_seconds(wait_ms) if wait_ms else 0.0
+        if seconds <= 0:
+            return self._as_of_now(await self._require(approval_id))
+        waiter = self._park(approval_id)  # before the read, so a decision cannot slip between
+        try:
+            approval = self._as_of_now(await self._require(approval_id))
+            if approval.status != "pending":
+                return approval
+            woken = await self._wait(waiter, approval.expires_at, seconds)
+            return self._as_of_now(approval) if woken is None else woken
+        finally:
+            self._unpark(approval_id, waiter)
+
+    async def pending(self) -> list[records.Approval]:
+        return await self._db.list_pending_approvals(self._clock())
+
+    # --- deciding ---------------------------------------------------------------------
+
+    async def resolve(
+        self, approval_id: str, decision: records.Decision, resolved_by: str | None,
+        decider: principals.Principal,
+    ) -> records.Approval:
+        """Decide once (the store refuses a second decision, a late one, and a decider who
+        may not) and wake waiters."""
+        approval = await self._db.resolve_approval(
+            approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider
+        )
+        self._wake(approval.id, approval)
+        # One turn of the loop, so the woken waiters answer before this resolver
+        # does: their agents are blocked, the leader is not. Without it, a batch
+        # of resolves committed together answers every resolver before any waiter.
+        await asyncio.sleep(0)
+        return approval
+
+    async def expire_due(self) -> int:
+        """Write every pending row past expiry as expired and wake its waiters; how many.
+
+        A read first: the reaper sweeps every approvals.sweep_ms and most sweeps find
+        nothing due, which then costs no write transaction and no turn of the writer.
+        """
+        if not await self._db.any_approval_due(self._clock()):
+            return 0
+        count = 0
+        while True:
+            expired = await self._db.expire_approvals(EXPIRE_BATCH)
+            for approval in expired:
+                self._wake(approval.id, approval)
+            count += len(expired)
+            if len(expired) < EXPIRE_BATCH:
+                return count
+
+    # --- sticky grants and history ------------------------------------------------------
+
+    async def grants(self, agent_id: str | None = None) -> list[records.Grant]:
+        return await self._db.list_grants(self._clock(), agent_id)
+
+    async def revoke(
+        self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
+    ) -> records.Grant:
+        return await self._db.revoke_grant(grant_id, revoked_by, revoker)
+
+    async def history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
+        return await self._db.list_history(agent_id, limit)
+
+    async def record(self, body: commands.HistoryAppend) -> records.HistoryRecord:
+        details = None if body.details is None else json_text(body.details)
+        return await self._db.append_history(body.agent_id, body.action, body.tool_name, details)
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Answer every parked wait now (as `timeout`, the rows stay pending); park no more."""
+        self._closing = True
+        for approval_id in list(self._waiters):
+            self._wake(approval_id, None)
+
+    # --- the waiters registry -----------------------------------------------------------
+
+    def _wait_seconds(self, wait_ms: int | None) -> float:
+        limit = self._settings.wait_ms
+        return (limit if wait_ms is None else min(wait_ms, limit)) / 1000
+
+    def _as_of_now(self, approval: records.Approval) -> records.Approval:
+        return approval.as_of(self._clock())
+
+    async def _require(self, approval_id: str) -> records.Approval:
+        approval = await self._db.get_approval(approval_id)
+        if approval is None:
+            raise errors.NotFound(f"no approval {approval_id}")
+        return approval
+
+    def _park(self, approval_id: str) -> Waiter:
+        waiter: Waiter = asyncio.get_running_loop().create_future()
+        if self._closing:
+            waiter.set_result(None)
+        elif approval_id in self._waiters:
+            self._waiters[approval_id].append(waiter)
+        else:
+            self._waiters[approval_id] = [waiter]
+        return waiter
+
+    def _unpark(self, approval_id: str, waiter: Waiter) -> None:
+        waiters = self._waiters.get(approval_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[approval_id]
+
+    def _wake(self, approval_id: str, approval: records.Approval | None) -> None:
+        for waiter in self._waiters.pop(approval_id, ()):
+            if not waiter.done():
+                waiter.set_result(approval)
+
+    async def _wait(
+        self, waiter: Waiter, expires_at: int, seconds: float
+    ) -> records.Approval | None:
+        """The row once decided or expired; None when this caller's deadline, the row's
+        expiry by this caller's own timer, or shutdown came first."""
+        until_expiry = (expires_at - self._clock()) / 1000 + _EXPIRY_SLACK_S
+        timer = asyncio.get_running_loop().call_later(
+            max(0.0, min(seconds, until_expiry)), _deadline, waiter,
+            context=self._timer_context,
+        )
+        self._parked += 1
+        try:
+            return await waiter
+        finally:
+            self._parked -= 1
+            timer.cancel()

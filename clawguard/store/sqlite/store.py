@@ -1,0 +1,281 @@
+"""SQLiteStore: the Store contract (clawguard/store.py) on one SQLite file.
+
+Reads go through their own aiosqlite connection: in WAL mode they never wait
+for the writer. Writes are jobs handed to the one Writer (writer.py); what a
+job does inside its transaction lives with its tables (budgets.py,
+approvals.py, keys.py, audit_log.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiosqlite
+
+from clawguard.core import audit, commands, errors, principals, records
+from clawguard.runtime import config
+from clawguard.store import migrations
+from clawguard.store.sqlite import approvals, audit_log, budgets, keys, writer
+
+
+class SQLiteStore:
+    """The Store contract on one SQLite file."""
+
+    def __init__(self, settings: config.StorageConfig, clock: writer.Clock) -> None:
+        self._settings = settings
+        self._writer = writer.Writer(settings, clock)
+        self._reader: aiosqlite.Connection | None = None
+
+    @property
+    def batch_observer(self) -> Callable[[int, float], None] | None:
+        """Called with (jobs, seconds) after every batch the writer commits."""
+        return self._writer.batch_observer
+
+    @batch_observer.setter
+    def batch_observer(self, observer: Callable[[int, float], None] | None) -> None:
+        self._writer.batch_observer = observer
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        path, timeout = self._settings.path, self._settings.busy_timeout_ms
+        try:
+            await self._writer.open()  # migrates first
+            self._reader = await aiosqlite.connect(path)
+            await self._reader.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+            await self._reader.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            await self.close()
+            raise errors.StoreUnavailable(f"cannot open {path}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._writer.close()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    async def ready(self) -> bool:
+        try:
+            rows = await self._read("SELECT max(version) FROM schema_migrations", ())
+        except errors.StoreUnavailable:
+            return False
+        return (
+            bool(rows)
+            and rows[0][0] == migrations.latest_version("sqlite")
+            and await self.writable()
+        )
+
+    async def writable(self) -> bool:
+        return await self._writer.writable()
+
+    # --- reads -------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Iterable[Any]) -> list[sqlite3.Row]:
+        if self._reader is None:
+            raise errors.StoreUnavailable("the store is closed")
+        try:
+            async with self._reader.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise errors.StoreUnavailable(f"the database cannot be read: {exc}") from exc
+
+    async def list_budgets(
+        self, scope: records.Scope | None, status: records.Status | None
+    ) -> list[records.Budget]:
+        rows = await self._read(
+            f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets"
+            " WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR status = ?2)"
+            " ORDER BY updated_at DESC, rowid DESC",
+            (scope, status),
+        )
+        return [budgets.budget_from_row(row) for row in rows]
+
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
+        rows = await self._read(
+            f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
+            (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
+        )
+        chain = sorted(
+            (budgets.budget_from_row(row) for row in rows),
+            key=lambda budget: budgets.CHAIN_ORDER[budget.scope],
+        )
+        return [budgets.scope_state(budget, "none") for budget in chain]
+
+    async def list_audit(
+        self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
+    ) -> list[records.AuditEntry]:
+        rows = await self._read(
+            "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+            " FROM audit WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR event_type = ?2)"
+            " AND (?3 IS NULL OR created_at >= ?3) ORDER BY seq DESC LIMIT ?4",
+            (agent_id, event_type, since, limit),
+        )
+        return [
+            records.AuditEntry(
+                id=seq,
+                event_type=etype,
+                action=action,
+                agent_id=agent,
+                details=json.loads(det),
+                created_at=created,
+                prev_hash=prev,
+                hash=digest,
+            )
+            for seq, etype, action, agent, det, created, prev, digest in rows
+        ]
+
+    async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
+        rows = await self._read(
+            "SELECT scope, scope_id, status, mode, spent_micros, limit_cents FROM budgets", ()
+        )
+        return [tuple(row) for row in rows]
+
+    async def any_approval_due(self, now: int) -> bool:
+        rows = await self._read(
+            "SELECT 1 FROM approvals WHERE status = 'pending' AND expires_at <= ? LIMIT 1", (now,)
+        )
+        return bool(rows)
+
+    async def count_pending_approvals(self, now: int) -> int:
+        rows = await self._read(
+            "SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > ?", (now,)
+        )
+        return int(rows[0][0])
+
+    async def audit_head(self) -> records.AuditHead:
+        rows = await self._read("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", ())
+        seq, digest = rows[0] if rows else (0, audit.GENESIS)
+        return records.AuditHead(seq=seq, hash=digest)
+
+    async def find_key(self, key_hash: str) -> principals.Principal | None:
+        rows = await self._read(
+            "SELECT id, name, role, leads FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            (key_hash,),
+        )
+        return keys.principal_from_row(rows[0]) if rows else None
+
+    async def has_keys(self) -> bool:
+        return bool(await self._read("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1", ()))
+
+    # --- writes --------------------------------------------------------------------
+
+    async def set_budget(self, request: commands.BudgetSet) -> records.Budget:
+        result: records.Budget = await self._writer.write(
+            lambda conn, now: budgets.set_budget(conn, now, request)
+        )
+        return result
+
+    async def delete_budget(self, scope: records.Scope, scope_id: str) -> None:
+        await self._writer.write(
+            lambda conn, now: budgets.delete_budget(conn, now, scope, scope_id)
+        )
+
+    async def resume_budget(
+        self, scope: records.Scope, scope_id: str, grace_cents: int | None
+    ) -> records.Resumed:
+        result: records.Resumed = await self._writer.write(
+            lambda conn, now: budgets.resume_budget(conn, now, scope, scope_id, grace_cents)
+        )
+        return result
+
+    async def add_key(self, principal: principals.Principal, key_hash: str) -> None:
+        await self._writer.write(lambda conn, now: keys.add_key(conn, now, principal, key_hash))
+
+    async def audit_event(
+        self,
+        event_type: records.EventType,
+        action: str,
+        agent_id: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        await self._writer.write(
+            lambda conn, now: audit_log.append(conn, now, event_type, action, agent_id, details)
+        )
+
+    async def record_spend(
+        self, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        job = budgets.SpendJob(request, fingerprint)
+        result: records.SpendCharged = await self._writer.write(job)
+        return result
+
+    # --- approvals -------------------------------------------------------------------
+
+    async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
+        result: records.Opened = await self._writer.write(
+            lambda conn, now: approvals.open_approval(conn, now, new, ttl_ms)
+        )
+        return result
+
+    async def get_approval(self, approval_id: str) -> records.Approval | None:
+        rows = await self._read(
+            f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
+        )
+        return approvals.approval_from_row(rows[0]) if rows else None
+
+    async def list_pending_approvals(self, now: int) -> list[records.Approval]:
+        rows = await self._read(
+            f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+            " AND expires_at > ? ORDER BY created_at DESC, rowid DESC",
+            (now,),
+        )
+        return [approvals.approval_from_row(row) for row in rows]
+
+    async def resolve_approval(
+        self,
+        approval_id: str,
+        decision: records.Decision,
+        resolved_by: str | None,
+        sticky_ttl_ms: int,
+        decider: principals.Principal,
+    ) -> records.Approval:
+        result: records.Approval = await self._writer.write(
+            lambda conn, now: approvals.resolve_approval(
+                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider
+            )
+        )
+        return result
+
+    async def expire_approvals(self, limit: int) -> list[records.Approval]:
+        result: list[records.Approval] = await self._writer.write(
+            lambda conn, now: approvals.expire_approvals(conn, now, limit)
+        )
+        return result
+
+    async def list_grants(self, now: int, agent_id: str | None) -> list[records.Grant]:
+        rows = await self._read(
+            f"SELECT {approvals.GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > ?1) AND (?2 IS NULL OR agent_id = ?2)"
+            " ORDER BY created_at DESC, rowid DESC",
+            (now, agent_id),
+        )
+        return [approvals.grant_from_row(row) for row in rows]
+
+    async def revoke_grant(
+        self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
+    ) -> records.Grant:
+        result: records.Grant = await self._writer.write(
+            lambda conn, now: approvals.revoke_grant(conn, now, grant_id, revoked_by, revoker)
+        )
+        return result
+
+    async def list_history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
+        rows = await self._read(
+            f"SELECT {approvals.HISTORY_COLUMNS} FROM approval_history"
+            " WHERE (?1 IS NULL OR agent_id = ?1) ORDER BY id DESC LIMIT ?2",
+            (agent_id, limit),
+        )
+        return [approvals.history_from_row(row) for row in rows]
+
+    async def append_history(
+        self, agent_id: str, action: records.HistoryAction, tool_name: str, details: str | None
+    ) -> records.HistoryRecord:
+        result: records.HistoryRecord = await self._writer.write(
+            lambda conn, now: approvals.append_history(
+                conn, now, agent_id, action, tool_name, details
+            )
+        )
+        return result
