@@ -188,8 +188,10 @@ def test_exit_codes_scripts_can_rely_on(served, tmp_path):
         ("budgets", "list", "--key-file", str(key_file), "--json", {"key": ""}),
         ("budgets", "list", "--help"),
     )
-    assert no_key.returncode == 4 and "401 unauthorized" in no_key.stderr
-    assert forbidden.returncode == 4 and "403 forbidden" in forbidden.stderr
+    assert no_key.returncode == remote.EXIT_REFUSED == 5 and "401 unauthorized" in no_key.stderr
+    assert "--key-file" in no_key.stderr and "CLAWGUARD_API_KEY" in no_key.stderr
+    assert forbidden.returncode == 5 and "403 forbidden" in forbidden.stderr
+    assert "--key-file" not in forbidden.stderr  # a key was given; the hint would mislead
     assert gone.returncode == 4 and "no answer" in gone.stderr
     assert zero.returncode == galaxy.returncode == no_scope.returncode == 2  # refused locally
     assert too_long.returncode == 2 and "400 invalid_input" in too_long.stderr  # the daemon's 400
