@@ -45,9 +45,21 @@ def _check_config(args: argparse.Namespace, cfg: config.Config) -> int:
 def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     expect = None
     if args.head:
-        seq, _, digest = args.head.partition(":")
-        if not seq.isdigit() or len(digest) != 64:
-            raise errors.InvalidInput("--head takes SEQ:HASH, as GET /api/governance/audit/head")
+        # SEQ:HASH, or the JSON that GET /api/governance/audit/head answers, saved as it came.
+        problem = ("--head takes SEQ:HASH, or the JSON {\"seq\": N, \"hash\": \"...\"} that"
+                   " GET /api/governance/audit/head answers")
+        seq, digest = "", ""
+        if args.head.lstrip().startswith("{"):
+            try:
+                saved = json.loads(args.head)
+            except ValueError:
+                raise errors.InvalidInput(problem) from None
+            if isinstance(saved, dict) and type(saved.get("seq")) is int:
+                seq, digest = str(saved["seq"]), str(saved.get("hash"))
+        else:
+            seq, _, digest = args.head.strip().partition(":")
+        if not (seq.isascii() and seq.isdigit() and len(digest) == 64):
+            raise errors.InvalidInput(problem)
         expect = (int(seq), digest)
     verdict = audit.verify(sqlite.audit_chain(args.db or cfg.storage.path), expect)
     if verdict.ok:
@@ -60,12 +72,20 @@ def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
-    for row in sqlite.audit_chain(args.db or cfg.storage.path):
-        print(json.dumps({
-            "id": row.seq, "eventType": row.event_type, "action": row.action,
-            "agentId": row.agent_id, "details": json.loads(row.details_json),
-            "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
-        }, sort_keys=True))
+    import os  # only here: the one command that must survive its reader leaving
+
+    try:
+        for row in sqlite.audit_chain(args.db or cfg.storage.path):
+            print(json.dumps({
+                "id": row.seq, "eventType": row.event_type, "action": row.action,
+                "agentId": row.agent_id, "details": json.loads(row.details_json),
+                "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
+            }, sort_keys=True))
+        sys.stdout.flush()  # here, so a reader gone before the last block is caught below
+    except BrokenPipeError:
+        # `audit export | head`: the reader has had enough, which is not an error. Python
+        # would flush stdout again at exit and fail there, so point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
