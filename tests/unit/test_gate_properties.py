@@ -68,7 +68,7 @@ def policy_docs(draw: st.DrawFn, rule_strategy: st.SearchStrategy[dict[str, obje
         f"grd_{n}",
         f"policy-{n}",
         draw(st.integers(1, 5)),
-        draw(st.lists(rule_strategy if rule_strategy is not None else rules(), min_size=1, max_size=4)),
+        draw(st.lists(rules() if rule_strategy is None else rule_strategy, min_size=1, max_size=4)),
         draw(st.sampled_from(["active", "active", "disabled"])),
     )
 
@@ -311,3 +311,61 @@ def test_huge_values_do_not_raise(value: int | Decimal) -> None:
                                                    "when": "$.arguments.x > 1"}])  # fmt: skip
     action = subjects.Action("t1", value=value, arguments={"x": value})
     assert run(action, subjects.ANONYMOUS, None, [policy]).decision == "BLOCK"
+
+
+def reference(
+    action: subjects.Action,
+    principal: subjects.Principal,
+    context: dict[str, object] | None,
+    policy_list: list[policies.Policy],
+) -> tuple[str, list[tuple[str, int, str | None]]]:
+    """Seed 002's evaluate() written the plain way: every rule, no index."""
+    document = subjects.document(action, principal, context)
+    matched: list[tuple[str, int, str | None]] = []
+    for policy in policy_list:
+        if policy.status != "active":
+            continue
+        for index, raw in enumerate(policy.rules):
+            rule = policies.validate_rule(raw)
+            value = action.value
+            if rule.tool is not None and rule.tool != action.tool:
+                continue
+            if rule.connector is not None and rule.connector != action.connector:
+                continue
+            if rule.min_value is not None and (value is None or value < rule.min_value):
+                continue
+            if rule.roles is not None and not set(rule.roles) & set(principal.roles):
+                continue
+            failed = None
+            if rule.when is not None:
+                result = rule.when.evaluate(document)
+                if result is False:
+                    continue
+                if result is not True:
+                    failed = "when"
+            ceiling = rule.max_value
+            if failed is None and ceiling is not None and (value is None or value > ceiling):
+                failed = "max_value"
+            matched.append((policy.id, index, failed))
+    decisions = {
+        (p.id, i): str(r["decision"]) for p in policy_list for i, r in enumerate(p.rules)
+    }
+    if not matched or any(f for _, _, f in matched):
+        return "BLOCK", matched
+    if any(decisions[(p, i)] == "ALERT" for p, i, _ in matched):
+        return "ALERT", matched
+    return "ALLOW", matched
+
+
+@SETTINGS
+@given(st.lists(policy_docs(), max_size=8), actions, principals, contexts)
+def test_verdict_agrees_with_the_plain_reading_of_seed_002(
+    existing: list[policies.Policy],
+    action: subjects.Action,
+    principal: subjects.Principal,
+    context: dict[str, object] | None,
+) -> None:
+    verdict = run(action, principal, context, existing)
+    decision, matched = reference(action, principal, context, existing)
+    assert verdict.decision == decision
+    assert [(m.policy_id, m.rule_index, m.constraint_failed) for m in verdict.matched] == matched
