@@ -282,7 +282,8 @@ class Path:
         """The value at this path, or `_MISSING`."""
         current: object = document.get(self.root, _MISSING)
         for segment in self._segments:
-            if isinstance(current, Mapping):
+            # `type() is dict` first: the ABC check costs more than the lookup itself.
+            if type(current) is dict or isinstance(current, Mapping):
                 if segment.key in current:
                     current = current[segment.key]
                 elif segment.alternate is not None and segment.alternate in current:
@@ -422,7 +423,22 @@ _NUMBER: Final = "number"
 _SUPPORTED: Final = frozenset({"null", "boolean", _NUMBER, "string", "array", "object"})
 
 
+# The kind of a value by its exact type, the common case; subclasses take the long way.
+_KIND_OF_TYPE: Final[Mapping[type, str]] = {
+    type(None): "null",
+    bool: "boolean",
+    int: _NUMBER,
+    str: "string",
+    dict: "object",
+    list: "array",
+    tuple: "array",
+}
+
+
 def _kind(value: object) -> str:
+    kind = _KIND_OF_TYPE.get(type(value))
+    if kind is not None:
+        return kind
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -438,6 +454,9 @@ def _kind(value: object) -> str:
     if isinstance(value, list | tuple):
         return "array"
     return type(value).__name__
+
+
+_FAST_NUMBERS: Final = frozenset({int, Decimal})
 
 
 class _Unsupported(Exception):
@@ -503,13 +522,35 @@ class Expression:
         b = self.right.resolve(document)
         if b is _MISSING:
             return Unevaluable(f"missing path {self.right.text}")
+        op = self._operator
+        # The common case first, without the general kind checks: two strings, or two
+        # finite numbers (an int, a Decimal) under an operator that takes them.
+        ta, tb = type(a), type(b)
+        if ta is str and tb is str:
+            if op == "==":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op in WORD_OPERATORS:
+                return self._apply(a, b)  # type: ignore[misc]
+        elif (
+            ta in _FAST_NUMBERS
+            and tb in _FAST_NUMBERS
+            and (ta is int or a.is_finite())  # type: ignore[attr-defined]
+            and (tb is int or b.is_finite())  # type: ignore[attr-defined]
+        ):
+            if op == "==":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op not in WORD_OPERATORS:
+                return self._apply(a, b)  # type: ignore[misc]
         ka, kb = _kind(a), _kind(b)
         for kind, operand in ((ka, self.left), (kb, self.right)):
             if kind not in _SUPPORTED:
                 return Unevaluable(
                     f"{operand.text} holds a {kind}, which the gate does not compare"
                 )
-        op = self._operator
         if op == "==" or op == "!=":
             if ka == "null" or kb == "null":
                 same = ka == kb

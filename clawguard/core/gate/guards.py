@@ -8,7 +8,7 @@ answer never depends on the order of its branches.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from clawguard.core.gate import errors, expressions
 
@@ -26,26 +26,16 @@ FORMS: Final = ("expr", "allOf", "anyOf", "all_of", "any_of", "not", "role")
 Result = expressions.Result
 
 
-class Guard:
-    """A compiled guard; `evaluate` answers True, False or `expressions.Unevaluable`."""
+class Guard(Protocol):
+    """A compiled guard; `evaluate` answers True, False or `expressions.Unevaluable`.
 
-    __slots__ = ()
+    An `expr` guard is its `expressions.Expression` itself: no wrapper on the hot path.
+    """
 
-    def evaluate(self, document: Mapping[str, object]) -> Result:
-        raise NotImplementedError
-
-
-class Expr(Guard):
-    __slots__ = ("expression",)
-
-    def __init__(self, expression: expressions.Expression) -> None:
-        self.expression = expression
-
-    def evaluate(self, document: Mapping[str, object]) -> Result:
-        return self.expression.evaluate(document)
+    def evaluate(self, document: Mapping[str, object]) -> Result: ...
 
 
-class AllOf(Guard):
+class AllOf:
     __slots__ = ("guards",)
 
     def __init__(self, guards: tuple[Guard, ...]) -> None:
@@ -59,7 +49,7 @@ class AllOf(Guard):
         return all(results)
 
 
-class AnyOf(Guard):
+class AnyOf:
     __slots__ = ("guards",)
 
     def __init__(self, guards: tuple[Guard, ...]) -> None:
@@ -73,7 +63,7 @@ class AnyOf(Guard):
         return any(results)
 
 
-class Not(Guard):
+class Not:
     __slots__ = ("guard",)
 
     def __init__(self, guard: Guard) -> None:
@@ -86,7 +76,7 @@ class Not(Guard):
         return result
 
 
-class Role(Guard):
+class Role:
     """The principal holds this role; a principal without roles holds none."""
 
     __slots__ = ("role",)
@@ -96,7 +86,11 @@ class Role(Guard):
 
     def evaluate(self, document: Mapping[str, object]) -> Result:
         principal = document.get("principal")
-        roles = principal.get("roles") if isinstance(principal, Mapping) else None
+        if type(principal) is not dict and not isinstance(principal, Mapping):
+            return False
+        roles = principal.get("roles")
+        if type(roles) is tuple or type(roles) is list:
+            return self.role in roles
         return isinstance(roles, Sequence) and not isinstance(roles, str) and self.role in roles
 
 
@@ -146,9 +140,9 @@ def compile_guard(document: object, *, _depth: int = 0) -> Guard:
     raise errors.InvalidPolicy("", f"unknown guard {form!r}; a guard is one of {', '.join(FORMS)}")
 
 
-def _expr(source: str, field: str) -> Expr:
+def _expr(source: str, field: str) -> expressions.Expression:
     try:
-        return Expr(expressions.parse(source))
+        return expressions.parse(source)
     except errors.InvalidPolicy as exc:
         if not field:
             raise

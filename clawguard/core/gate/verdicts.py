@@ -82,6 +82,7 @@ class _Entry:
         "document",
         "index",
         "label",
+        "match",
         "max_value",
         "min_value",
         "order",
@@ -107,13 +108,34 @@ class _Entry:
         self.roles = rule.roles
         self.approvals = rule.approvals
         self.sticky = rule.sticky
+        # A match without a failed constraint is the same every time: built once, shared.
+        self.match = Match(policy, index, rule.document, rule.decision)
+
+
+class _Bucket:
+    """The rules of one tool: by connector, and those for a connector no rule names."""
+
+    __slots__ = ("by_connector", "default")
+
+    def __init__(self, rules: list[_Entry], connectors: set[str]) -> None:
+        self.default = tuple(e for e in rules if e.connector is None)
+        self.by_connector = {
+            c: tuple(e for e in rules if e.connector is None or e.connector == c)
+            for c in connectors
+        }
+
+    def rules(self, connector: str | None) -> tuple[_Entry, ...]:
+        if connector is None:
+            return self.default
+        return self.by_connector.get(connector, self.default)
 
 
 class PolicySet:
-    """Active policies compiled once and indexed by tool; build one with `compile`.
+    """Active policies compiled once and indexed by tool and connector; build with `compile`.
 
-    A rule with no tool matcher sits in every tool's list, so a verdict looks
-    at the rules of its own tool only, already in policy-then-rule order.
+    A rule with no tool (or connector) matcher sits in every tool's (or
+    connector's) list, so a verdict reads only the rules that can match its
+    tool and connector, already in policy-then-rule order.
     """
 
     __slots__ = ("_any_tool", "_by_tool", "policies", "rule_count")
@@ -126,14 +148,15 @@ class PolicySet:
         for e in entries:
             if e.tool is not None:
                 specific.setdefault(e.tool, []).append(e)
-        self._any_tool = tuple(any_tool)
+        connectors = {e.connector for e in entries if e.connector is not None}
+        self._any_tool = _Bucket(any_tool, connectors)
         self._by_tool = {
-            tool: tuple(heapq.merge(rules, any_tool, key=lambda e: e.order))
+            tool: _Bucket(list(heapq.merge(rules, any_tool, key=lambda e: e.order)), connectors)
             for tool, rules in specific.items()
         }
 
-    def rules_for(self, tool: str) -> tuple[_Entry, ...]:
-        return self._by_tool.get(tool, self._any_tool)
+    def rules_for(self, tool: str, connector: str | None) -> tuple[_Entry, ...]:
+        return self._by_tool.get(tool, self._any_tool).rules(connector)
 
 
 def compile(items: Iterable[policies.Policy]) -> PolicySet:
@@ -197,9 +220,8 @@ def _evaluate(
     entries: list[_Entry] = []
     failures: list[str] = []
     alert = False
-    for e in policy_set.rules_for(tool):
-        if e.connector is not None and e.connector != action.connector:
-            continue
+    sticky = True
+    for e in policy_set.rules_for(tool, action.connector):
         if e.min_value is not None and (value is None or value < e.min_value):
             continue
         if e.roles is not None and e.roles.isdisjoint(principal.roles):
@@ -224,11 +246,15 @@ def _evaluate(
                 reason = f"value {value} exceeds max_value {e.max_value} on {e.label}"
         if reason is not None:
             failures.append(reason)
-        elif e.decision == "ALERT":
-            alert = True
-        matched.append(Match(e.policy, e.index, e.document, e.decision, failed, reason))
+            matched.append(Match(e.policy, e.index, e.document, e.decision, failed, reason))
+        else:
+            if e.decision == "ALERT":
+                alert = True
+            matched.append(e.match)
+        if not e.sticky:
+            sticky = False
         entries.append(e)
-    return _verdict(action, matched, entries, failures, alert)
+    return _verdict(action, matched, entries, failures, alert, sticky)
 
 
 def _verdict(
@@ -237,9 +263,14 @@ def _verdict(
     entries: list[_Entry],
     failures: list[str],
     alert: bool,
+    sticky: bool,
 ) -> Verdict:
-    refs = tuple(dict.fromkeys(m.policy for m in matched))
-    sticky = all(e.sticky for e in entries)
+    # Entries come in policy order, so a policy's rules are next to each other.
+    cited: list[PolicyRef] = []
+    for e in entries:
+        if not cited or cited[-1] is not e.policy:
+            cited.append(e.policy)
+    refs = tuple(cited)
     subject = action.tool if action.connector is None else f"{action.tool} on {action.connector}"
     if not matched:
         reason = (
