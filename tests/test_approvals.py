@@ -1,4 +1,4 @@
-"""The approval handshake of SPEC section 4 through the real app on a real SQLite file.
+"""The approval handshake through the real app on a real SQLite file.
 
 Waiters are real HTTP requests parked on the server; expiry is driven by the
 injected FakeClock and one direct reaper sweep, never by sleeping out a TTL.

@@ -1,4 +1,4 @@
-"""The budget routes of SPEC section 3 through the real app on a real SQLite file."""
+"""The budget routes through the real app on a real SQLite file."""
 
 from __future__ import annotations
 

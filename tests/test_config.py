@@ -21,7 +21,8 @@ def test_example_file_loads_and_equals_the_defaults():
 
 
 def test_every_setting_is_documented_in_the_example():
-    documented = set(re.findall(r"^(\w+) = ", EXAMPLE.read_text(), re.MULTILINE))
+    # A setting with no default is shown commented out, as TOML has no null.
+    documented = set(re.findall(r"^(?:# )?(\w+) = ", EXAMPLE.read_text(), re.MULTILINE))
     sections = set(re.findall(r"^\[(\w+)\]", EXAMPLE.read_text(), re.MULTILINE))
     fields = {
         key for section in config.Config.model_fields.values()
@@ -91,3 +92,34 @@ def test_approvals_settings_defaults_and_environment():
 def test_bad_approvals_settings_name_the_key(key, value):
     with pytest.raises(errors.ConfigError, match=f"approvals.{key.lower()}"):
         config.load(environ={f"CLAWGUARD_APPROVALS_{key}": value})
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine", "location"),
+    [
+        ({}, "sqlite", "clawguard.db"),
+        ({"path": "a.db"}, "sqlite", "a.db"),
+        ({"path": "a.db", "url": "b.db"}, "sqlite", "b.db"),  # url wins over path
+        ({"url": "sqlite:///rel/c.db"}, "sqlite", "rel/c.db"),
+        ({"url": "sqlite:////abs/c.db"}, "sqlite", "/abs/c.db"),
+        ({"url": "postgresql://u@h:5/d"}, "postgres", "postgresql://u@h:5/d"),
+        ({"url": "postgres://u@h/d"}, "postgres", "postgres://u@h/d"),
+    ],
+)
+def test_storage_url_chooses_the_engine(settings, engine, location):
+    storage = config.StorageConfig(**settings)
+    assert (storage.engine, storage.location) == (engine, location)
+
+
+def test_an_unknown_url_scheme_names_the_key():
+    with pytest.raises(errors.ConfigError, match=r"storage\.url"):
+        config.load(environ={"CLAWGUARD_STORAGE_URL": "mysql://x/y"})
+
+
+def test_the_admin_key_file(tmp_path):
+    beside = config.Config(storage=config.StorageConfig(path=str(tmp_path / "x.db")))
+    assert beside.admin_key_file == tmp_path / "clawguard-admin.key"
+    shared = config.Config(storage=config.StorageConfig(url="postgresql://h/d"))
+    assert shared.admin_key_file == Path.cwd() / "clawguard-admin.key"
+    chosen = config.Config(auth=config.AuthConfig(key_file=str(tmp_path / "k")))
+    assert chosen.admin_key_file == tmp_path / "k"

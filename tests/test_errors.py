@@ -1,4 +1,4 @@
-"""SPEC §9 errors and the bad-input matrix of every route that takes input.
+"""The one error shape and the bad-input matrix of every route that takes input.
 
 One JSON shape for every error, `{"error", "message", "details"}`, with the
 status that fits and never a 500; and a refused request changes nothing: the
@@ -381,7 +381,7 @@ async def call(client: TestClient[Any, Any], case: Case) -> tuple[int, str, byte
 
 
 def error_body(status: int, content_type: str, payload: bytes) -> dict[str, Any]:
-    """The SPEC §9 error shape; returns the decoded body."""
+    """The one error shape; returns the decoded body."""
     assert content_type == "application/json", (status, content_type, payload[:200])
     body = json.loads(payload)
     assert isinstance(body, dict), body
@@ -602,7 +602,7 @@ async def test_a_body_of_exactly_1_mib_is_accepted(client: TestClient[Any, Any])
         "since=-5",
         "since=0",
         "agentId=",
-        "eventType=bogus",  # an unknown type is ignored, not refused (SPEC §8)
+        "eventType=bogus",  # an unknown type is ignored, not refused
         "limit=abc",  # zero, negative or non-numeric means the default
         "limit=0",
         "limit=-5",

@@ -18,9 +18,8 @@ from typing import Any
 
 from conftest import FakeClock
 
-from clawguard.core import commands, errors, records
+from clawguard.core import budgets, commands, errors, records
 from clawguard.runtime import config
-from clawguard.services import spending
 from clawguard.store import sqlite
 
 Op = Callable[[sqlite.SQLiteStore], Awaitable[Any]]
@@ -30,7 +29,7 @@ def spend(agent: str | None, cents: str, key: str | None = None, team: str | Non
     body = {"agentId": agent, "teamId": team, "costUsdCents": Decimal(cents),
             "idempotencyKey": key}
     request = commands.SpendRequest.model_validate({k: v for k, v in body.items() if v is not None})
-    return lambda db: db.record_spend(request, spending.fingerprint(request))
+    return lambda db: db.record_spend(request, budgets.fingerprint(request))
 
 
 def set_budget(scope: records.Scope, scope_id: str, cents: int, mode: records.Mode) -> Op:

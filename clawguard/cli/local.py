@@ -18,7 +18,7 @@ from clawguard import __version__
 from clawguard.cli import remote
 from clawguard.core import audit, errors, principals
 from clawguard.runtime import config, logs
-from clawguard.store import sqlite
+from clawguard.store import engines
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _migrate(args: argparse.Namespace, cfg: config.Config) -> int:
-    applied = sqlite.migrate_database(cfg.storage.path, cfg.storage.busy_timeout_ms)
+    applied = engines.migrate(cfg.storage)
     print(f"applied migrations: {applied or 'none (up to date)'}")
     return EXIT_OK
 
@@ -49,7 +49,7 @@ def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
         if not seq.isdigit() or len(digest) != 64:
             raise errors.InvalidInput("--head takes SEQ:HASH, as GET /api/governance/audit/head")
         expect = (int(seq), digest)
-    verdict = audit.verify(sqlite.audit_chain(args.db or cfg.storage.path), expect)
+    verdict = audit.verify(engines.audit_chain(cfg.storage, args.db), expect)
     if verdict.ok:
         head = f", head {verdict.head[0]}:{verdict.head[1]}" if verdict.head else ""
         print(f"audit chain ok: {verdict.checked} rows checked{head}")
@@ -60,7 +60,7 @@ def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
-    for row in sqlite.audit_chain(args.db or cfg.storage.path):
+    for row in engines.audit_chain(cfg.storage, args.db):
         print(json.dumps({
             "id": row.seq, "eventType": row.event_type, "action": row.action,
             "agentId": row.agent_id, "details": json.loads(row.details_json),
@@ -78,7 +78,7 @@ def _keys_create(args: argparse.Namespace, cfg: config.Config) -> int:
     principal = principals.Principal(key_id=principals.new_key_id(),
                                      name=args.name or args.role, role=args.role, leads=leads)
     key = principals.new_key()
-    keys_admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    keys_admin = engines.key_admin(cfg.storage, args.db)
     try:
         keys_admin.create(principal, principals.hash_key(key))
     finally:
@@ -90,7 +90,7 @@ def _keys_create(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _keys_list(args: argparse.Namespace, cfg: config.Config) -> int:
-    keys_admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    keys_admin = engines.key_admin(cfg.storage, args.db)
     try:
         keys = keys_admin.list()
     finally:
@@ -107,7 +107,7 @@ def _keys_list(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _keys_revoke(args: argparse.Namespace, cfg: config.Config) -> int:
-    keys_admin = sqlite.KeyAdmin(args.db or cfg.storage.path)
+    keys_admin = engines.key_admin(cfg.storage, args.db)
     try:
         keys_admin.revoke(args.key_id)
     except errors.NotFound as exc:
@@ -142,10 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     audit_commands = audit_group.add_subparsers(dest="audit_command", required=True)
     verify = add(audit_commands, "verify", "walk the hash chain; exit 1 naming the first bad row",
                  _audit_verify)
-    verify.add_argument("--db", help="database file (default: storage.path)")
+    verify.add_argument("--db", help="database file or url (default: the config's)")
     verify.add_argument("--head", help="SEQ:HASH saved earlier from GET /api/governance/audit/head")
     export = add(audit_commands, "export", "write every audit row as JSON lines", _audit_export)
-    export.add_argument("--db", help="database file (default: storage.path)")
+    export.add_argument("--db", help="database file or url (default: the config's)")
     remote.add_audit_tail(audit_commands, add)
 
     keys_group = commands.add_parser("keys", help="make, list and revoke API keys (no daemon)")
@@ -159,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = add(keys_commands, "revoke", "revoke a key by its id", _keys_revoke)
     revoke.add_argument("key_id", metavar="ID")
     for command in (create, listing, revoke):
-        command.add_argument("--db", help="database file (default: storage.path)")
+        command.add_argument("--db", help="database file or url (default: the config's)")
     remote.add_commands(commands, add)
     return parser
 

@@ -1,4 +1,4 @@
-"""The audit chain: canonical content of a row, its hash, and verification (no I/O).
+"""The audit chain: events, how each row links to the one before it, and verification (no I/O).
 
 hash = SHA-256(0x01 || prev_hash || canonical JSON of the row), with the
 genesis prev_hash of 64 zeros. The 0x01 prefix keeps row hashes apart from
@@ -11,10 +11,27 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from clawguard.core import redact
 
 GENESIS = "0" * 64
 _ROW_PREFIX = b"\x01"
+
+EventType = Literal[
+    "install", "approval", "tool_call", "budget", "cap_hit", "verification", "circuit_break"
+]
+EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What a decider says to append to the audit log, in the transaction of its change."""
+
+    event_type: EventType
+    action: str
+    agent_id: str | None
+    details: dict[str, Any]
 
 
 def canonical(value: Any) -> str:
@@ -44,6 +61,18 @@ class Row:
     created_at: int
     prev_hash: str
     hash: str
+
+
+def next_row(head: tuple[int, str] | None, event: Event, now: int) -> Row:
+    """The row that appends `event` after `head` ((seq, hash) of the last row, None when
+    empty); secrets in its details masked first. The engine must hold the head while it
+    inserts, so that no two rows claim the same place."""
+    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    details_json = canonical(redact.redact(event.details))
+    digest = row_hash(prev_hash, seq, event.event_type, event.action, event.agent_id,
+                      details_json, now)
+    return Row(seq, event.event_type, event.action, event.agent_id, details_json, now,
+               prev_hash, digest)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
+from clawguard.core import audit
+
 Role = Literal["executor", "leader", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("executor", "leader", "operator", "admin")
 KEY_PREFIX = "cgk_"
@@ -52,3 +54,14 @@ def new_key_id() -> str:
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
+
+
+def key_created(principal: Principal) -> audit.Event:
+    return audit.Event("verification", "key.created", None, {
+        "keyId": principal.key_id, "name": principal.name, "role": principal.role,
+        "leads": None if principal.leads is None else sorted(principal.leads),
+    })
+
+
+def key_revoked(key_id: str) -> audit.Event:
+    return audit.Event("verification", "key.revoked", None, {"keyId": key_id})

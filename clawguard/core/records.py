@@ -10,16 +10,14 @@ from typing import Any, Literal
 import pydantic
 from pydantic.alias_generators import to_camel
 
-from clawguard.core import money
+from clawguard.core import audit, money
 
 Scope = Literal["agent", "mission", "team", "tenant"]
 SCOPES: tuple[Scope, ...] = ("agent", "mission", "team", "tenant")
 Status = money.Status
 Mode = money.Mode
-EventType = Literal[
-    "install", "approval", "tool_call", "budget", "cap_hit", "verification", "circuit_break"
-]
-EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
+EventType = audit.EventType
+EVENT_TYPES = audit.EVENT_TYPES
 
 
 class Model(pydantic.BaseModel):

@@ -25,7 +25,7 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("GET", "/api/governance/preflight"): EXECUTOR,
     ("GET", "/api/governance/audit"): OPERATOR,
     ("GET", "/api/governance/audit/head"): OPERATOR,
-    # Approvals (SPEC section 4): executors ask and re-attach, leaders read and decide;
+    # Approvals: executors ask and re-attach, leaders read and decide;
     # sticky grants and the history are also an operator's to read and revoke.
     ("POST", "/api/governance/delegation-approval"): EXECUTOR,
     ("POST", "/api/tools/approvals"): EXECUTOR,

@@ -12,7 +12,7 @@ from clawguard.core import principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
 from clawguard.services import handshake, reaper
-from clawguard.store import sqlite
+from clawguard.store import engines
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def create_app(
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    db = sqlite.SQLiteStore(app[state.CONFIG].storage, app[state.CLOCK])
+    db = engines.open_store(app[state.CONFIG].storage, app[state.CLOCK])
     db.batch_observer = app[state.METRICS].observe_batch
     await db.open()
     app[state.STORE] = db
@@ -74,6 +74,7 @@ async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
     approvals = handshake.Approvals(
         app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS]
     )
+    app[state.STORE].watch_decisions(approvals.heard)
     sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS])
     await sweeper.sweep()  # what expired while the daemon was down, before serving
     app[state.APPROVALS], app[state.REAPER] = approvals, sweeper

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from clawguard.core import errors, principals
+from clawguard.core import audit, errors, principals
 from clawguard.http import access, state
 from clawguard.runtime import logs
 
@@ -146,6 +146,8 @@ async def _refuse(
     if principal is not None:
         details |= {"keyId": principal.key_id, "keyName": principal.name, "role": principal.role}
     try:
-        await request.app[state.STORE].audit_event("verification", "auth.refused", None, details)
+        await request.app[state.STORE].audit_event(
+            audit.Event("verification", "auth.refused", None, details)
+        )
     except errors.StoreUnavailable:
         log.warning("could not audit a refused call: %s", details)

@@ -51,7 +51,7 @@ def _history_limit(value: object) -> int:
 
 
 def _known_event_type(value: object) -> object:
-    return value if value in records.EVENT_TYPES else None  # unknown: ignored, not refused (SPEC 8)
+    return value if value in records.EVENT_TYPES else None  # unknown: ignored, not refused
 
 
 QueryInt = Annotated[
@@ -66,7 +66,7 @@ QueryWaitMs = Annotated[
 
 
 # Lenient parameters take any text, so the document says "string" and what it means.
-# An id is 1..200 characters (SPEC 11), so a longer filter is refused; a blank one is no filter.
+# An id is 1..200 characters, so a longer filter is refused; a blank one is no filter.
 AgentFilter = Annotated[
     Annotated[str, pydantic.StringConstraints(max_length=200)] | None,
     pydantic.BeforeValidator(_blank_is_none),
@@ -139,7 +139,7 @@ class Ok(records.Model):
 
 
 class Error(records.Model):
-    """The one error body (SPEC 9); web.error_response writes it."""
+    """The one error body; middleware.error_response writes it (README: Errors)."""
 
     error: str
     message: str

@@ -18,6 +18,10 @@ import pydantic
 from clawguard.core import errors
 
 ENV_PREFIX = "CLAWGUARD_"
+ADMIN_KEY_FILE = "clawguard-admin.key"
+_SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+_ENGINE_PREFIXES = (_SQLITE_PREFIX, *_POSTGRES_PREFIXES)
 CONFIG_ENV = "CLAWGUARD_CONFIG"
 
 
@@ -33,14 +37,40 @@ class ServerConfig(_Section):
 
 
 class StorageConfig(_Section):
+    """`url` chooses the engine and wins over `path`: a bare path or sqlite:///PATH is
+    SQLite (the embedded default), postgresql://... or postgres://... is PostgreSQL."""
+
     path: str = "clawguard.db"
+    url: str | None = None
     busy_timeout_ms: int = pydantic.Field(default=5_000, ge=0)
     batch_max: int = pydantic.Field(default=256, ge=1, le=10_000)
+    pool_size: int = pydantic.Field(default=10, ge=1, le=1_000)  # PostgreSQL connections
+
+    @pydantic.field_validator("url")
+    @classmethod
+    def _known_engine(cls, url: str | None) -> str | None:
+        if url is not None and "://" in url and not url.startswith(_ENGINE_PREFIXES):
+            raise ValueError("must be a file path, sqlite:///PATH, or postgresql://...")
+        return url
+
+    @property
+    def engine(self) -> Literal["sqlite", "postgres"]:
+        return "postgres" if self.url and self.url.startswith(_POSTGRES_PREFIXES) else "sqlite"
+
+    @property
+    def location(self) -> str:
+        """The SQLite file's path, or the PostgreSQL url."""
+        if self.url is None:
+            return self.path
+        return self.url.removeprefix(_SQLITE_PREFIX) if self.engine == "sqlite" else self.url
 
 
 class AuthConfig(_Section):
     mode: Literal["keys", "none"] = "keys"
     cache_ms: int = pydantic.Field(default=1_000, ge=0, le=60_000)
+    # Where the first-start admin key goes; default: next to a SQLite database, else
+    # clawguard-admin.key in the working directory.
+    key_file: str | None = None
 
 
 class LogConfig(_Section):
@@ -49,7 +79,7 @@ class LogConfig(_Section):
 
 
 class ApprovalsConfig(_Section):
-    """The three timers of the approval handshake, kept apart (SPEC section 4)."""
+    """The three timers of the approval handshake, kept apart (README: Approvals)."""
 
     ttl_ms: int = pydantic.Field(default=300_000, gt=0)  # a request's time to live
     wait_ms: int = pydantic.Field(default=120_000, gt=0)  # the longest one call waits
@@ -66,8 +96,13 @@ class Config(_Section):
 
     @property
     def admin_key_file(self) -> Path:
-        """Where the first-start admin key is written: next to the database."""
-        return Path(self.storage.path).resolve().parent / "clawguard-admin.key"
+        """Where the first-start admin key is written: auth.key_file, else next to a SQLite
+        database, else in the working directory."""
+        if self.auth.key_file is not None:
+            return Path(self.auth.key_file)
+        if self.storage.engine == "sqlite":
+            return Path(self.storage.location).resolve().parent / ADMIN_KEY_FILE
+        return Path(ADMIN_KEY_FILE).resolve()
 
 
 def is_loopback(host: str) -> bool:

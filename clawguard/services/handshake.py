@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
-import math
 import secrets
 from collections.abc import Callable, Coroutine
-from decimal import Decimal
 from typing import Any, TypeVar
 
-from clawguard.core import commands, errors, principals, records, redact
+from clawguard.core import approvals, commands, errors, principals, records
 from clawguard.runtime import config, metrics
 from clawguard.store import contract
 
@@ -34,7 +31,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], int]
 B = TypeVar("B")
 
-SUMMARY_MAX_CHARS = 4_000
 EXPIRE_BATCH = 500
 # asyncio may fire a timer up to its clock resolution early; a wait that ends at
 # the row's expiry waits this much longer so the clock has surely reached it.
@@ -43,69 +39,6 @@ _EXPIRY_SLACK_S = 0.005
 
 def new_approval_id() -> str:
     return "apr_" + secrets.token_hex(8)
-
-
-def delegation_scope(kind: str) -> str:
-    """The sticky-grant key of a delegation: Clawboo's `delegate:<kind>`."""
-    return f"delegate:{kind}"
-
-
-def resolution_of(approval: records.Approval) -> records.Resolution:
-    """What a caller hears for a row: its decision, `expired`, or `timeout` while pending."""
-    return "timeout" if approval.status == "pending" else approval.status
-
-
-def json_text(value: Any) -> str:
-    """A JSON value as stored text, secrets masked; body numbers arrive as Decimal."""
-    return json.dumps(
-        redact.redact(value), ensure_ascii=False, separators=(",", ":"), default=_number
-    )
-
-
-def _number(value: object) -> object:
-    if isinstance(value, Decimal):
-        as_float = float(value)
-        return as_float if math.isfinite(as_float) else str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _summary(value: Any) -> str:
-    text = json_text(value)
-    return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 1] + "…"
-
-
-def _masked(text: str | None) -> str | None:
-    return None if text is None else str(redact.redact(text))
-
-
-def tool_request(
-    body: commands.ToolApprovalRequest, requester: principals.Principal
-) -> records.NewApproval:
-    return records.NewApproval(
-        id=new_approval_id(), tool_name=body.tool_name, agent_id=body.agent_id,
-        args_summary=None if body.args is None else _summary(body.args),
-        reason=_masked(body.reason), task_id=body.task_id, tenant_id=body.tenant_id,
-        requested_by_key=requester.key_id,
-    )
-
-
-def delegation_request(
-    body: commands.DelegationApprovalRequest, requester: principals.Principal
-) -> records.NewApproval:
-    """The leader's pending row: tool `delegate:<kind>`, and Clawboo's prompt as the reason."""
-    prompt = f"Delegate {body.kind} work"
-    if body.target_agent_name is not None:
-        prompt += f" to {body.target_agent_name}"
-    if body.task is not None:
-        prompt += f": {body.task}"
-    args = {"kind": body.kind, "targetAgentName": body.target_agent_name, "task": body.task}
-    return records.NewApproval(
-        id=new_approval_id(), tool_name=delegation_scope(body.kind),
-        agent_id=body.leader_agent_id,
-        args_summary=_summary({k: v for k, v in args.items() if v is not None}),
-        reason=_masked(prompt), task_id=body.task_id, tenant_id=body.tenant_id,
-        requested_by_key=requester.key_id,
-    )
 
 
 Waiter = asyncio.Future[records.Approval | None]
@@ -135,6 +68,7 @@ class Approvals:
         self._timer_context = contextvars.Context()  # shared: timers need no context copy
         self._parked = 0
         self._closing = False
+        self._rereads: set[asyncio.Task[None]] = set()  # held so they are not collected
 
     @property
     def parked(self) -> int:
@@ -151,21 +85,21 @@ class Approvals:
     def request_tool(
         self, body: commands.ToolApprovalRequest, requester: principals.Principal
     ) -> Coroutine[Any, Any, records.Handshake]:
-        return self._handshake(tool_request, body, requester, body.wait_ms)
+        return self._handshake(approvals.tool_request, body, requester, body.wait_ms)
 
     def request_delegation(
         self, body: commands.DelegationApprovalRequest, requester: principals.Principal
     ) -> Coroutine[Any, Any, records.Handshake]:
-        return self._handshake(delegation_request, body, requester, body.wait_ms)
+        return self._handshake(approvals.delegation_request, body, requester, body.wait_ms)
 
     async def _handshake(
-        self, build: Callable[[B, principals.Principal], records.NewApproval], body: B,
+        self, build: Callable[[B, principals.Principal, str], records.NewApproval], body: B,
         requester: principals.Principal, wait_ms: int | None,
     ) -> records.Handshake:
         approval_id: str | None = None  # set once the pending row exists
         parked: tuple[str, Waiter] | None = None
         try:
-            new = build(body, requester)
+            new = build(body, requester, new_approval_id())
             # A parked wait keeps ids and numbers, not the request or its models.
             del body, requester
             parked = new.id, self._park(new.id)  # before the row exists: no decision is missed
@@ -178,7 +112,7 @@ class Approvals:
             started = asyncio.get_running_loop().time()
             woken = await self._wait(parked[1], expires_at, self._wait_seconds(wait_ms))
             if woken is not None:
-                resolution = resolution_of(woken)
+                resolution = approvals.resolution_of(woken)
             else:
                 resolution = "expired" if self._clock() >= expires_at else "timeout"
             self._metrics.approval_wait.labels(resolution).observe(
@@ -262,8 +196,25 @@ class Approvals:
         return await self._db.list_history(agent_id, limit)
 
     async def record(self, body: commands.HistoryAppend) -> records.HistoryRecord:
-        details = None if body.details is None else json_text(body.details)
+        details = None if body.details is None else approvals.json_text(body.details)
         return await self._db.append_history(body.agent_id, body.action, body.tool_name, details)
+
+    def heard(self, approval_id: str) -> None:
+        """Another daemon on the same database decided or expired `approval_id` (the store's
+        notification): wake the callers parked on it here with the row as it is now."""
+        if approval_id in self._waiters and not self._closing:
+            task = asyncio.get_running_loop().create_task(self._reread(approval_id))
+            self._rereads.add(task)
+            task.add_done_callback(self._rereads.discard)
+
+    async def _reread(self, approval_id: str) -> None:
+        try:
+            approval = await self._db.get_approval(approval_id)
+        except errors.StoreUnavailable as exc:  # the waiters' own deadlines still run
+            log.warning("cannot read approval %s after a notification: %s", approval_id, exc)
+            return
+        if approval is not None and (approval := self._as_of_now(approval)).status != "pending":
+            self._wake(approval_id, approval)
 
     # --- shutdown -----------------------------------------------------------------------
 

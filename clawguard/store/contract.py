@@ -7,12 +7,24 @@ database cannot be reached, never a driver exception.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
-from clawguard.core import commands, principals, records
+from clawguard.core import audit, commands, principals, records
 
 
 class Store(Protocol):
+    # Called with (writes, seconds) after every transaction that commits writes (metrics).
+    batch_observer: Callable[[int, float], None] | None
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    def watch_decisions(self, wake: Callable[[str], None]) -> None:
+        """Call `wake(approval_id)` whenever another daemon on the same database decides or
+        expires an approval, so waiters parked here hear it (engines shared by several
+        daemons; an engine with a single daemon never calls it)."""
+
     async def ready(self) -> bool:
         """The database answers and every known migration is applied."""
 
@@ -51,12 +63,9 @@ class Store(Protocol):
 
     async def add_key(self, principal: principals.Principal, key_hash: str) -> None: ...
 
-    async def audit_event(
-        self, event_type: records.EventType, action: str, agent_id: str | None,
-        details: dict[str, Any],
-    ) -> None: ...
+    async def audit_event(self, event: audit.Event) -> None: ...
 
-    # --- approvals (SPEC section 4) ---------------------------------------------
+    # --- approvals --------------------------------------------------------------
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
         """A live sticky grant for (agent, tool) short-circuits; else a pending row expiring

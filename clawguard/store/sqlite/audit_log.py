@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
 
-from clawguard.core import audit, errors, records, redact
+from clawguard.core import audit, errors
 from clawguard.store.sqlite import files
 
-AuditEvent = tuple[records.EventType, str, str | None, dict[str, Any]]
 
-
-def append(
-    conn: sqlite3.Connection,
-    now: int,
-    event_type: records.EventType,
-    action: str,
-    agent_id: str | None,
-    details: dict[str, Any],
-) -> None:
-    """One row, chained to the hash of the row before it; secrets in `details` masked first."""
-    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit.GENESIS)
-    details_json = audit.canonical(redact.redact(details))
-    digest = audit.row_hash(prev_hash, seq, event_type, action, agent_id, details_json, now)
-    conn.execute(
-        "INSERT INTO audit (seq, event_type, action, agent_id, details, created_at, prev_hash,"
-        " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, event_type, action, agent_id, details_json, now, prev_hash, digest),
-    )
+def append(conn: sqlite3.Connection, now: int, *events: audit.Event) -> None:
+    """Rows chained after the last one. SQLite has one writer, inside whose transaction
+    this runs, so the head read here is the head the insert follows."""
+    for event in events:
+        head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        row = audit.next_row(head, event, now)
+        conn.execute(
+            "INSERT INTO audit (seq, event_type, action, agent_id, details, created_at,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.seq, row.event_type, row.action, row.agent_id, row.details_json,
+             row.created_at, row.prev_hash, row.hash),
+        )
 
 
 def audit_chain(path: str) -> Iterator[audit.Row]:

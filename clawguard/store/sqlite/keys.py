@@ -29,9 +29,7 @@ def add_key(
         " VALUES (?, ?, ?, ?, ?, ?)",
         (principal.key_id, principal.name, principal.role, key_hash, leads, now),
     )
-    audit_log.append(conn, now, "verification", "key.created", None,
-                     {"keyId": principal.key_id, "name": principal.name, "role": principal.role,
-                      "leads": None if principal.leads is None else sorted(principal.leads)})
+    audit_log.append(conn, now, principals.key_created(principal))
 
 
 def revoke_key(conn: sqlite3.Connection, now: int, key_id: str) -> None:
@@ -40,7 +38,7 @@ def revoke_key(conn: sqlite3.Connection, now: int, key_id: str) -> None:
     ).rowcount
     if not changed:
         raise errors.NotFound(f"no active key {key_id}")
-    audit_log.append(conn, now, "verification", "key.revoked", None, {"keyId": key_id})
+    audit_log.append(conn, now, principals.key_revoked(key_id))
 
 
 class KeyAdmin:

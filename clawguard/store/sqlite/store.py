@@ -38,10 +38,13 @@ class SQLiteStore:
     def batch_observer(self, observer: Callable[[int, float], None] | None) -> None:
         self._writer.batch_observer = observer
 
+    def watch_decisions(self, wake: Callable[[str], None]) -> None:
+        """One daemon owns a SQLite file: every decision is made, and heard, here."""
+
     # --- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
-        path, timeout = self._settings.path, self._settings.busy_timeout_ms
+        path, timeout = self._settings.location, self._settings.busy_timeout_ms
         try:
             await self._writer.open()  # migrates first
             self._reader = await aiosqlite.connect(path)
@@ -98,11 +101,7 @@ class SQLiteStore:
             f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
             (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
         )
-        chain = sorted(
-            (budgets.budget_from_row(row) for row in rows),
-            key=lambda budget: budgets.CHAIN_ORDER[budget.scope],
-        )
-        return [budgets.scope_state(budget, "none") for budget in chain]
+        return budgets.chain_states(budgets.budget_from_row(row) for row in rows)
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -184,16 +183,8 @@ class SQLiteStore:
     async def add_key(self, principal: principals.Principal, key_hash: str) -> None:
         await self._writer.write(lambda conn, now: keys.add_key(conn, now, principal, key_hash))
 
-    async def audit_event(
-        self,
-        event_type: records.EventType,
-        action: str,
-        agent_id: str | None,
-        details: dict[str, Any],
-    ) -> None:
-        await self._writer.write(
-            lambda conn, now: audit_log.append(conn, now, event_type, action, agent_id, details)
-        )
+    async def audit_event(self, event: audit.Event) -> None:
+        await self._writer.write(lambda conn, now: audit_log.append(conn, now, event))
 
     async def record_spend(
         self, request: commands.SpendRequest, fingerprint: str

@@ -48,7 +48,7 @@ class Writer:
     async def open(self) -> None:
         """Connect, apply pending migrations and start taking writes."""
         loop = asyncio.get_running_loop()
-        path, timeout = self._settings.path, self._settings.busy_timeout_ms
+        path, timeout = self._settings.location, self._settings.busy_timeout_ms
         self._conn = await loop.run_in_executor(self._thread, files.connect, path, timeout)
         await loop.run_in_executor(self._thread, files.apply_migrations, self._conn)
         # From here on the writer never waits for a lock on the event loop: see _begin.

@@ -1,0 +1,60 @@
+"""The one place an engine is chosen, from `[storage] url` (or `path`): the daemon's store
+and the offline tools (`clawguard migrate`, `keys`, `audit verify|export`) alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from clawguard.core import audit, errors, principals
+from clawguard.runtime import config
+from clawguard.store import contract, sqlite
+
+
+class KeyAdmin(Protocol):
+    """Key administration on the database itself, with no daemon running."""
+
+    def create(self, principal: principals.Principal, key_hash: str) -> None: ...
+
+    def revoke(self, key_id: str) -> None: ...
+
+    def list(self) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _settings(location: str | None, settings: config.StorageConfig) -> config.StorageConfig:
+    """`--db` (a path or a url) in place of the configured database."""
+    return settings if location is None else settings.model_copy(update={"url": location})
+
+
+def _postgres() -> Any:
+    raise errors.ConfigError("the PostgreSQL engine is not in this build")
+
+
+def open_store(settings: config.StorageConfig, clock: Callable[[], int]) -> contract.Store:
+    """The daemon's store for `settings`; the caller opens and closes it."""
+    if settings.engine == "postgres":
+        return _postgres()  # type: ignore[no-any-return]
+    return sqlite.SQLiteStore(settings, clock)
+
+
+def migrate(settings: config.StorageConfig, location: str | None = None) -> list[int]:
+    settings = _settings(location, settings)
+    if settings.engine == "postgres":
+        return _postgres()  # type: ignore[no-any-return]
+    return sqlite.migrate_database(settings.location, settings.busy_timeout_ms)
+
+
+def key_admin(settings: config.StorageConfig, location: str | None = None) -> KeyAdmin:
+    settings = _settings(location, settings)
+    if settings.engine == "postgres":
+        return _postgres()  # type: ignore[no-any-return]
+    return sqlite.KeyAdmin(settings.location, settings.busy_timeout_ms)
+
+
+def audit_chain(settings: config.StorageConfig, location: str | None = None) -> Iterator[audit.Row]:
+    settings = _settings(location, settings)
+    if settings.engine == "postgres":
+        return _postgres()  # type: ignore[no-any-return]
+    return sqlite.audit_chain(settings.location)
