@@ -72,7 +72,8 @@ async def test_appends_from_many_instances_form_one_chain(pg_url: str) -> None:
     try:
         async def append(db: connection.Database, n: int) -> None:
             await db.transaction(lambda conn: audit_log.append(
-                conn, n, [("budget", "test.event", None, {"n": n}), ("budget", "test.two", None, {})]
+                conn, n, [audit.Event("budget", "test.event", None, {"n": n}),
+                          audit.Event("budget", "test.two", None, {})]
             ))
 
         await asyncio.gather(*(append(instances[n % 3], n) for n in range(60)))

@@ -10,39 +10,34 @@ also makes seq one gapless order across every instance.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import psycopg
 
-from clawguard.core import audit, errors, records, redact
+from clawguard.core import audit, errors
 from clawguard.store.postgres import connection
 
-AuditEvent = tuple[records.EventType, str, str | None, dict[str, Any]]
 
-
-async def append(conn: connection.Connection, now: int, events: Sequence[AuditEvent]) -> None:
-    """Chain `events` (secrets in their details masked first) after the head, in order."""
+async def append(conn: connection.Connection, now: int, events: Sequence[audit.Event]) -> None:
+    """Chain `events` after the head, in order (audit.next_row masks their secrets)."""
     if not events:
         return
     cursor = await conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
     head = await cursor.fetchone()
     assert head is not None, "migration 0001 writes the head row"
-    seq, prev_hash = head
+    last: tuple[int, str] | None = (head[0], head[1]) if head[0] else None
     rows = []
-    for event_type, action, agent_id, details in events:
-        seq += 1
-        details_json = audit.canonical(redact.redact(details))
-        digest = audit.row_hash(prev_hash, seq, event_type, action, agent_id, details_json, now)
-        rows.append((seq, event_type, action, agent_id, details_json, now, prev_hash, digest))
-        prev_hash = digest
+    for event in events:
+        row = audit.next_row(last, event, now)
+        rows.append((row.seq, row.event_type, row.action, row.agent_id, row.details_json,
+                     row.created_at, row.prev_hash, row.hash))
+        last = (row.seq, row.hash)
     await cursor.executemany(
         "INSERT INTO audit (seq, event_type, action, agent_id, details, created_at, prev_hash,"
         " hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         rows,
     )
-    await conn.execute(
-        "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", (seq, prev_hash)
-    )
+    assert last is not None
+    await conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", last)
 
 
 def audit_chain(url: str) -> Iterator[audit.Row]:

@@ -13,7 +13,7 @@ pool checks a connection before lending it and replaces the broken ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -28,11 +28,15 @@ T = TypeVar("T")
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 Job = Callable[[Connection], Awaitable[T]]
 
-# Aborted by PostgreSQL with nothing written: safe to run again from the start.
-RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+# Aborted with nothing written, and safe to run again from the start: a serialization
+# failure or a deadlock between instances, or a unique key another instance took first
+# (a budget both created, a grant both made sticky, a replayed idempotency key), which
+# the retry then reads as the other transaction left it.
+RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected,
+             pg_errors.UniqueViolation)
 MAX_ATTEMPTS = 5
 POOL_MIN = 2
-POOL_MAX = 8
+POOL_MAX = 10
 CONNECT_TIMEOUT_S = 5
 
 
@@ -54,10 +58,10 @@ def conninfo(url: str) -> str:
 class Database:
     """A pool of autocommit connections to one database, and the transaction helper."""
 
-    def __init__(self, url: str, acquire_timeout_ms: int) -> None:
+    def __init__(self, url: str, acquire_timeout_ms: int, pool_size: int = POOL_MAX) -> None:
         self._pool: psycopg_pool.AsyncConnectionPool[Connection] = (
             psycopg_pool.AsyncConnectionPool(
-                conninfo(url), min_size=POOL_MIN, max_size=POOL_MAX, open=False,
+                conninfo(url), min_size=min(POOL_MIN, pool_size), max_size=pool_size, open=False,
                 kwargs={"autocommit": True},
                 check=psycopg_pool.AsyncConnectionPool.check_connection,
                 timeout=max(acquire_timeout_ms, 1) / 1000, name="clawguard",
@@ -75,7 +79,9 @@ class Database:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def read(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         try:
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(sql, params)

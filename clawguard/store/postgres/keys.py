@@ -31,11 +31,7 @@ async def add_key(
         " VALUES (%s, %s, %s, %s, %s, %s)",
         (principal.key_id, principal.name, principal.role, key_hash, leads, now),
     )
-    await audit_log.append(conn, now, [(
-        "verification", "key.created", None,
-        {"keyId": principal.key_id, "name": principal.name, "role": principal.role,
-         "leads": None if principal.leads is None else sorted(principal.leads)},
-    )])
+    await audit_log.append(conn, now, [principals.key_created(principal)])
 
 
 async def revoke_key(conn: connection.Connection, now: int, key_id: str) -> None:
@@ -44,7 +40,7 @@ async def revoke_key(conn: connection.Connection, now: int, key_id: str) -> None
     )
     if not cursor.rowcount:
         raise errors.NotFound(f"no active key {key_id}")
-    await audit_log.append(conn, now, [("verification", "key.revoked", None, {"keyId": key_id})])
+    await audit_log.append(conn, now, [principals.key_revoked(key_id)])
 
 
 class KeyAdmin:
