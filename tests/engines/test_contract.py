@@ -126,7 +126,8 @@ async def test_spend_charges_every_scope_crosses_once_and_pauses(
                        ["soft", "none"], ["hard", "none"], ["none", "none"]]
     assert charged.scopes[0].status == "paused" and charged.scopes[0].spent_usd_micros == 120_000
     assert budgets.stop_reason(charged.scopes) == "budget_paused:agent"
-    states = await store.scope_states(commands.ScopeIds.model_validate({"agentId": "a1", "tenantId": "org"}))
+    ids = commands.ScopeIds.model_validate({"agentId": "a1", "tenantId": "org"})
+    states = await store.scope_states(ids)
     assert [(s.scope, s.spent_usd_cents) for s in states] == [("agent", 12), ("tenant", 12)]
     actions = [e.action for e in await store.list_audit("a1", None, None, 100)]
     assert actions.count("budget.crossed_hard") == 1 and actions.count("budget.paused") == 1
