@@ -124,7 +124,7 @@ async def record_spends(
 ) -> list[Outcome]:
     """Charge a batch of spends in the open transaction, each as if it ran alone in turn.
 
-    Four round trips whatever the batch holds: lock every budget row of every
+    The same statements whatever the batch holds: lock every budget row of every
     chain (in the fixed order), read the used idempotency keys, take ledger ids;
     then write the ledger rows, their charges and the new levels. A spend the
     deciders refuse (409, 422) gets its error and writes nothing.
@@ -136,28 +136,26 @@ async def record_spends(
             if scope_id is not None:
                 scopes.append(scope)
                 scope_ids.append(scope_id)
-    cursor = await conn.execute(
+    locking = await conn.execute(
         "SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros, b.status, b.mode"
         " FROM budgets b JOIN unnest(%s::text[], %s::text[]) AS w(scope, scope_id)"
         " ON b.scope = w.scope AND b.scope_id = w.scope_id"
         " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b",
         (scopes, scope_ids),
     )
-    levels = {(row[1], row[2]): budgets.Level(*row) for row in await cursor.fetchall()}
     keys = [s.request.idempotency_key for s in spends if s.request.idempotency_key is not None]
-    stored: dict[str, budgets.StoredSpend] = {}
-    if keys:
-        cursor = await conn.execute(
-            "SELECT idempotency_key, id, fingerprint, cost_micros, scopes FROM spends"
-            " WHERE idempotency_key = ANY(%s)",
-            (keys,),
-        )
-        stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in await cursor.fetchall()}
-    cursor = await conn.execute(
+    used = await conn.execute(
+        "SELECT idempotency_key, id, fingerprint, cost_micros, scopes FROM spends"
+        " WHERE idempotency_key = ANY(%s)",
+        (keys,),
+    )
+    numbering = await conn.execute(
         "SELECT nextval(pg_get_serial_sequence('spends', 'id')) FROM generate_series(1, %s)",
         (len(spends),),
     )
-    ids = iter(sorted(row[0] for row in await cursor.fetchall()))
+    levels = {(row[1], row[2]): budgets.Level(*row) for row in await locking.fetchall()}
+    stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in await used.fetchall()}
+    ids = iter(sorted(row[0] for row in await numbering.fetchall()))
 
     outcomes: list[Outcome] = []
     ledger: list[tuple[Any, ...]] = []
