@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from clawguard.core import audit, errors, principals
+from clawguard.core import audit, principals
 from clawguard.runtime import config
-from clawguard.store import contract, sqlite
+from clawguard.store import contract, postgres, sqlite
 
 
 class KeyAdmin(Protocol):
@@ -28,33 +28,29 @@ def _settings(location: str | None, settings: config.StorageConfig) -> config.St
     return settings if location is None else settings.model_copy(update={"url": location})
 
 
-def _postgres() -> Any:
-    raise errors.ConfigError("the PostgreSQL engine is not in this build")
-
-
 def open_store(settings: config.StorageConfig, clock: Callable[[], int]) -> contract.Store:
     """The daemon's store for `settings`; the caller opens and closes it."""
     if settings.engine == "postgres":
-        return _postgres()  # type: ignore[no-any-return]
+        return postgres.PostgresStore(settings, clock)
     return sqlite.SQLiteStore(settings, clock)
 
 
 def migrate(settings: config.StorageConfig, location: str | None = None) -> list[int]:
     settings = _settings(location, settings)
     if settings.engine == "postgres":
-        return _postgres()  # type: ignore[no-any-return]
+        return postgres.migrate_database(settings.location)
     return sqlite.migrate_database(settings.location, settings.busy_timeout_ms)
 
 
 def key_admin(settings: config.StorageConfig, location: str | None = None) -> KeyAdmin:
     settings = _settings(location, settings)
     if settings.engine == "postgres":
-        return _postgres()  # type: ignore[no-any-return]
+        return postgres.KeyAdmin(settings.location)
     return sqlite.KeyAdmin(settings.location, settings.busy_timeout_ms)
 
 
 def audit_chain(settings: config.StorageConfig, location: str | None = None) -> Iterator[audit.Row]:
     settings = _settings(location, settings)
     if settings.engine == "postgres":
-        return _postgres()  # type: ignore[no-any-return]
+        return postgres.audit_chain(settings.location)
     return sqlite.audit_chain(settings.location)

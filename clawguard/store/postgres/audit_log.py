@@ -1,0 +1,57 @@
+"""The audit log's rows on PostgreSQL: appended as one chain across instances; read back whole.
+
+A transaction gathers its audit events and appends them last (`append`):
+it locks the single `audit_head` row, chains the events to it and moves it.
+The head is the last lock any transaction takes, so it never waits for a
+row while holding the head, and instances never deadlock on it; the lock
+also makes seq one gapless order across every instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import psycopg
+
+from clawguard.core import audit, errors
+from clawguard.store.postgres import connection
+
+
+async def append(conn: connection.Connection, now: int, events: Sequence[audit.Event]) -> None:
+    """Chain `events` after the head, in order (audit.next_row masks their secrets)."""
+    if not events:
+        return
+    cursor = await conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+    head = await cursor.fetchone()
+    assert head is not None, "migration 0001 writes the head row"
+    last: tuple[int, str] | None = (head[0], head[1]) if head[0] else None
+    rows = []
+    for event in events:
+        row = audit.next_row(last, event, now)
+        rows.append((row.seq, row.event_type, row.action, row.agent_id, row.details_json,
+                     row.created_at, row.prev_hash, row.hash))
+        last = (row.seq, row.hash)
+    await cursor.executemany(
+        "INSERT INTO audit (seq, event_type, action, agent_id, details, created_at, prev_hash,"
+        " hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+    assert last is not None
+    await conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", last)
+
+
+def audit_chain(url: str) -> Iterator[audit.Row]:
+    """Every audit row in seq order, streamed by a server-side cursor, for verify and export."""
+    try:
+        with psycopg.connect(connection.conninfo(url)) as conn, conn.cursor(name="chain") as cur:
+            cur.itersize = 2_000
+            cur.execute(
+                "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+                " FROM audit ORDER BY seq"
+            )
+            for row in cur:
+                yield audit.Row(*row)
+    except psycopg.Error as exc:
+        raise errors.StoreUnavailable(
+            f"cannot read the audit log: {connection.unavailable(exc, 'read').message}"
+        ) from exc

@@ -1,0 +1,242 @@
+"""Budgets and the spend ledger on PostgreSQL, inside a write transaction.
+
+Load, decide with clawguard.core.budgets, apply: no rule lives here. Every
+budget row a transaction changes is locked first, FOR UPDATE in the one
+order of `budgets.scope_rank, scope_id` (agent, mission, team, tenant), so
+two instances charging overlapping chains queue on the rows instead of
+deadlocking, and running totals form one serial order across instances.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from clawguard.core import audit, budgets, commands, errors, money, records
+from clawguard.store.postgres import audit_log, connection
+
+BUDGET_COLUMNS = (
+    "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
+    " created_at, updated_at"
+)
+# The budget rows of one scope chain, by name (agent, mission, team, tenant).
+CHAIN_WHERE = (
+    " WHERE (scope = 'agent' AND scope_id = %(agent)s) OR (scope = 'mission' AND scope_id ="
+    " %(mission)s) OR (scope = 'team' AND scope_id = %(team)s) OR (scope = 'tenant' AND"
+    " scope_id = %(tenant)s)"
+)
+
+
+def budget_from_row(row: Iterable[Any]) -> records.Budget:
+    bid, scope, scope_id, limit, spent, held, status, mode, created, updated = row
+    return records.Budget(
+        id=bid, scope=scope, scope_id=scope_id, limit_usd_cents=limit,
+        spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
+        held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
+        created_at=created, updated_at=updated,
+    )
+
+
+def chain_params(ids: commands.ScopeIds) -> dict[str, str | None]:
+    return {"agent": ids.agent_id, "mission": ids.mission_id, "team": ids.team_id,
+            "tenant": ids.tenant_id}
+
+
+async def _locked_budget(
+    conn: connection.Connection, scope: str, scope_id: str
+) -> records.Budget | None:
+    cursor = await conn.execute(
+        f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = %s AND scope_id = %s FOR UPDATE",
+        (scope, scope_id),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else budget_from_row(row)
+
+
+async def _save_budget(conn: connection.Connection, budget: records.Budget) -> None:
+    await conn.execute(
+        "UPDATE budgets SET limit_cents = %s, status = %s, mode = %s, updated_at = %s"
+        " WHERE id = %s",
+        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.id),
+    )
+
+
+async def set_budget(
+    conn: connection.Connection, now: int, request: commands.BudgetSet
+) -> records.Budget:
+    existing = await _locked_budget(conn, request.scope, request.scope_id)
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8))
+    budget = change.budget
+    if change.created:  # two instances creating it at once: one retries and updates it
+        await conn.execute(
+            f"INSERT INTO budgets ({BUDGET_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s, %s)",
+            (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
+             budget.mode, now, now),
+        )
+    else:
+        await _save_budget(conn, budget)
+    await audit_log.append(conn, now, change.events)
+    return budget
+
+
+async def delete_budget(
+    conn: connection.Connection, now: int, scope: str, scope_id: str
+) -> None:
+    existing = await _locked_budget(conn, scope, scope_id)
+    event = budgets.delete_budget(existing, scope, scope_id)
+    assert existing is not None
+    await conn.execute("DELETE FROM budgets WHERE id = %s", (existing.id,))
+    await audit_log.append(conn, now, [event])
+
+
+async def resume_budget(
+    conn: connection.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None
+) -> records.Resumed:
+    resumed, events = budgets.resume_budget(
+        await _locked_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now
+    )
+    await _save_budget(conn, resumed.budget)
+    await audit_log.append(conn, now, events)
+    return resumed
+
+
+# --- spends: a batch of them, one transaction ----------------------------------------------
+
+
+@dataclass(slots=True)
+class Spend:
+    """A spend waiting for its batch."""
+
+    request: commands.SpendRequest
+    fingerprint: str
+
+
+Outcome = records.SpendCharged | errors.ClawguardError
+
+
+async def record_spends(
+    conn: connection.Connection, now: int, spends: Sequence[Spend]
+) -> list[Outcome]:
+    """Charge a batch of spends in the open transaction, each as if it ran alone in turn.
+
+    The same statements whatever the batch holds: lock every budget row of every
+    chain (in the fixed order), read the used idempotency keys, take ledger ids;
+    then write the ledger rows, their charges and the new levels. A spend the
+    deciders refuse (409, 422) gets its error and writes nothing.
+    """
+    chains = {_chain_key(s.request) for s in spends}
+    scopes, scope_ids = [], []
+    for chain_ids in chains:
+        for scope, scope_id in zip(records.SCOPES, chain_ids, strict=True):
+            if scope_id is not None:
+                scopes.append(scope)
+                scope_ids.append(scope_id)
+    locking = await conn.execute(
+        "SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros, b.status, b.mode"
+        " FROM budgets b JOIN unnest(%s::text[], %s::text[]) AS w(scope, scope_id)"
+        " ON b.scope = w.scope AND b.scope_id = w.scope_id"
+        " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b",
+        (scopes, scope_ids),
+    )
+    keys = [s.request.idempotency_key for s in spends if s.request.idempotency_key is not None]
+    used = await conn.execute(
+        "SELECT idempotency_key, id, fingerprint, cost_micros, scopes FROM spends"
+        " WHERE idempotency_key = ANY(%s)",
+        (keys,),
+    )
+    numbering = await conn.execute(
+        "SELECT nextval(pg_get_serial_sequence('spends', 'id')) FROM generate_series(1, %s)",
+        (len(spends),),
+    )
+    levels = {(row[1], row[2]): budgets.Level(*row) for row in await locking.fetchall()}
+    stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in await used.fetchall()}
+    ids = iter(sorted(row[0] for row in await numbering.fetchall()))
+
+    outcomes: list[Outcome] = []
+    ledger: list[tuple[Any, ...]] = []
+    charges: list[tuple[str, int, int]] = []
+    charged: dict[str, budgets.Level] = {}
+    events: list[audit.Event] = []
+    for spend in spends:
+        request = spend.request
+        key = request.idempotency_key
+        try:
+            if key is not None and key in stored:
+                outcomes.append(budgets.replay(stored[key], spend.fingerprint))
+                continue
+            chain = budgets.in_chain_order([
+                levels[(scope, scope_id)]
+                for scope, scope_id in zip(records.SCOPES, _chain_key(request), strict=True)
+                if (scope, scope_id) in levels
+            ])
+            outcome = budgets.charge(chain, request)
+        except errors.ClawguardError as exc:
+            outcomes.append(exc)
+            continue
+        spend_id = next(ids)
+        cost = request.cost_micros
+        scopes_json = records.SCOPE_STATES.dump_json(outcome.scopes, by_alias=True).decode()
+        ledger.append((spend_id, key, spend.fingerprint, request.agent_id, request.mission_id,
+                       request.team_id, request.tenant_id, cost, request.task_id, request.model,
+                       request.input_tokens, request.output_tokens, scopes_json))
+        for row, spent, status in outcome.levels:
+            row.spent, row.status = spent, status
+            charged[row.id] = row
+            charges.append((row.id, spend_id, cost))
+        events.extend(outcome.events)
+        if key is not None:  # a retry later in this batch replays this one
+            stored[key] = budgets.StoredSpend(spend_id, spend.fingerprint, cost, scopes_json)
+        outcomes.append(records.SpendCharged(
+            spend=records.SpendRecord(id=spend_id, cost_usd_micros=cost, duplicate=False),
+            scopes=outcome.scopes,
+        ))
+    if ledger:
+        # A key another instance committed after our read: UniqueViolation, and the
+        # transaction runs again and replays it.
+        columns = list(zip(*ledger, strict=True))
+        await conn.execute(
+            "INSERT INTO spends (id, idempotency_key, fingerprint, agent_id, mission_id, team_id,"
+            " tenant_id, cost_micros, task_id, model, input_tokens, output_tokens, scopes,"
+            " created_at) SELECT *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],"
+            " %s::text[], %s::bigint[], %s::bigint[], %s::text[])",
+            (now, *(list(column) for column in columns)),
+        )
+    if charges:
+        budget_ids, spend_ids, micros = (list(column) for column in zip(*charges, strict=True))
+        await conn.execute(
+            "INSERT INTO spend_charges (budget_id, spend_id, micros)"
+            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[])",
+            (budget_ids, spend_ids, micros),
+        )
+        rows = sorted(charged.values(), key=lambda row: (records.SCOPES.index(row.scope),
+                                                         row.scope_id))
+        await conn.execute(
+            "UPDATE budgets b SET spent_micros = v.spent, status = v.status, updated_at = %s"
+            " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS v(id, spent, status)"
+            " WHERE b.id = v.id",
+            (now, [r.id for r in rows], [r.spent for r in rows], [r.status for r in rows]),
+        )
+    await audit_log.append(conn, now, events)
+    return outcomes
+
+
+def _chain_key(request: commands.ScopeIds) -> tuple[str | None, ...]:
+    return (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
+
+
+def ledger_check(url: str) -> list[tuple[str, int, int]]:
+    """(budget id, spent, sum of its charges) for every budget row: the invariant, for tests."""
+    try:
+        with psycopg.connect(connection.conninfo(url)) as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(
+                "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0)::bigint FROM budgets b"
+                " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
+            )]
+    except psycopg.Error as exc:
+        raise connection.unavailable(exc, "read") from exc
