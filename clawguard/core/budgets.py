@@ -9,6 +9,7 @@ decided, and audited, exactly once whichever engine runs it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,16 +233,20 @@ def charge(chain: list[Level], request: commands.SpendRequest) -> Charge:
     return Charge(states, levels, events)
 
 
-def scope_state(budget: records.Budget) -> records.ScopeState:
-    """A budget as a preflight shows it."""
-    return records.ScopeState(
-        scope=budget.scope, scope_id=budget.scope_id, status=budget.status, mode=budget.mode,
-        spent_usd_cents=budget.spent_usd_cents, spent_usd_micros=budget.spent_usd_micros,
-        limit_usd_cents=budget.limit_usd_cents, crossed="none",
-    )
-
-
 CHAIN_ORDER = {scope: index for index, scope in enumerate(records.SCOPES)}
+
+
+def chain_states(chain: Iterable[records.Budget]) -> list[records.ScopeState]:
+    """A scope chain's budgets as a preflight shows them, agent -> tenant."""
+    return [
+        records.ScopeState(
+            scope=budget.scope, scope_id=budget.scope_id, status=budget.status,
+            mode=budget.mode, spent_usd_cents=budget.spent_usd_cents,
+            spent_usd_micros=budget.spent_usd_micros, limit_usd_cents=budget.limit_usd_cents,
+            crossed="none",
+        )
+        for budget in sorted(chain, key=lambda budget: CHAIN_ORDER[budget.scope])
+    ]
 
 
 def in_chain_order(chain: list[Level]) -> list[Level]:

@@ -151,9 +151,7 @@ class PostgresStore:
             f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
             budgets.chain_params(scope_ids),
         )
-        chain = sorted((budgets.budget_from_row(row) for row in rows),
-                       key=lambda budget: budget_rules.CHAIN_ORDER[budget.scope])
-        return [budget_rules.scope_state(budget) for budget in chain]
+        return budget_rules.chain_states(budgets.budget_from_row(row) for row in rows)
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int

@@ -34,12 +34,6 @@ def budget_from_row(row: Iterable[Any]) -> records.Budget:
     )
 
 
-def chain_states(chain: Iterable[records.Budget]) -> list[records.ScopeState]:
-    """A scope chain's budgets as a preflight shows them, agent -> tenant."""
-    ordered = sorted(chain, key=lambda budget: budgets.CHAIN_ORDER[budget.scope])
-    return [budgets.scope_state(budget) for budget in ordered]
-
-
 def _find_budget(conn: sqlite3.Connection, scope: str, scope_id: str) -> records.Budget | None:
     row = conn.execute(
         f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_id = ?",

@@ -16,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from clawguard.core import audit, commands, errors, principals, records
+from clawguard.core import budgets as budget_rules
 from clawguard.runtime import config
 from clawguard.store import migrations
 from clawguard.store.sqlite import approvals, audit_log, budgets, keys, writer
@@ -101,7 +102,7 @@ class SQLiteStore:
             f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
             (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
         )
-        return budgets.chain_states(budgets.budget_from_row(row) for row in rows)
+        return budget_rules.chain_states(budgets.budget_from_row(row) for row in rows)
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
