@@ -27,6 +27,8 @@ def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
     # Imported here: the admin commands need no aiohttp server, and scripts run them often.
     from clawguard.runtime import server
 
+    if args.create:  # the operator says so: a new, empty database where one was lost
+        engines.migrate(cfg.storage, create=True)
     asyncio.run(server.serve(cfg))
     return EXIT_OK
 
@@ -134,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(run=run)
         return command
 
-    add(commands, "serve", "run the daemon", _serve)
+    serve = add(commands, "serve", "run the daemon", _serve)
+    serve.add_argument("--create", action="store_true",
+                       help="make an empty database even where one existed and is now missing")
     add(commands, "migrate", "apply pending database migrations and exit", _migrate)
     add(commands, "check-config", "validate the configuration and print it", _check_config)
 

@@ -43,6 +43,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._fault: str | None = None  # why the last batch failed, until one commits
+        self.lost: str | None = None  # why the database files are not the ones opened
+        # After each commit, before any caller hears back: are the files still the ones opened?
+        self.check_files: Callable[[], str | None] | None = None
         self.batch_observer: Callable[[int, float], None] | None = None
 
     async def open(self) -> None:
@@ -71,12 +74,16 @@ class Writer:
         """The job's result once its batch has committed; its exception if it raised one."""
         if self._closing or self._task is None:
             raise errors.StoreUnavailable("the store is closed")
+        if self.lost is not None:
+            raise errors.StoreUnavailable(self.lost)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((job, future))
         return await future
 
     async def writable(self) -> bool:
         """Whether writes commit; after a failed one, a probe write finds out if it has cleared."""
+        if self.lost is not None:
+            return False
         if self._fault is None:
             return True
         try:
@@ -110,6 +117,10 @@ class Writer:
                 log.error("write batch of %d failed: %s", len(batch), exc)
                 outcomes = [errors.StoreUnavailable(f"the database cannot be written: {exc}")]
                 outcomes *= len(batch)
+            if self.check_files is not None and (lost := self.check_files()) is not None:
+                # Committed, but into a file that is gone from its path: not acknowledged.
+                self.lost = lost
+                outcomes = [errors.StoreUnavailable(lost)] * len(batch)
             failed = next((o for o in outcomes if isinstance(o, errors.StoreUnavailable)), None)
             self._fault = None if failed is None else failed.message
             if self.batch_observer is not None:
