@@ -82,8 +82,9 @@ class Result:
 class Daemon:
     """A ``clawguard serve`` subprocess on a fresh temporary database."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, auth: str = "none") -> None:
         self.workdir = workdir
+        self.auth = auth  # "keys": the first-start admin key is in workdir/clawguard-admin.key
         self.log_path = workdir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -92,9 +93,9 @@ class Daemon:
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\n'
             f'[storage]\npath = "{self.workdir / "clawguard.db"}"\n'
-            '[auth]\nmode = "none"\n'
+            f'[auth]\nmode = "{self.auth}"\n'
         )
-        env = dict(os.environ, CLAWGUARD_AUTH_MODE="none", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, CLAWGUARD_AUTH_MODE=self.auth, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         # stderr goes to a file, not a pipe: a pipe nobody drains would block
         # a daemon that logs per request.
