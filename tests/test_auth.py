@@ -317,3 +317,66 @@ def test_every_refusal_tally_is_bounded():
         tally.note("unknown_key", None, f"10.0.{n // 256}.{n % 256}", "GET", "/x")
     assert tally.pending == refusals.MAX_TALLIES + 50
     assert len(tally._tallies) == refusals.MAX_TALLIES + 1  # one row for all the others
+
+
+async def test_a_leader_sees_and_writes_only_for_the_agents_it_leads(
+    make_client, keyed, keys, db_path
+):
+    """Pending list (also with ?all=true), one request, grants, history: a leader made with
+    --leads is kept to its agents on every read and write; an unscoped leader sees all."""
+    mine = _leader(db_path, "lead-of-a1", frozenset({"a1"}))
+    lead, admin = {"X-API-Key": mine}, {"X-API-Key": keys["admin"]}
+    async with make_client(keyed) as client:
+        own = await _ask(client, keys["executor"], "a1")
+        theirs = await _ask(client, keys["executor"], "a2")
+        for path in ("/api/tools/approvals", "/api/tools/approvals?all=true"):
+            listed = await (await client.get(path, headers=lead)).json()
+            assert [a["id"] for a in listed["approvals"]] == [own]
+            everyone = await (await client.get(path, headers=admin)).json()
+            assert {a["id"] for a in everyone["approvals"]} == {own, theirs}
+        hidden = await client.get(f"/api/tools/approvals/{theirs}", headers=lead)
+        unknown = await client.get("/api/tools/approvals/apr_0000000000000000", headers=lead)
+        assert hidden.status == unknown.status == 404  # as if it did not exist
+        assert (await hidden.json())["message"] == f"no approval {theirs}"
+        waited = await client.get(f"/api/tools/approvals/{theirs}?waitMs=50", headers=lead)
+        assert waited.status == 404
+        assert (await client.get(f"/api/tools/approvals/{own}", headers=lead)).status == 200
+
+        for approval_id, key in ((own, mine), (theirs, keys["admin"])):
+            assert (await client.post(f"/api/tools/approvals/{approval_id}/resolve",
+                                      headers={"X-API-Key": key},
+                                      json={"decision": "allow_always"})).status == 200
+        grants = await (await client.get("/api/tools/approvals/grants", headers=lead)).json()
+        assert [g["agentId"] for g in grants["grants"]] == ["a1"]
+        assert len((await (await client.get("/api/tools/approvals/grants",
+                                            headers={"X-API-Key": keys["leader"]})).json()
+                    )["grants"]) == 2
+        history = await (await client.get("/api/approvals", headers=lead)).json()
+        assert {r["agentId"] for r in history["records"]} == {"a1"}
+
+        before = dump(db_path)
+        for path in ("/api/tools/approvals/grants?agentId=a2", "/api/approvals?agentId=a2"):
+            refused = await client.get(path, headers=lead)
+            assert refused.status == 403 and (await refused.json())["error"] == "forbidden"
+        append = await client.post("/api/approvals", headers=lead, json={
+            "agentId": "a2", "action": "allow-always", "toolName": "shell"})
+        assert append.status == 403 and (await append.json())["error"] == "forbidden"
+        assert dump(db_path) == before  # nothing appended for another leader's agent
+        ok = await client.post("/api/approvals", headers=lead, json={
+            "agentId": "a1", "action": "deny", "toolName": "shell"})
+        assert ok.status == 200
+
+
+async def test_a_leader_with_several_agents_reads_the_newest_history_of_them_all(
+    make_client, keyed, keys, db_path
+):
+    lead = {"X-API-Key": _leader(db_path, "lead-two", frozenset({"a1", "a3"}))}
+    admin = {"X-API-Key": keys["admin"]}
+    async with make_client(keyed) as client:
+        for n, agent in enumerate(["a1", "a2", "a3", "a1", "a2", "a3", "a2"]):
+            resp = await client.post("/api/approvals", headers=admin, json={
+                "agentId": agent, "action": "deny", "toolName": f"t{n}"})
+            assert resp.status == 200
+        rows = (await (await client.get("/api/approvals?limit=3", headers=lead)).json())["records"]
+    assert [(r["agentId"], r["toolName"]) for r in rows] == [("a3", "t5"), ("a1", "t3"),
+                                                             ("a3", "t2")]
