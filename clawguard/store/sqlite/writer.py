@@ -54,6 +54,20 @@ class Writer:
         path, timeout = self._settings.location, self._settings.busy_timeout_ms
         self._conn = await loop.run_in_executor(self._thread, files.connect, path, timeout)
         await loop.run_in_executor(self._thread, files.apply_migrations, self._conn)
+        # A database that opens and reads but cannot take a write (a read-only file or
+        # directory, an immutable file) would answer readyz and preflights as healthy until
+        # the first spend failed: find out now, and fail closed from the first request.
+        probe: list[Write] = [_probe]
+        try:  # a job's own failure is its outcome; the transaction's is raised
+            [probed] = await loop.run_in_executor(
+                self._thread, run_batch, self._conn, probe, self._clock()
+            )
+        except sqlite3.Error as exc:
+            probed = exc
+        if isinstance(probed, Exception):
+            self._fault = f"the database cannot be written: {probed}"
+            log.critical("%s is not writable (%s): spends are refused and preflights answer"
+                         " allowed: false until it is", path, probed)
         # From here on the writer never waits for a lock on the event loop: see _begin.
         self._conn.execute("PRAGMA busy_timeout = 0")
         self._task = asyncio.create_task(self._write_loop(), name="clawguard-writer")
