@@ -103,3 +103,22 @@ def test_verify_on_a_missing_file_says_so(tmp_path):
 def test_verify_refuses_a_malformed_head(db_path):
     sqlite.migrate_database(str(db_path))
     assert verify_cli(db_path, "--head", "abc").returncode == 2
+
+
+@pytest.mark.parametrize("stored", ["{not json", "[1, 2]", "null"])
+async def test_a_row_with_broken_details_is_shown_raw_not_a_500(client, db_path, stored):
+    await _fill(client, 3)
+    tamper(db_path, f"UPDATE audit SET details = '{stored}' WHERE seq = 2")
+    resp = await client.get("/api/governance/audit")
+    assert resp.status == 200, await resp.text()
+    rows = {r["id"]: r for r in (await resp.json())["audit"]}
+    assert rows[2]["detailsValid"] is False and rows[2]["detailsRaw"] == stored
+    assert rows[2]["details"] == {}
+    assert rows[1]["detailsValid"] is True and rows[1]["detailsRaw"] is None
+    assert rows[1]["details"]["scopeId"] == "a0"
+    exported = run_cli("audit", "export", "--db", str(db_path))
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(line)["detailsValid"] for line in exported.stdout.splitlines()] == [
+        True, False, True]
+    verdict = verify_cli(db_path)
+    assert verdict.returncode == 1 and "row 2" in verdict.stdout

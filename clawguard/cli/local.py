@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from clawguard import __version__
 from clawguard.cli import remote
-from clawguard.core import audit, errors, principals
+from clawguard.core import audit, errors, principals, records
 from clawguard.runtime import config, logs
 from clawguard.store import engines
 
@@ -63,11 +63,11 @@ def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
 
 def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
     for row in engines.audit_chain(cfg.storage, args.db):
-        print(json.dumps({
-            "id": row.seq, "eventType": row.event_type, "action": row.action,
-            "agentId": row.agent_id, "details": json.loads(row.details_json),
-            "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
-        }, sort_keys=True))
+        entry = records.AuditEntry.from_stored(
+            row.seq, row.event_type, row.action, row.agent_id, row.details_json,
+            row.created_at, row.prev_hash, row.hash,
+        )
+        print(json.dumps(entry.to_json(), sort_keys=True))
     return EXIT_OK
 
 

@@ -9,7 +9,6 @@ approvals.py, keys.py, audit_log.py).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -165,19 +164,7 @@ class SQLiteStore:
             " AND (?3 IS NULL OR created_at >= ?3) ORDER BY seq DESC LIMIT ?4",
             (agent_id, event_type, since, limit),
         )
-        return [
-            records.AuditEntry(
-                id=seq,
-                event_type=etype,
-                action=action,
-                agent_id=agent,
-                details=json.loads(det),
-                created_at=created,
-                prev_hash=prev,
-                hash=digest,
-            )
-            for seq, etype, action, agent, det, created, prev, digest in rows
-        ]
+        return [records.AuditEntry.from_stored(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
         rows = await self._read(
