@@ -92,9 +92,10 @@ class Result:
 class Daemon:
     """A ``clawguard serve`` subprocess on a fresh temporary database."""
 
-    def __init__(self, workdir: Path, url: str | None = None) -> None:
+    def __init__(self, workdir: Path, url: str | None = None, auth: str = "none") -> None:
         self.workdir = workdir
         self.url = url
+        self.auth = auth  # "keys": the first-start admin key is in workdir/clawguard-admin.key
         self.log_path = workdir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -105,9 +106,9 @@ class Daemon:
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\n'
             f'[storage]\n{storage}\n'
-            '[auth]\nmode = "none"\n'
+            f'[auth]\nmode = "{self.auth}"\n'
         )
-        env = dict(os.environ, CLAWGUARD_AUTH_MODE="none", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, CLAWGUARD_AUTH_MODE=self.auth, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         # stderr goes to a file, not a pipe: a pipe nobody drains would block
         # a daemon that logs per request.

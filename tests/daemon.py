@@ -19,8 +19,9 @@ _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 class Daemon:
     """`python -m clawguard serve` on a given database; start() waits until it listens."""
 
-    def __init__(self, db_path: Path, **settings: str) -> None:
+    def __init__(self, db_path: Path, *args: str, **settings: str) -> None:
         self.db_path = db_path
+        self.args = list(args)  # after `serve`, e.g. "--create"
         self.env = {
             **os.environ,
             "CLAWGUARD_SERVER_HOST": "127.0.0.1",
@@ -37,7 +38,7 @@ class Daemon:
     def start(self, timeout: float = 20.0) -> Daemon:
         self.log = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "clawguard", "serve"],
+            [sys.executable, "-m", "clawguard", "serve", *self.args],
             env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         )
         found = threading.Event()

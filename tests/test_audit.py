@@ -120,3 +120,22 @@ async def test_audit_rows_carry_the_fields_clawboos_client_reads(client):
     assert crossed["tenantId"] is None  # the crossing is the team's, not the tenant's
     assert json.loads(crossed["summary"]) == crossed["details"]
     assert isinstance(crossed["id"], int) and isinstance(crossed["createdAt"], int)
+
+
+@pytest.mark.parametrize("stored", ["{not json", "[1, 2]", "null"])
+async def test_a_row_with_broken_details_is_shown_raw_not_a_500(client, db_path, stored):
+    await _fill(client, 3)
+    tamper(db_path, f"UPDATE audit SET details = '{stored}' WHERE seq = 2")
+    resp = await client.get("/api/governance/audit")
+    assert resp.status == 200, await resp.text()
+    rows = {r["id"]: r for r in (await resp.json())["audit"]}
+    assert rows[2]["detailsValid"] is False and rows[2]["detailsRaw"] == stored
+    assert rows[2]["details"] == {}
+    assert rows[1]["detailsValid"] is True and rows[1]["detailsRaw"] is None
+    assert rows[1]["details"]["scopeId"] == "a0"
+    exported = run_cli("audit", "export", "--db", str(db_path))
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(line)["detailsValid"] for line in exported.stdout.splitlines()] == [
+        True, False, True]
+    verdict = verify_cli(db_path)
+    assert verdict.returncode == 1 and "row 2" in verdict.stdout

@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import dump
 from daemon import Daemon, call
 
 from clawguard.core import errors, principals
-from clawguard.http import access, routes
+from clawguard.http import access, routes, state
 from clawguard.runtime import config
+from clawguard.services import refusals
 from clawguard.store import sqlite
 
 ROLES = ("executor", "leader", "operator", "admin")
@@ -127,11 +129,15 @@ async def test_x_api_key_header_and_the_refusals_audited_without_the_key(
         bogus = await client.get("/api/governance/audit", headers={
             "Authorization": "Bearer cgk_not-a-real-key-at-all"})
         assert bogus.status == 401
+    async with make_client(keyed) as client:  # the refusals were written at shutdown
         rows = await (await client.get("/api/governance/audit", params={
             "eventType": "verification"}, headers={"X-API-Key": keys["admin"]})).json()
     refused = [r["details"] for r in rows["audit"] if r["action"] == "auth.refused"]
-    assert [r["reason"] for r in refused] == ["unknown_key", "role_forbidden", "missing_key"]
+    assert sorted(r["reason"] for r in refused) == ["missing_key", "role_forbidden",
+                                                    "unknown_key"]
+    refused.sort(key=lambda r: r["reason"])
     assert refused[1]["role"] == "executor" and refused[1]["keyName"] == "executor-key"
+    assert all(r["count"] == 1 for r in refused)
     stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     logged = caplog.text
     for key in (*keys.values(), "cgk_not-a-real-key-at-all"):
@@ -272,3 +278,105 @@ def test_the_readme_role_table_is_the_permission_table():
         for method, path, roles in rows
     }
     assert documented == access.PERMISSIONS
+
+
+async def test_a_flood_of_refusals_is_one_audit_row_and_writes_nothing_while_it_lasts(
+    make_client, keyed, keys, db_path, clock
+):
+    """N wrong keys from one address: no write per refusal, then one row with count N; a valid
+    key from the same address is served all along."""
+    flood = 200
+    async with make_client(keyed) as client:
+        before = dump(db_path)
+        for n in range(flood):
+            bad = await client.post("/api/governance/spend", json={"agentId": "a1",
+                                    "costUsdCents": 1}, headers={"X-API-Key": f"cgk_bad{n % 3}"})
+            assert bad.status == 401
+            clock.advance(1)
+        assert dump(db_path) == before  # nothing written on a refused call's path
+        good = await client.post("/api/governance/spend", json={"agentId": "a1",
+                                 "costUsdCents": 1}, headers={"X-API-Key": keys["executor"]})
+        assert good.status == 200
+        for _ in range(5):
+            assert (await client.get("/api/governance/budgets")).status == 401  # missing_key
+        assert await client.app[state.REFUSALS].flush() == 2
+        rows = await (await client.get("/api/governance/audit", params={
+            "eventType": "verification"}, headers={"X-API-Key": keys["admin"]})).json()
+    refused = {r["details"]["reason"]: r["details"] for r in rows["audit"]
+               if r["action"] == "auth.refused"}
+    unknown = refused["unknown_key"]
+    assert unknown["count"] == flood and unknown["remote"] == "127.0.0.1"
+    assert unknown["lastAt"] - unknown["firstAt"] == flood - 1
+    assert unknown["method"] == "POST" and unknown["path"] == "/api/governance/spend"
+    assert refused["missing_key"]["count"] == 5
+
+
+def test_every_refusal_tally_is_bounded():
+    tally = refusals.Refusals(None, lambda: 0, 1000)  # type: ignore[arg-type]
+    for n in range(refusals.MAX_TALLIES + 50):
+        tally.note("unknown_key", None, f"10.0.{n // 256}.{n % 256}", "GET", "/x")
+    assert tally.pending == refusals.MAX_TALLIES + 50
+    assert len(tally._tallies) == refusals.MAX_TALLIES + 1  # one row for all the others
+
+
+async def test_a_leader_sees_and_writes_only_for_the_agents_it_leads(
+    make_client, keyed, keys, db_path
+):
+    """Pending list (also with ?all=true), one request, grants, history: a leader made with
+    --leads is kept to its agents on every read and write; an unscoped leader sees all."""
+    mine = _leader(db_path, "lead-of-a1", frozenset({"a1"}))
+    lead, admin = {"X-API-Key": mine}, {"X-API-Key": keys["admin"]}
+    async with make_client(keyed) as client:
+        own = await _ask(client, keys["executor"], "a1")
+        theirs = await _ask(client, keys["executor"], "a2")
+        for path in ("/api/tools/approvals", "/api/tools/approvals?all=true"):
+            listed = await (await client.get(path, headers=lead)).json()
+            assert [a["id"] for a in listed["approvals"]] == [own]
+            everyone = await (await client.get(path, headers=admin)).json()
+            assert {a["id"] for a in everyone["approvals"]} == {own, theirs}
+        hidden = await client.get(f"/api/tools/approvals/{theirs}", headers=lead)
+        unknown = await client.get("/api/tools/approvals/apr_0000000000000000", headers=lead)
+        assert hidden.status == unknown.status == 404  # as if it did not exist
+        assert (await hidden.json())["message"] == f"no approval {theirs}"
+        waited = await client.get(f"/api/tools/approvals/{theirs}?waitMs=50", headers=lead)
+        assert waited.status == 404
+        assert (await client.get(f"/api/tools/approvals/{own}", headers=lead)).status == 200
+
+        for approval_id, key in ((own, mine), (theirs, keys["admin"])):
+            assert (await client.post(f"/api/tools/approvals/{approval_id}/resolve",
+                                      headers={"X-API-Key": key},
+                                      json={"decision": "allow_always"})).status == 200
+        grants = await (await client.get("/api/tools/approvals/grants", headers=lead)).json()
+        assert [g["agentId"] for g in grants["grants"]] == ["a1"]
+        assert len((await (await client.get("/api/tools/approvals/grants",
+                                            headers={"X-API-Key": keys["leader"]})).json()
+                    )["grants"]) == 2
+        history = await (await client.get("/api/approvals", headers=lead)).json()
+        assert {r["agentId"] for r in history["records"]} == {"a1"}
+
+        before = dump(db_path)
+        for path in ("/api/tools/approvals/grants?agentId=a2", "/api/approvals?agentId=a2"):
+            refused = await client.get(path, headers=lead)
+            assert refused.status == 403 and (await refused.json())["error"] == "forbidden"
+        append = await client.post("/api/approvals", headers=lead, json={
+            "agentId": "a2", "action": "allow-always", "toolName": "shell"})
+        assert append.status == 403 and (await append.json())["error"] == "forbidden"
+        assert dump(db_path) == before  # nothing appended for another leader's agent
+        ok = await client.post("/api/approvals", headers=lead, json={
+            "agentId": "a1", "action": "deny", "toolName": "shell"})
+        assert ok.status == 200
+
+
+async def test_a_leader_with_several_agents_reads_the_newest_history_of_them_all(
+    make_client, keyed, keys, db_path
+):
+    lead = {"X-API-Key": _leader(db_path, "lead-two", frozenset({"a1", "a3"}))}
+    admin = {"X-API-Key": keys["admin"]}
+    async with make_client(keyed) as client:
+        for n, agent in enumerate(["a1", "a2", "a3", "a1", "a2", "a3", "a2"]):
+            resp = await client.post("/api/approvals", headers=admin, json={
+                "agentId": agent, "action": "deny", "toolName": f"t{n}"})
+            assert resp.status == 200
+        rows = (await (await client.get("/api/approvals?limit=3", headers=lead)).json())["records"]
+    assert [(r["agentId"], r["toolName"]) for r in rows] == [("a3", "t5"), ("a1", "t3"),
+                                                             ("a3", "t2")]

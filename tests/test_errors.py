@@ -323,6 +323,24 @@ CASES: list[Case] = [
     Case("method-patch-audit", "PATCH", AUDIT, 405),
     Case("method-delete-healthz", "DELETE", "/healthz", 405),
     Case("method-post-audit-head", "POST", f"{AUDIT}/head", 405, j({})),
+    # --- a key twice in one object: refused everywhere, never last-one-wins -----------------
+    Case("dup-spend-cost", "POST", SPEND, 400,
+         raw('{"agentId": "a1", "costUsdCents": 1, "costUsdCents": 1000}')),
+    Case("dup-spend-same-value", "POST", SPEND, 400,
+         raw('{"agentId": "a1", "agentId": "a1", "costUsdCents": 1}')),
+    Case("dup-budget-limit", "POST", BUDGETS, 400, raw(
+        '{"scope": "agent", "scopeId": "a1", "limitUsdCents": 1, "limitUsdCents": 9999}')),
+    Case("dup-resume-grace", "POST", resume("agent", "a1"), 400,
+         raw('{"graceUsdCents": 1, "graceUsdCents": 100000}')),
+    Case("dup-tool-args-nested", "POST", TOOLS, 400, raw(
+        '{"toolName": "shell", "agentId": "a1", "waitMs": 0,'
+        ' "args": {"cmd": "ls", "cmd": "rm -rf /"}}')),
+    Case("dup-delegation-kind", "POST", DELEGATE, 400,
+         raw('{"leaderAgentId": "lead", "kind": "code", "kind": "deploy", "waitMs": 0}')),
+    Case("dup-resolve-decision", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         raw('{"decision": "deny", "decision": "allow_always"}')),
+    Case("dup-history-action", "POST", HISTORY, 400, raw(
+        '{"agentId": "a1", "action": "deny", "action": "allow-always", "toolName": "rm"}')),
 ]
 
 # case id -> what the daemon gets wrong. Empty since 1ce6722 fixed what this file first found:
@@ -618,3 +636,10 @@ async def test_audit_queries_that_must_be_accepted(
     async with client.get(f"{AUDIT}?{query}") as resp:
         assert resp.status == 200, await resp.text()
         assert "audit" in await resp.json()
+
+
+async def test_a_duplicate_key_is_named(client: TestClient[Any, Any]) -> None:
+    async with client.post(SPEND, data=raw(
+            '{"agentId": "a1", "costUsdCents": 1, "costUsdCents": 1000}')) as resp:
+        body = error_body(resp.status, resp.content_type, await resp.read())
+    assert resp.status == 400 and body["details"] == {"key": "costUsdCents"}

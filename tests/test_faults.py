@@ -175,3 +175,31 @@ def test_slow_clients_are_cut_off(tmp_path):
             assert slow_headers.recv(65536) == b""  # closed by the daemon
             assert time.monotonic() - started < 5
         assert call(daemon.url, "GET", "/healthz")[0] == 200  # the daemon itself is fine
+
+
+async def test_started_on_a_read_only_database_it_fails_closed_from_the_first_request(
+    make_client, db_path
+):
+    """Not only after the first failed write: readyz and the preflight know at once."""
+    async with make_client() as client:
+        await _cap(client)
+    wal = db_path.with_name(db_path.name + "-wal")
+    held = sqlite3.connect(db_path)  # keeps the -wal when the last connection closes
+    held.execute("SELECT 1 FROM budgets").fetchall()
+    if not _chattr("+i", db_path, wal):
+        held.close()
+        pytest.skip("chattr +i is not available on this filesystem")
+    held.close()
+    try:
+        before = dump(db_path)
+        async with make_client() as client:
+            assert (await client.get("/readyz")).status == 503
+            preflight = await (await client.get("/api/governance/preflight?agentId=a1")).json()
+            assert preflight == {"allowed": False, "reason": "store_unavailable", "scopes": []}
+            resp = await client.post("/api/governance/spend", json=SPEND)
+            assert resp.status == 503 and (await resp.json())["error"] == "store_unavailable"
+            assert (await client.get("/healthz")).status == 200
+        assert dump(db_path) == before
+    finally:
+        _chattr("-i", db_path, wal)
+    assert integrity(db_path) == "ok"

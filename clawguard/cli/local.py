@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from clawguard import __version__
 from clawguard.cli import remote
-from clawguard.core import audit, errors, principals
+from clawguard.core import audit, errors, principals, records
 from clawguard.runtime import config, logs
 from clawguard.store import engines
 
@@ -28,6 +28,8 @@ def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
     # Imported here: the admin commands need no aiohttp server, and scripts run them often.
     from clawguard.runtime import server
 
+    if args.create:  # the operator says so: a new, empty database where one was lost
+        engines.migrate(cfg.storage, create=True)
     asyncio.run(server.serve(cfg))
     return EXIT_OK
 
@@ -75,11 +77,11 @@ def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
 def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
     try:
         for row in engines.audit_chain(cfg.storage, args.db):
-            print(json.dumps({
-                "id": row.seq, "eventType": row.event_type, "action": row.action,
-                "agentId": row.agent_id, "details": json.loads(row.details_json),
-                "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
-            }, sort_keys=True))
+            entry = records.AuditEntry.from_stored(
+                row.seq, row.event_type, row.action, row.agent_id, row.details_json,
+                row.created_at, row.prev_hash, row.hash,
+            )
+            print(json.dumps(entry.to_json(), sort_keys=True))
         sys.stdout.flush()  # here, so a reader gone before the last block is caught below
     except BrokenPipeError:
         # `audit export | head`: the reader has had enough, which is not an error. Python
@@ -153,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(run=run)
         return command
 
-    add(commands, "serve", "run the daemon", _serve)
+    serve = add(commands, "serve", "run the daemon", _serve)
+    serve.add_argument("--create", action="store_true",
+                       help="make an empty database even where one existed and is now missing")
     add(commands, "migrate", "apply pending database migrations and exit", _migrate)
     add(commands, "check-config", "validate the configuration and print it", _check_config)
 

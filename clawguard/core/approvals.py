@@ -203,7 +203,7 @@ def revoke(
     """NotFound, Forbidden outside the revoker's agents, or Conflict when already revoked."""
     if grant is None:
         raise errors.NotFound(f"no grant {grant_id}")
-    if not revoker.may_decide_for(grant.agent_id):
+    if not revoker.may_act_for(grant.agent_id):
         raise errors.Forbidden(f"key {revoker.name} may revoke only grants of agents it leads")
     if grant.revoked_at is not None:
         raise errors.Conflict(

@@ -24,6 +24,22 @@ EventType = Literal[
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 
 
+def decode_details(stored: Any) -> dict[str, Any] | None:
+    """A row's details as stored (JSON text), or None when they are not a JSON object."""
+    if isinstance(stored, bytes):
+        try:
+            stored = stored.decode()
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(stored, str):
+        return None
+    try:
+        details = json.loads(stored)
+    except (ValueError, RecursionError):
+        return None
+    return details if isinstance(details, dict) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """What a decider says to append to the audit log, in the transaction of its change."""

@@ -27,12 +27,21 @@ class Principal:
     role: Role
     leads: frozenset[str] | None = None  # None: every agent
 
-    def may_decide_for(self, agent_id: str) -> bool:
+    def may_act_for(self, agent_id: str) -> bool:
+        """The one scoping rule: may this caller see `agent_id`'s approval requests, grants
+        and history, and decide, revoke or append for it. Every agent, unless the key is a
+        leader made with `--leads`."""
         return self.leads is None or agent_id in self.leads
+
+    def refusal_to_see(self, agent_id: str) -> str | None:
+        """Why this caller may not read or write for `agent_id` by name, or None."""
+        if self.may_act_for(agent_id):
+            return None
+        return f"key {self.name} may act only for the agents it leads, not {agent_id}"
 
     def refusal_to_decide(self, agent_id: str, requested_by_key: str | None) -> str | None:
         """Why this caller may not decide a request of `agent_id`, or None when it may."""
-        if not self.may_decide_for(agent_id):
+        if not self.may_act_for(agent_id):
             return f"key {self.name} may decide only for agents it leads, not {agent_id}"
         if requested_by_key is not None and requested_by_key == self.key_id != ANONYMOUS_KEY:
             return "a request cannot be decided with the key that asked for it"

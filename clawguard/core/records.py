@@ -95,8 +95,11 @@ class Resumed(Model):
 
 
 class AuditEntry(Model):
-    """An audit row: clawguard's action, details and hashes, and the fields Clawboo's own
-    client reads (taskId, teamId, tenantId, and summary: the details as a JSON string)."""
+    """One audit row: clawguard's action, details and hashes, and the fields Clawboo's own
+    client reads (taskId, teamId, tenantId, and summary: the details as a JSON string).
+    Details that are not a JSON object (a row edited by hand, or broken on disk) are shown
+    as they are stored, in `detailsRaw`, with `detailsValid: false` and `details: {}`: the
+    trail stays readable, and `clawguard audit verify` names the row."""
 
     id: int
     event_type: str
@@ -106,6 +109,22 @@ class AuditEntry(Model):
     created_at: int
     prev_hash: str
     hash: str
+    details_valid: bool = True
+    details_raw: str | None = None
+
+    @classmethod
+    def from_stored(
+        cls, seq: int, event_type: str, action: str, agent_id: str | None, details_json: Any,
+        created_at: int, prev_hash: str, digest: str,
+    ) -> AuditEntry:
+        """The entry for a row as an engine read it, its details text decoded here."""
+        details = audit.decode_details(details_json)
+        return cls(
+            id=seq, event_type=event_type, action=action, agent_id=agent_id,
+            details={} if details is None else details, created_at=created_at,
+            prev_hash=prev_hash, hash=digest, details_valid=details is not None,
+            details_raw=None if details is not None else str(details_json),
+        )
 
     @pydantic.computed_field  # type: ignore[prop-decorator]
     @property

@@ -68,6 +68,9 @@ class KeyCache:
     def __init__(self, ttl_ms: int) -> None:
         self._ttl_ms = ttl_ms
         self._entries: dict[str, tuple[principals.Principal, int]] = {}
+        # Hashes found unknown, until when: a flood repeating a bad key reads nothing. A key
+        # is shown only when it is made, so no one presents it before it exists.
+        self._unknown: dict[str, int] = {}
 
     def get(self, key_hash: str, now: int) -> principals.Principal | None:
         entry = self._entries.get(key_hash)
@@ -80,3 +83,12 @@ class KeyCache:
             self._entries.clear()
         self._entries[key_hash] = (principal, now + self._ttl_ms)
 
+
+    def unknown(self, key_hash: str, now: int) -> bool:
+        until = self._unknown.get(key_hash)
+        return until is not None and until > now
+
+    def put_unknown(self, key_hash: str, now: int) -> None:
+        if len(self._unknown) > 10_000:
+            self._unknown.clear()
+        self._unknown[key_hash] = now + self._ttl_ms

@@ -11,7 +11,7 @@ from aiohttp import web
 from clawguard.core import principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import handshake, reaper
+from clawguard.services import handshake, reaper, refusals
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def create_app(
     app[state.KEY_CACHE] = access.KeyCache(cfg.auth.cache_ms)
     app.cleanup_ctx.append(_store_ctx)
     app.on_startup.append(_first_admin_key)
+    app.cleanup_ctx.append(_refusals_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
     app.on_shutdown.append(_answer_parked_waits)
     app[state.OPENAPI] = routes.openapi_json()
@@ -68,6 +69,16 @@ async def _first_admin_key(app: web.Application) -> None:
     await db.add_key(first, principals.hash_key(key))
     log.warning("no API key existed: created an admin key in %s (readable by its owner only)",
                 path)
+
+
+async def _refusals_ctx(app: web.Application) -> AsyncIterator[None]:
+    tally = refusals.Refusals(
+        app[state.STORE], app[state.CLOCK], app[state.CONFIG].auth.refusal_audit_ms
+    )
+    app[state.REFUSALS] = tally
+    tally.start()
+    yield
+    await tally.stop()  # after the drain: the last refusals are written before the store closes
 
 
 async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:

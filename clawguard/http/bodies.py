@@ -20,8 +20,30 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with each key once: a repeated key is refused, never last-one-wins (the
+    spend {"costUsdCents": 1, "costUsdCents": 1000} must not charge either amount)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 # One decoder for every body: json.loads(..., parse_float=...) would build one per call.
-_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+# The pairs hook costs ~0.7 us on a spend body (timeit: 2.7 -> 3.4 us a decode).
+_JSON = json.JSONDecoder(
+    parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_object
+)
 
 
 def _validation_details(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
@@ -52,6 +74,10 @@ async def parse_body(request: web.Request, model: type[M], optional: bool = Fals
         return validate(model, {})
     try:
         data = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except _DuplicateKey as exc:
+        raise errors.InvalidInput(
+            f"the body repeats the key {exc.key!r}", {"key": exc.key}
+        ) from exc
     except (ValueError, ArithmeticError, RecursionError) as exc:  # 1e999999999, [[[[...
         raise errors.InvalidInput("the body is not valid JSON", str(exc)) from exc
     if not isinstance(data, dict):

@@ -68,6 +68,9 @@ class StorageConfig(_Section):
 class AuthConfig(_Section):
     mode: Literal["keys", "none"] = "keys"
     cache_ms: int = pydantic.Field(default=1_000, ge=0, le=60_000)
+    # Refused calls are counted in memory and audited as one row per (reason, key or
+    # address) this often, so that a flood of bad keys is not a flood of writes.
+    refusal_audit_ms: int = pydantic.Field(default=10_000, gt=0, le=3_600_000)
     # Where the first-start admin key goes; default: next to a SQLite database, else
     # clawguard-admin.key in the working directory.
     key_file: str | None = None

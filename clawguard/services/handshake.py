@@ -44,6 +44,13 @@ def new_approval_id() -> str:
 Waiter = asyncio.Future[records.Approval | None]
 
 
+def _require_scope(caller: principals.Principal, agent_id: str | None) -> None:
+    """Forbidden when the caller names an agent it may not act for."""
+    refusal = None if agent_id is None else caller.refusal_to_see(agent_id)
+    if refusal is not None:
+        raise errors.Forbidden(refusal, {"agentId": agent_id})
+
+
 def _deadline(waiter: Waiter) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -128,14 +135,17 @@ class Approvals:
 
     # --- reading and re-attaching --------------------------------------------------
 
-    async def get(self, approval_id: str, wait_ms: int | None = None) -> records.Approval:
-        """One row as it acts now; with `wait_ms`, first wait that long for its decision."""
+    async def get(
+        self, approval_id: str, viewer: principals.Principal, wait_ms: int | None = None
+    ) -> records.Approval:
+        """One row as it acts now; with `wait_ms`, first wait that long for its decision. A
+        request of an agent the viewer does not lead is not found, as an unknown id is."""
         seconds = self._wait_seconds(wait_ms) if wait_ms else 0.0
         if seconds <= 0:
-            return self._as_of_now(await self._require(approval_id))
+            return self._as_of_now(await self._require(approval_id, viewer))
         waiter = self._park(approval_id)  # before the read, so a decision cannot slip between
         try:
-            approval = self._as_of_now(await self._require(approval_id))
+            approval = self._as_of_now(await self._require(approval_id, viewer))
             if approval.status != "pending":
                 return approval
             started = asyncio.get_running_loop().time()
@@ -151,8 +161,10 @@ class Approvals:
         waited = asyncio.get_running_loop().time() - started
         self._metrics.approval_wait.labels(resolution).observe(waited)
 
-    async def pending(self) -> list[records.Approval]:
-        return await self._db.list_pending_approvals(self._clock())
+    async def pending(self, viewer: principals.Principal) -> list[records.Approval]:
+        """The pending requests of the agents the viewer may act for."""
+        rows = await self._db.list_pending_approvals(self._clock())
+        return [row for row in rows if viewer.may_act_for(row.agent_id)]
 
     # --- deciding ---------------------------------------------------------------------
 
@@ -191,18 +203,39 @@ class Approvals:
 
     # --- sticky grants and history ------------------------------------------------------
 
-    async def grants(self, agent_id: str | None = None) -> list[records.Grant]:
-        return await self._db.list_grants(self._clock(), agent_id)
+    async def grants(
+        self, viewer: principals.Principal, agent_id: str | None = None
+    ) -> list[records.Grant]:
+        """Live grants (of `agent_id`, else of every agent) that the viewer may see."""
+        _require_scope(viewer, agent_id)
+        rows = await self._db.list_grants(self._clock(), agent_id)
+        return [row for row in rows if viewer.may_act_for(row.agent_id)]
 
     async def revoke(
         self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
     ) -> records.Grant:
         return await self._db.revoke_grant(grant_id, revoked_by, revoker)
 
-    async def history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
-        return await self._db.list_history(agent_id, limit)
+    async def history(
+        self, viewer: principals.Principal, agent_id: str | None, limit: int
+    ) -> list[records.HistoryRecord]:
+        """The newest `limit` history rows (of `agent_id`, else of every agent the viewer
+        may see)."""
+        _require_scope(viewer, agent_id)
+        if agent_id is not None or viewer.leads is None:
+            return await self._db.list_history(agent_id, limit)
+        # A leader's agents are few: the newest `limit` of each, merged, are the newest
+        # `limit` of them all.
+        each = await asyncio.gather(*(self._db.list_history(agent, limit)
+                                      for agent in sorted(viewer.leads)))
+        merged = sorted((row for rows in each for row in rows), key=lambda row: -row.id)
+        return merged[:limit]
 
-    async def record(self, body: commands.HistoryAppend) -> records.HistoryRecord:
+    async def record(
+        self, body: commands.HistoryAppend, writer: principals.Principal
+    ) -> records.HistoryRecord:
+        """Append by hand to the history of an agent the writer may act for."""
+        _require_scope(writer, body.agent_id)
         details = None if body.details is None else approvals.json_text(body.details)
         return await self._db.append_history(body.agent_id, body.action, body.tool_name, details)
 
@@ -240,9 +273,11 @@ class Approvals:
     def _as_of_now(self, approval: records.Approval) -> records.Approval:
         return approval.as_of(self._clock())
 
-    async def _require(self, approval_id: str) -> records.Approval:
+    async def _require(
+        self, approval_id: str, viewer: principals.Principal
+    ) -> records.Approval:
         approval = await self._db.get_approval(approval_id)
-        if approval is None:
+        if approval is None or not viewer.may_act_for(approval.agent_id):
             raise errors.NotFound(f"no approval {approval_id}")
         return approval
 

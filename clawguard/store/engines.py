@@ -35,11 +35,15 @@ def open_store(settings: config.StorageConfig, clock: Callable[[], int]) -> cont
     return sqlite.SQLiteStore(settings, clock)
 
 
-def migrate(settings: config.StorageConfig, location: str | None = None) -> list[int]:
+def migrate(
+    settings: config.StorageConfig, location: str | None = None, create: bool = False
+) -> list[int]:
+    """`create`: make the database even where one existed before and is now missing
+    (`clawguard serve --create`; an engine that keeps no files ignores it)."""
     settings = _settings(location, settings)
     if settings.engine == "postgres":
         return postgres.migrate_database(settings.location)
-    return sqlite.migrate_database(settings.location, settings.busy_timeout_ms)
+    return sqlite.migrate_database(settings.location, settings.busy_timeout_ms, create)
 
 
 def key_admin(settings: config.StorageConfig, location: str | None = None) -> KeyAdmin:

@@ -46,13 +46,17 @@ async def request_tool_approval(
 
 
 async def list_tool_approvals(request: web.Request) -> web.Response:
-    return bodies.respond(wire.ApprovalList(approvals=await request.app[state.APPROVALS].pending()))
+    # `?all=true` (which a client may send) is no way out of a leader's own agents.
+    pending = await request.app[state.APPROVALS].pending(principal_of(request))
+    return bodies.respond(wire.ApprovalList(approvals=pending))
 
 
 async def get_tool_approval(
     request: web.Request, path: wire.ItemId, query: wire.ApprovalWait
 ) -> web.Response:
-    approval = await request.app[state.APPROVALS].get(path.id, query.wait_ms)
+    approval = await request.app[state.APPROVALS].get(
+        path.id, principal_of(request), query.wait_ms
+    )
     return bodies.respond(wire.ApprovalOne(approval=approval))
 
 
@@ -67,7 +71,8 @@ async def resolve_tool_approval(
 
 async def list_grants(request: web.Request, query: wire.GrantFilter) -> web.Response:
     return bodies.respond(
-        wire.GrantList(grants=await request.app[state.APPROVALS].grants(query.agent_id))
+        wire.GrantList(grants=await request.app[state.APPROVALS].grants(
+            principal_of(request), query.agent_id))
     )
 
 
@@ -79,9 +84,12 @@ async def revoke_grant(request: web.Request, path: wire.ItemId) -> web.Response:
 
 
 async def list_history(request: web.Request, query: wire.HistoryFilter) -> web.Response:
-    records = await request.app[state.APPROVALS].history(query.agent_id, query.limit)
+    records = await request.app[state.APPROVALS].history(
+        principal_of(request), query.agent_id, query.limit
+    )
     return bodies.respond(wire.HistoryList(records=records))
 
 
 async def append_history(request: web.Request, body: commands.HistoryAppend) -> web.Response:
-    return bodies.respond(wire.HistoryOne(record=await request.app[state.APPROVALS].record(body)))
+    record = await request.app[state.APPROVALS].record(body, principal_of(request))
+    return bodies.respond(wire.HistoryOne(record=record))

@@ -14,7 +14,6 @@ from the database by every request.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -164,13 +163,7 @@ class PostgresStore:
             " ORDER BY seq DESC LIMIT %(limit)s",
             {"agent": agent_id, "event": event_type, "since": since, "limit": limit},
         )
-        return [
-            records.AuditEntry(
-                id=seq, event_type=etype, action=action, agent_id=agent,
-                details=json.loads(det), created_at=created, prev_hash=prev, hash=digest,
-            )
-            for seq, etype, action, agent, det, created, prev, digest in rows
-        ]
+        return [records.AuditEntry.from_stored(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
         rows = await self._db.read(

@@ -8,7 +8,8 @@ approvals.py, keys.py, audit_log.py).
 
 from __future__ import annotations
 
-import json
+import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,7 +20,12 @@ from clawguard.core import audit, commands, errors, principals, records
 from clawguard.core import budgets as budget_rules
 from clawguard.runtime import config
 from clawguard.store import migrations
-from clawguard.store.sqlite import approvals, audit_log, budgets, keys, writer
+from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, writer
+
+log = logging.getLogger(__name__)
+
+# How often the database file and its -wal are checked to be the ones opened.
+WATCH_SECONDS = 0.5
 
 
 class SQLiteStore:
@@ -29,6 +35,9 @@ class SQLiteStore:
         self._settings = settings
         self._writer = writer.Writer(settings, clock)
         self._reader: aiosqlite.Connection | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._opened: dict[str, files.Identity | None] = {}
+        self._reported: str | None = None  # the loss last logged
 
     @property
     def batch_observer(self) -> Callable[[int, float], None] | None:
@@ -54,8 +63,15 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             await self.close()
             raise errors.StoreUnavailable(f"cannot open {path}: {exc}") from exc
+        self._opened = {name: files.identity(name) for name in (path, path + "-wal")}
+        self._writer.check_files = self._check_files
+        self._watch = asyncio.create_task(self._watch_files(), name="clawguard-file-watch")
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
         await self._writer.close()
         if self._reader is not None:
             await self._reader.close()
@@ -75,11 +91,47 @@ class SQLiteStore:
     async def writable(self) -> bool:
         return await self._writer.writable()
 
+    # --- the files under the daemon ------------------------------------------------
+
+    def files_replaced(self) -> str | None:
+        """Why the database (or its -wal) at the configured path is no longer the file this
+        store opened, or None. Deleted or renamed under a running daemon, SQLite would go on
+        committing into the unlinked file: every acknowledged spend lost at the restart."""
+        for name, opened in self._opened.items():
+            now = files.identity(name)
+            if opened is None:  # a -wal not made yet when the store opened
+                self._opened[name] = now
+            elif now != opened:
+                change = "deleted or moved" if now is None else "replaced by another file"
+                return f"the database file {name} was {change} while the daemon ran"
+        return None
+
+    def _check_files(self) -> str | None:
+        """files_replaced(), logged when it changes (at critical when the files are lost)."""
+        reason = self.files_replaced()
+        if reason != self._reported:
+            if reason is not None:
+                log.critical("%s: every read and write is refused (503) until it is back in"
+                             " place or the daemon restarts on a restored database", reason)
+            else:
+                log.warning("the database files are back in place: serving again")
+            self._reported = reason
+        self._writer.lost = reason
+        return reason
+
+    async def _watch_files(self) -> None:
+        """Between writes too: readiness and the preflight fail closed within WATCH_SECONDS."""
+        while True:
+            self._check_files()
+            await asyncio.sleep(WATCH_SECONDS)
+
     # --- reads -------------------------------------------------------------------
 
     async def _read(self, sql: str, params: Iterable[Any]) -> list[sqlite3.Row]:
         if self._reader is None:
             raise errors.StoreUnavailable("the store is closed")
+        if self._writer.lost is not None:
+            raise errors.StoreUnavailable(self._writer.lost)
         try:
             async with self._reader.execute(sql, tuple(params)) as cursor:
                 return list(await cursor.fetchall())
@@ -113,19 +165,7 @@ class SQLiteStore:
             " AND (?3 IS NULL OR created_at >= ?3) ORDER BY seq DESC LIMIT ?4",
             (agent_id, event_type, since, limit),
         )
-        return [
-            records.AuditEntry(
-                id=seq,
-                event_type=etype,
-                action=action,
-                agent_id=agent,
-                details=json.loads(det),
-                created_at=created,
-                prev_hash=prev,
-                hash=digest,
-            )
-            for seq, etype, action, agent, det, created, prev, digest in rows
-        ]
+        return [records.AuditEntry.from_stored(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
         rows = await self._read(

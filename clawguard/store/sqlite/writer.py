@@ -43,6 +43,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._fault: str | None = None  # why the last batch failed, until one commits
+        self.lost: str | None = None  # why the database files are not the ones opened
+        # After each commit, before any caller hears back: are the files still the ones opened?
+        self.check_files: Callable[[], str | None] | None = None
         self.batch_observer: Callable[[int, float], None] | None = None
 
     async def open(self) -> None:
@@ -51,6 +54,20 @@ class Writer:
         path, timeout = self._settings.location, self._settings.busy_timeout_ms
         self._conn = await loop.run_in_executor(self._thread, files.connect, path, timeout)
         await loop.run_in_executor(self._thread, files.apply_migrations, self._conn)
+        # A database that opens and reads but cannot take a write (a read-only file or
+        # directory, an immutable file) would answer readyz and preflights as healthy until
+        # the first spend failed: find out now, and fail closed from the first request.
+        probe: list[Write] = [_probe]
+        try:  # a job's own failure is its outcome; the transaction's is raised
+            [probed] = await loop.run_in_executor(
+                self._thread, run_batch, self._conn, probe, self._clock()
+            )
+        except sqlite3.Error as exc:
+            probed = exc
+        if isinstance(probed, Exception):
+            self._fault = f"the database cannot be written: {probed}"
+            log.critical("%s is not writable (%s): spends are refused and preflights answer"
+                         " allowed: false until it is", path, probed)
         # From here on the writer never waits for a lock on the event loop: see _begin.
         self._conn.execute("PRAGMA busy_timeout = 0")
         self._task = asyncio.create_task(self._write_loop(), name="clawguard-writer")
@@ -71,12 +88,16 @@ class Writer:
         """The job's result once its batch has committed; its exception if it raised one."""
         if self._closing or self._task is None:
             raise errors.StoreUnavailable("the store is closed")
+        if self.lost is not None:
+            raise errors.StoreUnavailable(self.lost)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((job, future))
         return await future
 
     async def writable(self) -> bool:
         """Whether writes commit; after a failed one, a probe write finds out if it has cleared."""
+        if self.lost is not None:
+            return False
         if self._fault is None:
             return True
         try:
@@ -110,6 +131,10 @@ class Writer:
                 log.error("write batch of %d failed: %s", len(batch), exc)
                 outcomes = [errors.StoreUnavailable(f"the database cannot be written: {exc}")]
                 outcomes *= len(batch)
+            if self.check_files is not None and (lost := self.check_files()) is not None:
+                # Committed, but into a file that is gone from its path: not acknowledged.
+                self.lost = lost
+                outcomes = [errors.StoreUnavailable(lost)] * len(batch)
             failed = next((o for o in outcomes if isinstance(o, errors.StoreUnavailable)), None)
             self._fault = None if failed is None else failed.message
             if self.batch_observer is not None:
