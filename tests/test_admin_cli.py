@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from daemon import Daemon
+from proxy import Proxy
 
 from clawguard import client
 from clawguard.cli import remote
@@ -104,17 +105,34 @@ def test_budgets_spend_and_preflight(served):
 def test_approvals_list_resolve_grants_revoke(served):
     daemon, keys = served
     agent = unique("a")
+    command = "rm -rf " + " ".join(f"/srv/build/artifacts/{n:03d}" for n in range(12))
     with client.Client(daemon.url, keys["executor"]) as api, \
             pytest.raises(client.ApprovalDenied) as opened:
-        api.request_tool_approval("deploy", agent, args={"password": "hunter2"},
+        api.request_tool_approval("deploy", agent, args={"password": "hunter2", "cmd": command},
                                   reason="ship it", wait_ms=0)
     approval_id = opened.value.approval_id
 
-    listed, as_json = run_all(served, ("approvals", "list"), ("approvals", "list", "--json"))
+    with Proxy(daemon.url) as proxy:
+        listed, as_json, shown, everything = run_all(
+            served, ("approvals", "list"), ("approvals", "list", "--json"),
+            ("approvals", "show", approval_id),
+            ("approvals", "list", "--all", "--json", "--url", proxy.url))
+        [asked] = [r.split(b" ")[1] for r in proxy.requests]
     assert listed.returncode == 0
     [line] = [line for line in listed.stdout.splitlines() if approval_id in line]
     assert agent in line and "deploy" in line and "hunter2" not in listed.stdout
+    assert command in listed.stdout  # the command being approved, never cut
+    assert "ship it" in listed.stdout
     assert json.loads(as_json.stdout) == daemon_json(served, "/api/tools/approvals")
+    assert asked == b"/api/tools/approvals?all=true"
+    assert everything.returncode == 0 and json.loads(everything.stdout)["ok"] is True
+
+    assert shown.returncode == 0, shown.stderr
+    assert command in shown.stdout and "hunter2" not in shown.stdout
+    fields = dict(line.split(None, 1) for line in shown.stdout.splitlines()
+                  if line and not line[0].isspace() and " " in line)
+    assert fields["id"] == approval_id and fields["agentId"] == agent
+    assert fields["status"] == "pending" and fields["reason"] == "ship it"
 
     resolved = run(served, "approvals", "resolve", approval_id, "allow_always", "--by", "alice",
                    "--json")
@@ -176,7 +194,7 @@ def test_exit_codes_scripts_can_rely_on(served, tmp_path):
         nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"
     key_file = tmp_path / "admin.key"
     key_file.write_text(keys["admin"] + "\n")
-    no_key, forbidden, gone, zero, galaxy, no_scope, too_long, by_file, helped = run_all(
+    no_key, forbidden, gone, zero, galaxy, no_scope, too_long, by_file, helped, cents = run_all(
         served,
         ("budgets", "list", {"key": ""}),
         ("budgets", "list", {"key": "executor"}),
@@ -187,11 +205,16 @@ def test_exit_codes_scripts_can_rely_on(served, tmp_path):
         ("budgets", "set", "team", "x" * 201, "10"),
         ("budgets", "list", "--key-file", str(key_file), "--json", {"key": ""}),
         ("budgets", "list", "--help"),
+        ("budgets", "set", "team", "t1", "40.5"),
     )
-    assert no_key.returncode == 4 and "401 unauthorized" in no_key.stderr
-    assert forbidden.returncode == 4 and "403 forbidden" in forbidden.stderr
+    assert no_key.returncode == remote.EXIT_REFUSED == 5 and "401 unauthorized" in no_key.stderr
+    assert "--key-file" in no_key.stderr and "CLAWGUARD_API_KEY" in no_key.stderr
+    assert forbidden.returncode == 5 and "403 forbidden" in forbidden.stderr
+    assert "--key-file" not in forbidden.stderr  # a key was given; the hint would mislead
     assert gone.returncode == 4 and "no answer" in gone.stderr
     assert zero.returncode == galaxy.returncode == no_scope.returncode == 2  # refused locally
     assert too_long.returncode == 2 and "400 invalid_input" in too_long.stderr  # the daemon's 400
     assert by_file.returncode == 0 and "budgets" in json.loads(by_file.stdout)
     assert helped.returncode == 0 and "exit codes:" in helped.stdout
+    assert "5  the key" in helped.stdout
+    assert cents.returncode == 2 and "whole" in cents.stderr and "not a number" not in cents.stderr

@@ -103,3 +103,20 @@ def test_verify_on_a_missing_file_says_so(tmp_path):
 def test_verify_refuses_a_malformed_head(db_path):
     sqlite.migrate_database(str(db_path))
     assert verify_cli(db_path, "--head", "abc").returncode == 2
+
+
+async def test_audit_rows_carry_the_fields_clawboos_client_reads(client):
+    """Clawboo's governance panel reads id, eventType, agentId, taskId, teamId, tenantId,
+    summary (a JSON string of the scrubbed details) and createdAt on every row."""
+    await client.post("/api/governance/budgets", json={
+        "scope": "team", "scopeId": "t1", "limitUsdCents": 1, "mode": "cap"})
+    await client.post("/api/governance/spend", json={
+        "agentId": "a1", "teamId": "t1", "tenantId": "org", "costUsdCents": 2,
+        "taskId": "task-9"})
+    rows = (await (await client.get("/api/governance/audit")).json())["audit"]
+    crossed = next(row for row in rows if row["action"] == "budget.crossed_hard")
+    assert {key: crossed[key] for key in ("eventType", "agentId", "taskId", "teamId")} == {
+        "eventType": "budget", "agentId": "a1", "taskId": "task-9", "teamId": "t1"}
+    assert crossed["tenantId"] is None  # the crossing is the team's, not the tenant's
+    assert json.loads(crossed["summary"]) == crossed["details"]
+    assert isinstance(crossed["id"], int) and isinstance(crossed["createdAt"], int)

@@ -18,8 +18,9 @@ import pytest
 from daemon import Daemon
 from proxy import Proxy, body_of
 
-from clawguard import client, client_errors
-from clawguard.core import principals, records
+from clawguard import client
+from clawguard.client import api, records
+from clawguard.core import principals
 from clawguard.http import routes
 from clawguard.store import sqlite
 
@@ -399,7 +400,7 @@ def test_every_refusal_raises_its_own_type(make, daemon, admin):
 
 def test_statuses_the_daemon_does_not_send_yet_map_too():
     body = {"error": "quota_override_too_high", "message": "at most 100x", "details": {"x": 1}}
-    unprocessable = client_errors.from_response(422, body, "rid")
+    unprocessable = client.errors.from_response(422, body, "rid")
     assert isinstance(unprocessable, client.Unprocessable)
     assert (unprocessable.code, unprocessable.details, unprocessable.request_id) == (
         "quota_override_too_high",
@@ -407,10 +408,10 @@ def test_statuses_the_daemon_does_not_send_yet_map_too():
         "rid",
     )
     assert str(unprocessable) == "422 quota_override_too_high: at most 100x"
-    broken = client_errors.from_response(502, "<html>bad gateway</html>")
+    broken = client.errors.from_response(502, "<html>bad gateway</html>")
     assert isinstance(broken, client.ServerError) and "bad gateway" in broken.message
-    assert type(client_errors.from_response(418, {})) is client.ClawguardError
-    assert isinstance(client_errors.from_response(413, {}), client.InvalidRequest)
+    assert type(client.errors.from_response(418, {})) is client.ClawguardError
+    assert isinstance(client.errors.from_response(413, {}), client.InvalidRequest)
 
 
 def test_amounts_are_written_from_their_decimal_digits(make, daemon):
@@ -502,7 +503,7 @@ def test_a_failed_step_still_records_what_it_spent(daemon, keys):
 def test_a_preflight_that_cannot_reach_the_store_is_unavailable_not_paused():
     refused = records.Preflight(allowed=False, reason="store_unavailable", scopes=[])
     with pytest.raises(client.Unavailable) as failed:
-        client._check_preflight(refused)
+        api.check_preflight(refused)
     assert not isinstance(failed.value, client.BudgetPaused)
 
 
@@ -581,9 +582,9 @@ def test_an_expired_or_undecided_approval_is_a_denial():
     }
     for status, resolution in (("expired", "expired"), ("pending", "timeout"), ("deny", "deny")):
         with pytest.raises(client.ApprovalDenied) as denied:
-            client._settled(records.Approval.model_validate({**row, "status": status}))
+            api.settled(records.Approval.model_validate({**row, "status": status}))
         assert (denied.value.resolution, denied.value.approval_id) == (resolution, "apr_1")
     allowed = records.Approval.model_validate({**row, "status": "allow_once"})
-    assert client._settled(allowed) is allowed
+    assert api.settled(allowed) is allowed
     with pytest.raises(client.ApprovalDenied):  # the daemon's fail-closed answer
-        client._allowed(records.Handshake(resolution="deny"))
+        api.allowed(records.Handshake(resolution="deny"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from prometheus_client.parser import text_string_to_metric_families
+from test_approvals import until
 
 from clawguard.http import state
 
@@ -47,7 +49,8 @@ async def test_values_move_with_spends_approvals_and_sweeps(client, clock):
     assert value(after, "clawguard_budget_utilisation_ratio", scope="agent", scope_id="a1",
                  mode="cap") == 1.2
     assert value(after, "clawguard_pending_approvals") == 2
-    assert value(after, "clawguard_approval_wait_seconds_count", resolution="timeout") == 2
+    # waitMs 0: nobody waited, so no wait is counted (a client opens so, then re-attaches)
+    assert value(after, "clawguard_approval_wait_seconds_count", resolution="timeout") == 0
     assert value(after, "clawguard_store_batch_size_count") > value(
         before, "clawguard_store_batch_size_count")
 
@@ -92,3 +95,22 @@ async def test_made_up_methods_share_one_label(client):
     text = await (await client.get("/metrics")).text()
     assert "PROPFIND" not in text
     assert 'method="other",route="unmatched",status="405"} 5' in text
+
+
+async def test_a_reattached_wait_counts_its_decision_and_no_wait_is_request_latency(client):
+    asked = await (await client.post("/api/tools/approvals", json={
+        "toolName": "shell", "agentId": "a1", "waitMs": 0})).json()
+    waiting = asyncio.create_task(client.get(
+        f"/api/tools/approvals/{asked['approvalId']}?waitMs=60000"))
+    await until(lambda: client.app[state.APPROVALS].parked == 1)
+    resolved = await client.post(f"/api/tools/approvals/{asked['approvalId']}/resolve",
+                                 json={"decision": "deny"})
+    assert resolved.status == 200 and (await waiting).status == 200
+    samples = await scrape(client)
+    assert value(samples, "clawguard_approval_wait_seconds_count", resolution="deny") == 1
+    for route in ("/api/tools/approvals", "/api/tools/approvals/{id}"):
+        assert value(samples, "clawguard_http_request_duration_seconds_count", route=route) == 0
+    assert value(samples, "clawguard_http_requests_total", method="GET",
+                 route="/api/tools/approvals/{id}", status="200") == 1
+    assert value(samples, "clawguard_http_request_duration_seconds_count",
+                 route="/api/tools/approvals/{id}/resolve") == 1

@@ -1,9 +1,9 @@
 """The `clawguard` command: serve, migrate, check-config, keys, and the audit tools.
 
-Commands that work on the database file directly (migrate, keys, audit verify
-and export) need no running daemon, so the first key can be made before it runs.
-The admin commands over HTTP (budgets, approvals, audit tail, spend, preflight)
-live in admin.py.
+Commands that work on the database directly (migrate, keys, audit verify and
+export), SQLite or PostgreSQL alike, need no running daemon, so the first key can
+be made before it runs. The admin commands over HTTP (budgets, approvals, audit
+tail, spend, preflight) live in remote.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -45,9 +46,21 @@ def _check_config(args: argparse.Namespace, cfg: config.Config) -> int:
 def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     expect = None
     if args.head:
-        seq, _, digest = args.head.partition(":")
-        if not seq.isdigit() or len(digest) != 64:
-            raise errors.InvalidInput("--head takes SEQ:HASH, as GET /api/governance/audit/head")
+        # SEQ:HASH, or the JSON that GET /api/governance/audit/head answers, saved as it came.
+        problem = ("--head takes SEQ:HASH, or the JSON {\"seq\": N, \"hash\": \"...\"} that"
+                   " GET /api/governance/audit/head answers")
+        seq, digest = "", ""
+        if args.head.lstrip().startswith("{"):
+            try:
+                saved = json.loads(args.head)
+            except ValueError:
+                raise errors.InvalidInput(problem) from None
+            if isinstance(saved, dict) and type(saved.get("seq")) is int:
+                seq, digest = str(saved["seq"]), str(saved.get("hash"))
+        else:
+            seq, _, digest = args.head.strip().partition(":")
+        if not (seq.isascii() and seq.isdigit() and len(digest) == 64):
+            raise errors.InvalidInput(problem)
         expect = (int(seq), digest)
     verdict = audit.verify(engines.audit_chain(cfg.storage, args.db), expect)
     if verdict.ok:
@@ -60,12 +73,18 @@ def _audit_verify(args: argparse.Namespace, cfg: config.Config) -> int:
 
 
 def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
-    for row in engines.audit_chain(cfg.storage, args.db):
-        print(json.dumps({
-            "id": row.seq, "eventType": row.event_type, "action": row.action,
-            "agentId": row.agent_id, "details": json.loads(row.details_json),
-            "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
-        }, sort_keys=True))
+    try:
+        for row in engines.audit_chain(cfg.storage, args.db):
+            print(json.dumps({
+                "id": row.seq, "eventType": row.event_type, "action": row.action,
+                "agentId": row.agent_id, "details": json.loads(row.details_json),
+                "createdAt": row.created_at, "prevHash": row.prev_hash, "hash": row.hash,
+            }, sort_keys=True))
+        sys.stdout.flush()  # here, so a reader gone before the last block is caught below
+    except BrokenPipeError:
+        # `audit export | head`: the reader has had enough, which is not an error. Python
+        # would flush stdout again at exit and fail there, so point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
@@ -143,7 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     verify = add(audit_commands, "verify", "walk the hash chain; exit 1 naming the first bad row",
                  _audit_verify)
     verify.add_argument("--db", help="database file or url (default: the config's)")
-    verify.add_argument("--head", help="SEQ:HASH saved earlier from GET /api/governance/audit/head")
+    verify.add_argument("--head", help="SEQ:HASH, or the JSON of GET /api/governance/audit/head,"
+                        " saved earlier")
     export = add(audit_commands, "export", "write every audit row as JSON lines", _audit_export)
     export.add_argument("--db", help="database file or url (default: the config's)")
     remote.add_audit_tail(audit_commands, add)

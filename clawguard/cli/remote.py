@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from clawguard import client, client_errors
-from clawguard.core import records
+from clawguard import client
+from clawguard.client import errors as client_errors
+from clawguard.client import records
 from clawguard.runtime import config
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3, 4, 5
 
 EXIT_CODES = """\
 exit codes:
@@ -32,8 +33,12 @@ exit codes:
   2  usage: bad arguments, or a request the daemon found malformed (400)
   3  the kill-switch: the spend was recorded and stopped its scope, or the
      preflight refused
-  4  no daemon to use: unreachable, unavailable (503), or the key refused (401, 403)
+  4  no daemon to use: unreachable, or its store unavailable (503)
+  5  the key: none given, or unknown, revoked or expired (401), or its role may
+     not do this (403)
 """
+NO_KEY_HINT = ("no API key was given: pass --key-file PATH (e.g. the first-start"
+               " clawguard-admin.key) or set CLAWGUARD_API_KEY")
 
 Command = Callable[[argparse.Namespace, config.Config], int]
 Run = Callable[[argparse.Namespace, client.Client], int]
@@ -45,8 +50,9 @@ TAIL_PAGE = 1000  # the daemon's most audit rows per read
 def exit_code(exc: client_errors.ClawguardError) -> int:
     if isinstance(exc, client_errors.BudgetPaused):
         return EXIT_STOPPED
-    if isinstance(exc, client_errors.Unavailable | client_errors.Unauthorized
-                  | client_errors.Forbidden):
+    if isinstance(exc, client_errors.Unauthorized | client_errors.Forbidden):
+        return EXIT_REFUSED
+    if isinstance(exc, client_errors.Unavailable):
         return EXIT_UNREACHABLE
     if isinstance(exc, client_errors.InvalidRequest):
         return EXIT_USAGE
@@ -72,18 +78,24 @@ def _key(args: argparse.Namespace) -> str | None:
         return str(args.key)
     if args.key_file:
         with open(args.key_file, encoding="utf-8") as file:
-            return file.read().strip()
-    return os.environ.get(client.KEY_ENV)
+            key = file.read().strip()
+        if not key:
+            raise ValueError(f"the --key-file {args.key_file} is empty")
+        return key
+    return os.environ.get(client.KEY_ENV) or None
 
 
 def _over_http(run: Run) -> Command:
     def command(args: argparse.Namespace, cfg: config.Config) -> int:
+        key = None
         try:
             key = _key(args)
             with client.Client(_url(args, cfg), key, timeout=args.timeout) as api:
                 return run(args, api)
         except client_errors.ClawguardError as exc:
             print(f"clawguard: {exc}", file=sys.stderr)
+            if isinstance(exc, client_errors.Unauthorized) and key is None:
+                print(f"clawguard: {NO_KEY_HINT}", file=sys.stderr)
             return exit_code(exc)
         except BrokenPipeError:  # `clawguard audit tail -f | head`: the reader has had enough
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -123,12 +135,6 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _clip(text: str | None, width: int) -> str:
-    if not text:
-        return "-"
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _used(spent_micros: int, limit_cents: int) -> str:
     return f"{spent_micros * 100 // (limit_cents * 10_000)}%" if limit_cents else "-"
 
@@ -148,13 +154,45 @@ def _scope_rows(scopes: Iterable[records.ScopeState]) -> list[tuple[str, ...]]:
              s.crossed) for s in scopes]
 
 
-APPROVAL_HEADER = ("ID", "AGENT", "TOOL", "STATUS", "CREATED", "EXPIRES", "REASON", "ARGS")
+APPROVAL_HEADER = ("ID", "AGENT", "TOOL", "STATUS", "CREATED", "EXPIRES")
 
 
 def _approval_row(approval: records.Approval) -> tuple[str, ...]:
     return (approval.id, approval.agent_id, approval.tool_name, approval.status,
-            _when(approval.created_at), _when(approval.expires_at),
-            _clip(approval.reason, 30), _clip(approval.args_summary, 40))
+            _when(approval.created_at), _when(approval.expires_at))
+
+
+def _indented(label: str, text: str) -> str:
+    """`text` in full under its row, every line of it indented (a command is never cut)."""
+    first, *rest = text.splitlines() or [""]
+    pad = " " * (len(label) + 6)
+    return "\n".join([f"    {label}: {first}", *(pad + line for line in rest)])
+
+
+def _approvals_table(approvals: Sequence[records.Approval]) -> None:
+    """One row per request, then its reason and arguments in full, indented under it."""
+    lines = [APPROVAL_HEADER, *map(_approval_row, approvals)]
+    widths = [max(len(line[n]) for line in lines) for n in range(len(APPROVAL_HEADER))]
+
+    def row(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
+                         ).rstrip()
+
+    print(row(APPROVAL_HEADER))
+    for approval, cells in zip(approvals, lines[1:], strict=True):
+        print(row(cells))
+        if approval.reason:
+            print(_indented("reason", approval.reason))
+        if approval.args_summary:
+            print(_indented("args", approval.args_summary))
+
+
+def _args_text(summary: str) -> str:
+    """The arguments as indented JSON when they parse (the daemon stores compact JSON)."""
+    try:
+        return json.dumps(json.loads(summary), indent=2, ensure_ascii=False)
+    except ValueError:
+        return summary
 
 
 GRANT_HEADER = ("ID", "AGENT", "TOOL", "APPROVAL", "CREATED", "EXPIRES", "REVOKED")
@@ -211,11 +249,35 @@ def _budgets_resume(args: argparse.Namespace, api: client.Client) -> int:
 
 
 def _approvals_list(args: argparse.Namespace, api: client.Client) -> int:
-    pending = api.pending_approvals()
+    pending = api.pending_approvals(every=args.all)
     if args.json:
         _print_json({"ok": True, "approvals": [a.to_json() for a in pending]})
     else:
-        _table(APPROVAL_HEADER, map(_approval_row, pending))
+        _approvals_table(pending)
+    return EXIT_OK
+
+
+def _approvals_show(args: argparse.Namespace, api: client.Client) -> int:
+    approval = api.get_approval(args.approval_id)
+    if args.json:
+        _print_json({"ok": True, "approval": approval.to_json()})
+        return EXIT_OK
+    fields = approval.to_json()
+    times = {"createdAt", "expiresAt", "resolvedAt"}
+    width = max(map(len, fields))
+    for name, value in fields.items():
+        if name == "argsSummary" and isinstance(value, str):
+            text = _args_text(value)
+        elif name in times and (value is None or isinstance(value, int)):
+            text = _when(value) if value is None else f"{_when(value)} ({value})"
+        elif isinstance(value, str):
+            text = value
+        else:
+            text = "-" if value is None else json.dumps(value, ensure_ascii=False)
+        first, *rest = text.splitlines() or [""]
+        print(f"{name.ljust(width)}  {first}")
+        for line in rest:
+            print(" " * (width + 2) + line)
     return EXIT_OK
 
 
@@ -224,7 +286,7 @@ def _approvals_resolve(args: argparse.Namespace, api: client.Client) -> int:
     if args.json:
         _print_json({"ok": True, "approval": approval.to_json()})
     else:
-        _table(APPROVAL_HEADER, [_approval_row(approval)])
+        _approvals_table([approval])
     return EXIT_OK
 
 
@@ -357,6 +419,20 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _limit_cents(text: str) -> int:
+    """A budget limit: whole US cents, above 0 (the daemon refuses a fraction too)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a number of cents: {text!r}") from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(
+            f"limits are whole US cents, not {text!r} (500 is $5.00)")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return int(value)
+
+
 def _http(add: Adder, group: Any, name: str, text: str, run: Run) -> argparse.ArgumentParser:
     command = add(group, name, text, _over_http(run))
     command.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -364,8 +440,8 @@ def _http(add: Adder, group: Any, name: str, text: str, run: Run) -> argparse.Ar
     command.add_argument("--url", help="the daemon (default: $CLAWGUARD_URL, else the"
                          " configured server.host and server.port)")
     key = command.add_mutually_exclusive_group()
-    key.add_argument("--key", help="API key (default: $CLAWGUARD_API_KEY; prefer the variable:"
-                     " arguments show in ps)")
+    key.add_argument("--key", help="API key (default: $CLAWGUARD_API_KEY; prefer --key-file or"
+                     " the variable: arguments show in ps)")
     key.add_argument("--key-file", help="read the API key from this file, e.g. the first-start"
                      " clawguard-admin.key")
     command.add_argument("--json", action="store_true", help="print the daemon's JSON")
@@ -391,12 +467,12 @@ def add_commands(commands: Any, add: Adder) -> None:
     listing = _http(add, budget_commands, "list", "list budgets, newest-updated first",
                     _budgets_list)
     listing.add_argument("--scope", choices=records.SCOPES)
-    listing.add_argument("--status", choices=("active", "soft_capped", "paused"))
+    listing.add_argument("--status", choices=records.STATUSES)
     setting = _http(add, budget_commands, "set",
                     "create a budget or change its limit (and mode)", _budgets_set)
     _scope_arguments(setting)
-    setting.add_argument("limit", metavar="LIMIT_CENTS", type=_positive(int),
-                         help="whole US cents")
+    setting.add_argument("limit", metavar="LIMIT_CENTS", type=_limit_cents,
+                         help="whole US cents: 500 is $5.00")
     setting.add_argument("--mode", choices=("warn", "cap"),
                          help="cap pauses at 100%%; omitted: a new budget warns, an existing"
                          " one keeps its mode")
@@ -411,7 +487,14 @@ def add_commands(commands: Any, add: Adder) -> None:
     approvals = commands.add_parser("approvals",
                                     help="pending approvals and sticky grants (HTTP)")
     approval_commands = approvals.add_subparsers(dest="approvals_command", required=True)
-    _http(add, approval_commands, "list", "the pending queue, newest first", _approvals_list)
+    listing = _http(add, approval_commands, "list",
+                    "the pending queue, newest first, each request's arguments in full",
+                    _approvals_list)
+    listing.add_argument("--all", action="store_true",
+                         help="every pending request, also those this key may not decide")
+    showing = _http(add, approval_commands, "show", "one request, every field in full",
+                    _approvals_show)
+    showing.add_argument("approval_id", metavar="ID")
     resolving = _http(add, approval_commands, "resolve", "decide a pending request",
                       _approvals_resolve)
     resolving.add_argument("approval_id", metavar="ID")

@@ -9,9 +9,10 @@ decided, and audited, exactly once whichever engine runs it.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import pydantic_core
 
 from clawguard.core import audit, commands, errors, money, records
 
@@ -57,22 +58,26 @@ class StoredSpend:
     scopes_json: str | bytes
 
 
-# The spend fields that make two spends with one idempotency key the same spend.
-_FINGERPRINTED = ("agent_id", "mission_id", "team_id", "tenant_id", "task_id", "model",
-                  "input_tokens", "output_tokens")
+# The spend fields that make two spends with one idempotency key the same spend, sorted so
+# that the JSON below is canonical.
+_FINGERPRINTED = ("agent_id", "cost_micros", "input_tokens", "mission_id", "model",
+                  "output_tokens", "task_id", "team_id", "tenant_id")
 
 
 def fingerprint(request: commands.SpendRequest) -> str:
     """A canonical JSON of the named fields that are set, amount as micros (0.4 == 0.40).
 
     Fields left out are not in it, so a field added to the API later does not
-    change the fingerprint of a retry that does not use it.
+    change the fingerprint of a retry that does not use it. (pydantic-core's
+    encoder: this is on the spend path, and it is about as fast as the repr it
+    replaced, where json.dumps(sort_keys=True) is three times slower.)
     """
-    fields: dict[str, Any] = {name: getattr(request, name) for name in _FINGERPRINTED}
-    fields = {name: value for name, value in fields.items() if value is not None}
-    fields["cost_micros"] = request.cost_micros
-    body = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+    fields: dict[str, Any] = {}
+    for name in _FINGERPRINTED:
+        value = getattr(request, name)
+        if value is not None:
+            fields[name] = value
+    return hashlib.sha256(pydantic_core.to_json(fields)).hexdigest()
 
 
 def stop_reason(scopes: list[records.ScopeState]) -> str | None:

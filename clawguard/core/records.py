@@ -95,6 +95,9 @@ class Resumed(Model):
 
 
 class AuditEntry(Model):
+    """An audit row: clawguard's action, details and hashes, and the fields Clawboo's own
+    client reads (taskId, teamId, tenantId, and summary: the details as a JSON string)."""
+
     id: int
     event_type: str
     action: str
@@ -103,6 +106,34 @@ class AuditEntry(Model):
     created_at: int
     prev_hash: str
     hash: str
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def task_id(self) -> str | None:
+        return _text(self.details.get("taskId"))
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def team_id(self) -> str | None:
+        if self.details.get("scope") == "team":
+            return _text(self.details.get("scopeId"))
+        return _text(self.details.get("teamId"))
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def tenant_id(self) -> str | None:
+        if self.details.get("scope") == "tenant":
+            return _text(self.details.get("scopeId"))
+        return _text(self.details.get("tenantId"))
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        return audit.canonical(self.details)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class AuditHead(Model):

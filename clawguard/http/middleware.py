@@ -84,6 +84,15 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
+# Routes that may wait for a person: their time is clawguard_approval_wait_seconds, and
+# left out of the request latency, which would otherwise measure the humans, not the API.
+WAITS_FOR_PEOPLE = frozenset({
+    ("POST", "/api/governance/delegation-approval"),
+    ("POST", "/api/tools/approvals"),
+    ("GET", "/api/tools/approvals/{id}"),
+})
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count every answer by route template (never the raw path: bounded labels) and time it."""
@@ -91,8 +100,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     response = await handler(request)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
+    timed = (request.method, route) not in WAITS_FOR_PEOPLE
     request.app[state.METRICS].count_request(
-        request.method, route, response.status, time.perf_counter() - started
+        request.method, route, response.status, time.perf_counter() - started if timed else None
     )
     return response
 

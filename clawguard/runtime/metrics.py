@@ -71,7 +71,8 @@ class Metrics:
             outcome: self.spends.labels(outcome) for outcome in ("recorded", "stopped", "duplicate")
         }
 
-    def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def count_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
+        """`seconds` None: counted, not timed (a route that waits for people)."""
         if method not in METHODS:
             method = "other"  # a client may send any token as a method
         children = self._request_children.get((method, route, status))
@@ -80,7 +81,8 @@ class Metrics:
                         self.latency.labels(route))
             self._request_children[method, route, status] = children
         children[0].inc()
-        children[1].observe(seconds)
+        if seconds is not None:
+            children[1].observe(seconds)
 
     def count_spend(self, outcome: str, scopes: Iterable[str], micros: int) -> None:
         self._outcome_children[outcome].inc()

@@ -109,15 +109,14 @@ class Approvals:
             assert opened.approval is not None
             approval_id, expires_at = opened.approval.id, opened.approval.expires_at
             del new, opened
-            started = asyncio.get_running_loop().time()
-            woken = await self._wait(parked[1], expires_at, self._wait_seconds(wait_ms))
+            started, seconds = asyncio.get_running_loop().time(), self._wait_seconds(wait_ms)
+            woken = await self._wait(parked[1], expires_at, seconds)
             if woken is not None:
                 resolution = approvals.resolution_of(woken)
             else:
                 resolution = "expired" if self._clock() >= expires_at else "timeout"
-            self._metrics.approval_wait.labels(resolution).observe(
-                asyncio.get_running_loop().time() - started
-            )
+            if seconds > 0:  # an open with waitMs 0 (then re-attach) waited for nobody
+                self._observe_wait(resolution, started)
             return records.Handshake(resolution=resolution, approval_id=approval_id)
         except Exception:
             # Fail closed: whatever went wrong, the caller is not allowed.
@@ -139,10 +138,18 @@ class Approvals:
             approval = self._as_of_now(await self._require(approval_id))
             if approval.status != "pending":
                 return approval
+            started = asyncio.get_running_loop().time()
             woken = await self._wait(waiter, approval.expires_at, seconds)
-            return self._as_of_now(approval) if woken is None else woken
+            approval = self._as_of_now(approval) if woken is None else woken
+            self._observe_wait(approvals.resolution_of(approval), started)
+            return approval
         finally:
             self._unpark(approval_id, waiter)
+
+    def _observe_wait(self, resolution: records.Resolution, started: float) -> None:
+        """How long a caller waited for people, by what it heard (re-attaches included)."""
+        waited = asyncio.get_running_loop().time() - started
+        self._metrics.approval_wait.labels(resolution).observe(waited)
 
     async def pending(self) -> list[records.Approval]:
         return await self._db.list_pending_approvals(self._clock())

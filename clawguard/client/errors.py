@@ -14,15 +14,15 @@
      ├── BudgetPaused           the kill-switch: preflight refused, or a spend said stop
      └── ApprovalDenied         an approval answered deny, expired or timeout
 
-These are the client's, not the daemon's (clawguard.errors): a client knows
-a status and a body, the daemon knows why. No I/O here.
+These are the client's, not the daemon's: a client knows a status and a
+body, the daemon knows why. No I/O here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from clawguard.core import records
+from clawguard.client import records
 
 
 class ClawguardError(Exception):
@@ -100,8 +100,13 @@ class BudgetPaused(ClawguardError):
 
 
 class ApprovalDenied(ClawguardError):
-    """Not allowed: `resolution` is deny, expired, or timeout (still pending: `approval_id`
-    can be waited on again with `wait_for_approval`)."""
+    """Not allowed: `resolution` is deny, expired, or timeout.
+
+    timeout: no decision came within the caller's wait, including a wait that
+    rode out a daemon it could not reach until its deadline (then the last
+    connection error is the `__cause__`). The request may still be pending:
+    `wait_for_approval(approval_id)` waits on it again.
+    """
 
     def __init__(self, resolution: str, approval_id: str | None) -> None:
         super().__init__(f"approval {approval_id or '(none)'}: {resolution}", code=resolution)

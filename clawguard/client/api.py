@@ -1,0 +1,389 @@
+"""Every route's method, written once, for both clients; the transport is left to them.
+
+`Api` builds a `calls.Call` for each route and hands it to `_run`, which
+retries it as README "Integrate an agent" says and asks the transport
+(`_exchange`) for each try. AsyncClient is an Api over aiohttp; the blocking
+Client drives an Api whose transport blocks and so never suspends.
+
+Retries are bounded (`Retry`: 3 tries, exponential backoff with jitter) and
+happen only on connection failures, timeouts and 503, never on another
+status. Every call is retried when its request surely never reached the
+daemon (the connection could not be made) or when it answered 503 (its
+store refused, nothing changed). After a failure that may have come after
+the daemon acted (reset, dropped, timed out), only the calls that are safe
+to send twice are retried:
+
+- every GET, and `spend` (it carries an idempotency key, made here unless
+  given and the same on every retry; the daemon replays the first answer
+  with `duplicate: true` and charges nothing);
+- `set_budget` (it sets an absolute limit; a replay may audit it twice).
+
+Not after such a failure: `delete_budget` and `resolve_approval` (a replay
+of one that landed answers 404 or 409), `resume_budget` (grace is relative
+to spend at that moment), `revoke_grant`, `record_history` and opening an
+approval request (a replay opens a second one). Those calls always use a
+new connection, so a stale kept-alive one never makes them fail; their
+failures raise Unreachable and the caller decides.
+
+Waiting for a decision rides out a daemon restart: an approval request is
+opened without waiting, then waited on with long-polls by its id, and a
+wait that cannot reach the daemon keeps re-attaching, with backoff, until
+its own deadline. A step's spend (idempotent) rides one out the same way.
+
+Money: amounts are `Decimal` or `int` cents, written into the JSON from the
+decimal digits, never through a float.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from clawguard.client import calls, errors, records, settings
+
+T = TypeVar("T")
+
+# One approval long-poll asks for at most this long; the daemon may cut it shorter.
+LONG_POLL_MS = 60_000
+# Pending answers that come back sooner than this are not re-asked sooner than this.
+MIN_POLL_S = 0.5
+
+
+class Failed(Exception):
+    """A transport's "no answer"; `sent` when the request may have reached the daemon.
+    The transport chains the library's own exception as the cause."""
+
+    def __init__(self, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
+
+
+@dataclass
+class Step:
+    """One agent step between its preflight and its spend: say what it cost with `cost()`.
+
+    A step that names no cost records nothing. After the step, `outcome` is the
+    recorded spend.
+    """
+
+    idempotency_key: str
+    scopes: dict[str, str | None]
+    task_id: str | None = None
+    cents: calls.Cents | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    outcome: records.SpendOutcome | None = None
+
+    def cost(self, cents: calls.Cents, *, model: str | None = None,
+             input_tokens: int | None = None, output_tokens: int | None = None) -> None:
+        self.cents = calls.cents(cents)
+        self.model, self.input_tokens, self.output_tokens = model, input_tokens, output_tokens
+
+    def _call(self) -> calls.Call[records.SpendOutcome]:
+        assert self.cents is not None
+        return calls.spend(self.cents, self.idempotency_key, calls.spend_fields(
+            self.scopes, self.task_id, self.model, self.input_tokens, self.output_tokens))
+
+
+class Api(abc.ABC):
+    """The clawguard API, one async method per route, over a transport a subclass gives."""
+
+    def __init__(self, config: settings.Settings) -> None:
+        self._settings = config
+
+    @property
+    def url(self) -> str:
+        return self._settings.url
+
+    # --- what a transport provides ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _exchange(self, call: calls.Call[Any], request_id: str
+                        ) -> tuple[int, Any, str | None]:
+        """One try: (status, decoded body, the answer's X-Request-Id), or raise Failed."""
+
+    @abc.abstractmethod
+    async def _sleep(self, seconds: float) -> None:
+        """Wait between tries."""
+
+    # --- sending, with retries --------------------------------------------------------
+
+    async def _run(self, call: calls.Call[T]) -> T:
+        attempts = settings.Attempts(self._settings.retry)
+        request_id = settings.request_id()
+        while True:
+            try:
+                status, data, answered_id = await self._exchange(call, request_id)
+            except Failed as failed:
+                delay = attempts.next_delay(call.replayable or not failed.sent)
+                if delay is None:
+                    raise self._unreachable(call, failed) from failed.__cause__
+            else:
+                delay = None
+                if status == 503 and 503 not in call.accept:
+                    delay = attempts.next_delay(True)
+                if delay is None:
+                    return calls.finish(call, status, data, answered_id)
+            await self._sleep(delay)
+
+    def _unreachable(self, call: calls.Call[Any], failed: Failed) -> errors.Unreachable:
+        cause = failed.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else "no answer"
+        return errors.Unreachable(
+            f"no answer from {self.url} to {call.method} {call.path} ({why})",
+            code="unreachable")
+
+    async def _outlasting(self, call: Callable[[], calls.Call[T]], deadline: float | None
+                          ) -> T:
+        """`call()`, sent again with growing pauses while the daemon cannot be reached (or its
+        store is down), until the monotonic `deadline` (None: for `ride_out_s` from the first
+        failure); then the last error."""
+        give_up, outage = deadline, 0
+        while True:
+            try:
+                return await self._run(call())
+            except errors.Unavailable:
+                if give_up is None:
+                    give_up = time.monotonic() + self._settings.ride_out_s
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    raise
+            await self._sleep(min(left, self._settings.retry.delay(outage)))
+            outage += 1
+
+    # --- operations -------------------------------------------------------------------
+
+    async def healthz(self) -> bool:
+        return await self._run(calls.healthz())
+
+    async def readyz(self) -> bool:
+        """True when the store answers and is migrated; False on the daemon's 503."""
+        return await self._run(calls.readyz())
+
+    async def metrics(self) -> str:
+        """The Prometheus text of GET /metrics (an operator's key)."""
+        return await self._run(calls.metrics())
+
+    async def openapi(self) -> dict[str, Any]:
+        """The daemon's OpenAPI 3.1 document (GET /openapi.json, no key needed)."""
+        return await self._run(calls.openapi())
+
+    # --- budgets (operator) -----------------------------------------------------------
+
+    async def list_budgets(self, *, scope: records.Scope | None = None,
+                           status: records.Status | None = None) -> list[records.Budget]:
+        return await self._run(calls.list_budgets(scope, status))
+
+    async def set_budget(self, scope: records.Scope, scope_id: str, limit_usd_cents: int, *,
+                         mode: records.Mode | None = None) -> records.Budget:
+        return await self._run(calls.set_budget(scope, scope_id, limit_usd_cents, mode))
+
+    async def delete_budget(self, scope: records.Scope, scope_id: str) -> None:
+        await self._run(calls.delete_budget(scope, scope_id))
+
+    async def resume_budget(self, scope: records.Scope, scope_id: str, *,
+                            grace_usd_cents: int | None = None) -> records.Resumed:
+        return await self._run(calls.resume_budget(scope, scope_id, grace_usd_cents))
+
+    # --- spend (executor) -------------------------------------------------------------
+
+    async def spend(self, cost_usd_cents: calls.Cents, *, agent_id: str | None = None,
+                    mission_id: str | None = None, team_id: str | None = None,
+                    tenant_id: str | None = None, idempotency_key: str | None = None,
+                    task_id: str | None = None, model: str | None = None,
+                    input_tokens: int | None = None, output_tokens: int | None = None
+                    ) -> records.SpendOutcome:
+        """Record a cost; `stop` in the answer means a cap fired (this does not raise)."""
+        return await self._run(calls.spend(cost_usd_cents, idempotency_key, calls.spend_fields(
+            calls.scopes(agent_id, mission_id, team_id, tenant_id), task_id, model,
+            input_tokens, output_tokens)))
+
+    async def preflight(self, *, agent_id: str | None = None, mission_id: str | None = None,
+                        team_id: str | None = None, tenant_id: str | None = None
+                        ) -> records.Preflight:
+        return await self._run(calls.preflight(
+            calls.scopes(agent_id, mission_id, team_id, tenant_id)))
+
+    @contextlib.asynccontextmanager
+    async def step(self, *, agent_id: str | None = None, mission_id: str | None = None,
+                   team_id: str | None = None, tenant_id: str | None = None,
+                   task_id: str | None = None, idempotency_key: str | None = None
+                   ) -> AsyncIterator[Step]:
+        """Preflight (BudgetPaused if refused), run the block, record `step.cost(...)`, and
+        raise BudgetPaused if that spend stopped the scope. The money is recorded even when
+        the block fails, and across a daemon restart: it was spent."""
+        scopes = calls.scopes(agent_id, mission_id, team_id, tenant_id)
+        check_preflight(await self.preflight(**scopes))
+        step = Step(idempotency_key or calls.new_idempotency_key(), scopes, task_id)
+        try:
+            yield step
+        except BaseException as exc:
+            if step.cents is not None:
+                try:
+                    step.outcome = await self._record(step)
+                except errors.ClawguardError as failed:
+                    exc.add_note(f"clawguard: the failed step's cost was not recorded: {failed}")
+            raise
+        if step.cents is not None:
+            step.outcome = await self._record(step)
+            check_outcome(step.outcome)
+
+    async def _record(self, step: Step) -> records.SpendOutcome:
+        return await self._outlasting(step._call, None)
+
+    # --- audit (operator) -------------------------------------------------------------
+
+    async def audit(self, *, agent_id: str | None = None, event_type: str | None = None,
+                    since: int | None = None, limit: int | None = None
+                    ) -> list[records.AuditEntry]:
+        """Newest first; `since` in epoch ms (inclusive)."""
+        return await self._run(calls.audit(agent_id, event_type, since, limit))
+
+    async def audit_head(self) -> records.AuditHead:
+        return await self._run(calls.audit_head())
+
+    # --- approvals --------------------------------------------------------------------
+
+    async def request_tool_approval(
+        self, tool_name: str, agent_id: str, *, args: Mapping[str, Any] | None = None,
+        reason: str | None = None, task_id: str | None = None, tenant_id: str | None = None,
+        wait_ms: int | None = None,
+    ) -> records.Handshake:
+        """Ask, and wait up to `wait_ms` (None: until the request expires) for a decision.
+
+        Returns on allow_once or allow_always; raises ApprovalDenied on deny,
+        expired or timeout (its `approval_id` can be waited on again). The wait
+        rides out a daemon restart as `wait_for_approval` does.
+        """
+        opened = await self._run(calls.open_tool({
+            "toolName": tool_name, "agentId": agent_id, "args": args, "reason": reason,
+            "taskId": task_id, "tenantId": tenant_id}))
+        return await self._await_handshake(opened, wait_ms)
+
+    async def request_delegation_approval(
+        self, leader_agent_id: str, *, kind: str | None = None,
+        target_agent_name: str | None = None, task: str | None = None,
+        task_id: str | None = None, tenant_id: str | None = None, wait_ms: int | None = None,
+    ) -> records.Handshake:
+        """As request_tool_approval, for a leader delegating `kind` work (default code)."""
+        opened = await self._run(calls.open_delegation({
+            "leaderAgentId": leader_agent_id, "kind": kind,
+            "targetAgentName": target_agent_name, "task": task, "taskId": task_id,
+            "tenantId": tenant_id}))
+        return await self._await_handshake(opened, wait_ms)
+
+    async def _await_handshake(self, opened: records.Handshake, wait_ms: int | None
+                               ) -> records.Handshake:
+        if allowed(opened):
+            return opened
+        assert opened.approval_id is not None
+        decided = await self.wait_for_approval(opened.approval_id, wait_ms=wait_ms)
+        return records.Handshake(resolution=decided.status, approval_id=decided.id)
+
+    async def wait_for_approval(self, approval_id: str, *, wait_ms: int | None = None
+                                ) -> records.Approval:
+        """Wait up to `wait_ms` (None: until the request expires) for a decision; the
+        allowing row, or ApprovalDenied.
+
+        A dropped connection, a refused one or a 503 (a daemon restarting) does
+        not end the wait: it re-attaches by id, with growing pauses, until
+        `wait_ms` runs out (None: for `ride_out_s` of outage), and only then
+        raises ApprovalDenied with resolution `timeout`, the connection error
+        as its cause.
+        """
+        deadline = None if wait_ms is None else time.monotonic() + wait_ms / 1000
+        while True:
+            asked = time.monotonic()
+            try:
+                approval = await self._outlasting(
+                    lambda: calls.get_approval(approval_id, _next_wait_ms(deadline)), deadline)
+            except errors.Unavailable as exc:
+                raise errors.ApprovalDenied("timeout", approval_id) from exc
+            if approval.status != "pending" or (deadline is not None
+                                                and _next_wait_ms(deadline) == 0):
+                return settled(approval)
+            # A daemon cutting long-polls short (or answering at once on its way down) is
+            # not asked again in a tight loop.
+            pause = MIN_POLL_S - (time.monotonic() - asked)
+            if pause > 0:
+                await self._sleep(pause)
+
+    async def get_approval(self, approval_id: str, *, wait_ms: int | None = None
+                           ) -> records.Approval:
+        """One request as it is now; with `wait_ms`, after waiting that long for a decision."""
+        return await self._run(calls.get_approval(approval_id, wait_ms))
+
+    async def pending_approvals(self, *, every: bool = False) -> list[records.Approval]:
+        """The pending queue, newest first. `every`: all pending requests, also those this
+        key may not decide (a daemon may show a leader only its own agents' requests)."""
+        return await self._run(calls.pending(every))
+
+    async def resolve_approval(self, approval_id: str, decision: records.Decision, *,
+                               resolved_by: str | None = None) -> records.Approval:
+        return await self._run(calls.resolve(approval_id, decision, resolved_by))
+
+    async def grants(self, *, agent_id: str | None = None) -> list[records.Grant]:
+        return await self._run(calls.grants(agent_id))
+
+    async def revoke_grant(self, grant_id: str, *, revoked_by: str | None = None
+                           ) -> records.Grant:
+        return await self._run(calls.revoke(grant_id, revoked_by))
+
+    async def approval_history(self, *, agent_id: str | None = None, limit: int | None = None
+                               ) -> list[records.HistoryRecord]:
+        return await self._run(calls.history(agent_id, limit))
+
+    async def record_history(self, agent_id: str, action: records.HistoryAction,
+                             tool_name: str, *, details: Mapping[str, Any] | None = None
+                             ) -> records.HistoryRecord:
+        return await self._run(calls.record_history(agent_id, action, tool_name, details))
+
+
+# --- what an answer means for the caller ------------------------------------------------
+
+
+def _next_wait_ms(deadline: float | None) -> int:
+    if deadline is None:
+        return LONG_POLL_MS
+    return max(0, min(LONG_POLL_MS, int((deadline - time.monotonic()) * 1000)))
+
+
+def settled(approval: records.Approval) -> records.Approval:
+    """The decided row, or ApprovalDenied: deny, expired, or still pending (timeout)."""
+    if approval.status in records.ALLOWING:
+        return approval
+    resolution = "timeout" if approval.status == "pending" else approval.status
+    raise errors.ApprovalDenied(resolution, approval.id)
+
+
+def allowed(handshake: records.Handshake) -> bool:
+    """True when allowed, False when pending (wait for it); else ApprovalDenied."""
+    if handshake.resolution in records.ALLOWING:
+        return True
+    if handshake.resolution == "timeout" and handshake.approval_id is not None:
+        return False
+    raise errors.ApprovalDenied(handshake.resolution, handshake.approval_id)
+
+
+def check_preflight(preflight: records.Preflight) -> None:
+    if preflight.allowed:
+        return
+    if preflight.reason == "store_unavailable":
+        raise errors.Unavailable(
+            "the daemon cannot record spend now, so no step may start",
+            code="store_unavailable",
+        )
+    paused = [state.scope for state in preflight.scopes if state.status == "paused"]
+    reason = f"budget_paused:{paused[0]}" if paused else (preflight.reason or "not_allowed")
+    raise errors.BudgetPaused(reason, preflight.scopes)
+
+
+def check_outcome(outcome: records.SpendOutcome) -> None:
+    if outcome.stop:
+        raise errors.BudgetPaused(outcome.stop_reason or "budget_paused",
+                                  outcome.scopes, outcome)

@@ -1,0 +1,157 @@
+"""The answers of the clawguard API as the client reads them: frozen pydantic models.
+
+They mirror the JSON the daemon's routes answer, in snake_case (the JSON is
+camelCase). They are the client's own, so the client never imports the
+daemon. Fields a newer daemon adds are kept, not refused (`extra="allow"`):
+an older client still reads its answers, and `to_json()` gives them back whole.
+Statuses are read as plain strings for the same reason; the Literal types
+below are what this client knows how to send.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+from pydantic.alias_generators import to_camel
+
+Scope = Literal["agent", "mission", "team", "tenant"]
+SCOPES: tuple[Scope, ...] = ("agent", "mission", "team", "tenant")
+Status = Literal["active", "soft_capped", "paused"]
+STATUSES: tuple[Status, ...] = ("active", "soft_capped", "paused")
+Mode = Literal["warn", "cap"]
+MODES: tuple[Mode, ...] = ("warn", "cap")
+EventType = Literal[
+    "install", "approval", "tool_call", "budget", "cap_hit", "verification", "circuit_break"
+]
+EVENT_TYPES: tuple[EventType, ...] = (
+    "install", "approval", "tool_call", "budget", "cap_hit", "verification", "circuit_break"
+)
+Decision = Literal["allow_once", "allow_always", "deny"]
+DECISIONS: tuple[Decision, ...] = ("allow_once", "allow_always", "deny")
+HistoryAction = Literal["allow-once", "allow-always", "deny"]
+ALLOWING = frozenset({"allow_once", "allow_always"})
+
+
+class Record(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, frozen=True,
+        extra="allow",
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON as the daemon sent it, camelCase, unknown fields included."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Budget(Record):
+    id: str
+    scope: str
+    scope_id: str
+    limit_usd_cents: int
+    spent_usd_cents: int
+    spent_usd_micros: int
+    held_usd_cents: int = 0
+    status: str
+    mode: str
+    created_at: int
+    updated_at: int
+
+
+class ScopeState(Record):
+    """One budgeted scope as a spend or a preflight saw it."""
+
+    scope: str
+    scope_id: str
+    status: str
+    mode: str
+    spent_usd_cents: int
+    spent_usd_micros: int
+    limit_usd_cents: int
+    crossed: str = "none"
+
+
+class SpendRecord(Record):
+    id: int
+    cost_usd_micros: int
+    duplicate: bool
+
+
+class SpendOutcome(Record):
+    spend: SpendRecord
+    stop: bool
+    stop_reason: str | None
+    scopes: list[ScopeState]
+
+
+class Preflight(Record):
+    allowed: bool
+    reason: str | None
+    scopes: list[ScopeState]
+
+
+class Resumed(Record):
+    budget: Budget
+    will_repause: bool
+
+
+class AuditEntry(Record):
+    id: int
+    event_type: str
+    action: str
+    agent_id: str | None
+    details: dict[str, Any]
+    created_at: int
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(Record):
+    """The latest audit row: anchor it elsewhere to prove later that no tail was cut."""
+
+    seq: int
+    hash: str
+
+
+class Handshake(Record):
+    """The answer of the blocking approval routes: `{resolution, approvalId}`."""
+
+    resolution: str
+    approval_id: str | None = None
+
+
+class Approval(Record):
+    id: str
+    tool_name: str
+    agent_id: str
+    args_summary: str | None
+    reason: str | None
+    status: str
+    task_id: str | None
+    tenant_id: str | None
+    created_at: int
+    expires_at: int
+    resolved_at: int | None
+    resolved_by: str | None
+
+
+class Grant(Record):
+    """A sticky allow_always; live while unrevoked and unexpired."""
+
+    id: str
+    agent_id: str
+    tool_name: str
+    approval_id: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    revoked_by: str | None
+
+
+class HistoryRecord(Record):
+    id: int
+    agent_id: str
+    action: str
+    tool_name: str
+    details: str | None  # JSON text, as Clawboo stores it
+    created_at: int
