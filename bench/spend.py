@@ -382,12 +382,15 @@ def main(argv: list[str] | None = None) -> int:
             def phase(path: str, spend: bool) -> Result:
                 print(f"{generator}: {path} for {args.seconds} s ...", file=sys.stderr)
                 share = args.connections // len(bases)
+                # One wrk script folder per daemon: each script has its own run id, so the
+                # two generators never send the same idempotency keys.
                 with ThreadPoolExecutor(len(bases)) as pool:
-                    parts = list(pool.map(lambda base: (
-                        run_wrk(base + path, spend, share, args.threads, args.seconds, tmp)
+                    parts = list(pool.map(lambda n: (
+                        run_wrk(bases[n] + path, spend, share, args.threads, args.seconds,
+                                tmp / str(n))
                         if generator == "wrk"
-                        else run_python(base + path, spend, share, args.threads, args.seconds)
-                    ), bases))
+                        else run_python(bases[n] + path, spend, share, args.threads, args.seconds)
+                    ), range(len(bases))))
                 return Result(
                     requests=sum(p.requests for p in parts), errors=sum(p.errors for p in parts),
                     seconds=max(p.seconds for p in parts), p50_ms=max(p.p50_ms for p in parts),
