@@ -39,7 +39,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cfg(db_path: Path) -> config.Config:
-    """Keys are off for tests of everything else; tests/test_auth.py turns them on."""
+    """Keys are off for tests of everything else; tests/http/test_auth.py turns them on."""
     return config.Config(
         storage=config.StorageConfig(path=str(db_path)), auth=config.AuthConfig(mode="none")
     )
@@ -71,3 +71,11 @@ def dump(db_path: Path) -> list[str]:
         return list(conn.iterdump())
     finally:
         conn.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/system runs real processes: `-m "not slow"` is the fast loop."""
+    system = Path(__file__).parent / "system"
+    for item in items:
+        if system in item.path.parents:
+            item.add_marker(pytest.mark.slow)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 from daemon import Daemon
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _receive(sock: socket.socket, wanted: str, limit: int = 50) -> list[str]:
@@ -44,7 +46,10 @@ def test_the_daemon_runs_without_systemd(tmp_path):
 
 
 def test_the_unit_file_verifies():
-    assert shutil.which("systemd-analyze"), "systemd-analyze (Debian's systemd) is needed"
+    if shutil.which("systemd-analyze") is None:
+        # CI must run it; a developer's machine without systemd sees why it did not.
+        assert os.environ.get("CI") != "true", "systemd-analyze (Debian's systemd) is needed"
+        pytest.skip("no systemd-analyze here (Debian's systemd package has it)")
     unit = ROOT / "systemd" / "clawguard.service"
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True)

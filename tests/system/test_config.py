@@ -12,7 +12,7 @@ import pytest
 from clawguard.core import errors
 from clawguard.runtime import config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 
 

@@ -18,14 +18,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from conftest import dump
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import FakeClock, dump
 
-from clawguard.http import routes
+from clawguard.http import application, routes
+from clawguard.runtime import config
 
 BUDGETS = "/api/governance/budgets"
 SPEND = "/api/governance/spend"
@@ -438,11 +442,27 @@ async def seed(client: TestClient[Any, Any]) -> None:
 # --- the bad-input matrix ------------------------------------------------------------------
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[TestClient[Any, Any], Path]]:
+    """One app and one seeded database for the whole matrix: every case must leave it as it
+    found it, so nothing is lost by sharing it, and 200 cases need not migrate 200 files."""
+    db_path = tmp_path_factory.mktemp("errors") / "clawguard.db"
+    cfg = config.Config(storage=config.StorageConfig(path=str(db_path)),
+                        auth=config.AuthConfig(mode="none"))
+    app = application.create_app(cfg, clock=FakeClock())
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        await seed(client)
+        yield client, db_path
+
+
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", [param(case) for case in CASES])
 async def test_bad_request_is_a_json_4xx_and_changes_nothing(
-    client: TestClient[Any, Any], db_path: Any, case: Case
+    seeded: tuple[TestClient[Any, Any], Path], case: Case
 ) -> None:
-    await seed(client)
+    client, db_path = seeded
     before = dump(db_path)
 
     status, content_type, payload = await call(client, case)

@@ -12,7 +12,7 @@ import pytest
 
 from clawguard.store import migrations, sqlite
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrate_twice_is_a_no_op(db_path):

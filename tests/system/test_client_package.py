@@ -18,7 +18,7 @@ from clawguard.client import api, blocking, records
 from clawguard.core import money
 from clawguard.core import records as daemon_records
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAEMON = ("clawguard.core", "clawguard.http", "clawguard.store", "clawguard.services",
           "clawguard.runtime", "clawguard.cli")
 
