@@ -81,6 +81,12 @@ def fingerprint(request: commands.SpendRequest) -> str:
     return hashlib.sha256(pydantic_core.to_json(fields)).hexdigest()
 
 
+def ledger_key(owner: str, idempotency_key: str | None) -> str | None:
+    """The key a spend's idempotency key is stored under: scoped to the API key that made it
+    (`owner`), so one executor can neither replay nor block another's spends."""
+    return None if idempotency_key is None else f"{owner}:{idempotency_key}"
+
+
 def stop_reason(scopes: list[records.ScopeState]) -> str | None:
     """`budget_paused:<scope>` for the first paused scope, agent -> mission -> team -> tenant.
 

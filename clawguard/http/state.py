@@ -28,3 +28,9 @@ OPENAPI = web.AppKey("openapi", bytes)
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
+
+
+def principal_of(request: web.Request) -> principals.Principal:
+    """Who is calling: the request's key, or the anonymous admin when auth.mode is none."""
+    principal: principals.Principal = request.get(PRINCIPAL, principals.ANONYMOUS)
+    return principal

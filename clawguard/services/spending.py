@@ -12,9 +12,11 @@ from clawguard.store import contract
 
 
 async def record_spend(
-    db: contract.Store, request: commands.SpendRequest, counters: metrics.Metrics
+    db: contract.Store, request: commands.SpendRequest, owner: str, counters: metrics.Metrics
 ) -> records.SpendOutcome:
-    charged = await db.record_spend(request, budgets.fingerprint(request))
+    """`owner`: the id of the API key that spends; its idempotency keys are its own."""
+    key = budgets.ledger_key(owner, request.idempotency_key)
+    charged = await db.record_spend(request, budgets.fingerprint(request), key)
     reason = budgets.stop_reason(charged.scopes)
     outcome = "duplicate" if charged.spend.duplicate else "stopped" if reason else "recorded"
     counters.count_spend(

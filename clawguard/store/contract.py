@@ -44,9 +44,10 @@ class Store(Protocol):
     ) -> list[records.Budget]: ...
 
     async def record_spend(
-        self, request: commands.SpendRequest, fingerprint: str
+        self, request: commands.SpendRequest, fingerprint: str, ledger_key: str | None
     ) -> records.SpendCharged:
-        """Charge every named budgeted scope and write one ledger row, all or nothing."""
+        """Charge every named budgeted scope and write one ledger row, all or nothing; a
+        `ledger_key` already stored replays (core.budgets.replay) instead."""
 
     async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]: ...
 

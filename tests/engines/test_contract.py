@@ -61,8 +61,11 @@ def spend(cents: float | int, key: str | None = None, **ids: str) -> commands.Sp
     return commands.SpendRequest.model_validate(body)
 
 
-async def charge(store: contract.Store, request: commands.SpendRequest) -> records.SpendCharged:
-    return await store.record_spend(request, budgets.fingerprint(request))
+async def charge(
+    store: contract.Store, request: commands.SpendRequest, owner: str = REQUESTER.key_id
+) -> records.SpendCharged:
+    key = budgets.ledger_key(owner, request.idempotency_key)
+    return await store.record_spend(request, budgets.fingerprint(request), key)
 
 
 def new_approval(approval_id: str, agent: str = "a1", tool: str = "shell",
@@ -255,3 +258,16 @@ async def test_history_keys_and_audit_head(store: contract.Store,
     [last] = await store.list_audit("a1", "tool_call", 0, 1)
     assert last.details["token"] != "s3cret"
     assert await store.ready() and await store.writable()
+
+
+async def test_idempotency_keys_belong_to_the_key_that_spent(store: contract.Store) -> None:
+    """Another executor reusing a key neither replays nor blocks the first one's spend."""
+    first = await charge(store, spend(1, key="run-1/evt-1"), owner="key_a")
+    other_body = await charge(store, spend(2, key="run-1/evt-1"), owner="key_b")
+    same_body = await charge(store, spend(1, key="run-1/evt-1"), owner="key_c")
+    assert not other_body.spend.duplicate and not same_body.spend.duplicate
+    assert len({first.spend.id, other_body.spend.id, same_body.spend.id}) == 3
+    replay = await charge(store, spend(1, key="run-1/evt-1"), owner="key_a")
+    assert replay.spend.duplicate and replay.spend.id == first.spend.id
+    with pytest.raises(errors.IdempotencyConflict):
+        await charge(store, spend(5, key="run-1/evt-1"), owner="key_a")

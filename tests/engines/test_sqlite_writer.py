@@ -29,7 +29,8 @@ def spend(agent: str | None, cents: str, key: str | None = None, team: str | Non
     body = {"agentId": agent, "teamId": team, "costUsdCents": Decimal(cents),
             "idempotencyKey": key}
     request = commands.SpendRequest.model_validate({k: v for k, v in body.items() if v is not None})
-    return lambda db: db.record_spend(request, budgets.fingerprint(request))
+    ledger_key = budgets.ledger_key("key_exec", key)
+    return lambda db: db.record_spend(request, budgets.fingerprint(request), ledger_key)
 
 
 def set_budget(scope: records.Scope, scope_id: str, cents: int, mode: records.Mode) -> Op:

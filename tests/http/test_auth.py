@@ -380,3 +380,36 @@ async def test_a_leader_with_several_agents_reads_the_newest_history_of_them_all
         rows = (await (await client.get("/api/approvals?limit=3", headers=lead)).json())["records"]
     assert [(r["agentId"], r["toolName"]) for r in rows] == [("a3", "t5"), ("a1", "t3"),
                                                              ("a3", "t2")]
+
+
+def _executor(db_path, name: str) -> str:
+    admin = sqlite.KeyAdmin(str(db_path))
+    key = principals.new_key()
+    admin.create(principals.Principal(key_id=principals.new_key_id(), name=name,
+                                      role="executor"), principals.hash_key(key))
+    admin.close()
+    return key
+
+
+async def test_an_idempotency_key_belongs_to_the_api_key_that_spent(make_client, keyed, keys,
+                                                                     db_path):
+    """Executor B reusing executor A's idempotency key gets neither A's answer nor a 409."""
+    a, b = _executor(db_path, "a"), _executor(db_path, "b")
+    body = {"agentId": "a1", "costUsdCents": 1, "idempotencyKey": "run-42/evt-7"}
+
+    async def spend(key, **changes):
+        resp = await client.post("/api/governance/spend", headers={"X-API-Key": key},
+                                 json=body | changes)
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["spend"]
+
+    async with make_client(keyed) as client:
+        first = await spend(a)
+        other = await spend(b, costUsdCents=7)  # another body: not A's 409
+        assert other["duplicate"] is False and other["id"] != first["id"]
+        same = await spend(_executor(db_path, "c"))  # the same body: not A's answer
+        assert same["duplicate"] is False and same["id"] not in (first["id"], other["id"])
+        assert (await spend(a)) == first | {"duplicate": True}  # A's retry still replays
+        refused = await client.post("/api/governance/spend", headers={"X-API-Key": a},
+                                    json=body | {"costUsdCents": 9})
+        assert refused.status == 409

@@ -12,15 +12,10 @@ from clawguard.http import bodies, state, wire
 ACTOR_HEADER = "X-Clawguard-Actor"
 
 
-def principal_of(request: web.Request) -> principals.Principal:
-    principal: principals.Principal = request.get(state.PRINCIPAL, principals.ANONYMOUS)
-    return principal
-
-
 def actor_of(request: web.Request, given: str | None = None) -> str | None:
     """Who decides or revokes: with keys, the key's name (a claim cannot override it);
     without, as the caller says (body, else header)."""
-    principal = principal_of(request)
+    principal = state.principal_of(request)
     if principal is not principals.ANONYMOUS:
         return principal.name
     actor = given or request.headers.get(ACTOR_HEADER) or None
@@ -33,7 +28,7 @@ async def delegation_approval(
     request: web.Request, body: commands.DelegationApprovalRequest
 ) -> web.Response:
     return bodies.respond(
-        await request.app[state.APPROVALS].request_delegation(body, principal_of(request))
+        await request.app[state.APPROVALS].request_delegation(body, state.principal_of(request))
     )
 
 
@@ -41,13 +36,13 @@ async def request_tool_approval(
     request: web.Request, body: commands.ToolApprovalRequest
 ) -> web.Response:
     return bodies.respond(
-        await request.app[state.APPROVALS].request_tool(body, principal_of(request))
+        await request.app[state.APPROVALS].request_tool(body, state.principal_of(request))
     )
 
 
 async def list_tool_approvals(request: web.Request) -> web.Response:
     # `?all=true` (which a client may send) is no way out of a leader's own agents.
-    pending = await request.app[state.APPROVALS].pending(principal_of(request))
+    pending = await request.app[state.APPROVALS].pending(state.principal_of(request))
     return bodies.respond(wire.ApprovalList(approvals=pending))
 
 
@@ -55,7 +50,7 @@ async def get_tool_approval(
     request: web.Request, path: wire.ItemId, query: wire.ApprovalWait
 ) -> web.Response:
     approval = await request.app[state.APPROVALS].get(
-        path.id, principal_of(request), query.wait_ms
+        path.id, state.principal_of(request), query.wait_ms
     )
     return bodies.respond(wire.ApprovalOne(approval=approval))
 
@@ -64,7 +59,7 @@ async def resolve_tool_approval(
     request: web.Request, path: wire.ItemId, body: wire.ApprovalResolve
 ) -> web.Response:
     approval = await request.app[state.APPROVALS].resolve(
-        path.id, body.decision, actor_of(request, body.resolved_by), principal_of(request)
+        path.id, body.decision, actor_of(request, body.resolved_by), state.principal_of(request)
     )
     return bodies.respond(wire.ApprovalOne(approval=approval))
 
@@ -72,24 +67,24 @@ async def resolve_tool_approval(
 async def list_grants(request: web.Request, query: wire.GrantFilter) -> web.Response:
     return bodies.respond(
         wire.GrantList(grants=await request.app[state.APPROVALS].grants(
-            principal_of(request), query.agent_id))
+            state.principal_of(request), query.agent_id))
     )
 
 
 async def revoke_grant(request: web.Request, path: wire.ItemId) -> web.Response:
     grant = await request.app[state.APPROVALS].revoke(
-        path.id, actor_of(request), principal_of(request)
+        path.id, actor_of(request), state.principal_of(request)
     )
     return bodies.respond(wire.GrantOne(grant=grant))
 
 
 async def list_history(request: web.Request, query: wire.HistoryFilter) -> web.Response:
     records = await request.app[state.APPROVALS].history(
-        principal_of(request), query.agent_id, query.limit
+        state.principal_of(request), query.agent_id, query.limit
     )
     return bodies.respond(wire.HistoryList(records=records))
 
 
 async def append_history(request: web.Request, body: commands.HistoryAppend) -> web.Response:
-    record = await request.app[state.APPROVALS].record(body, principal_of(request))
+    record = await request.app[state.APPROVALS].record(body, state.principal_of(request))
     return bodies.respond(wire.HistoryOne(record=record))

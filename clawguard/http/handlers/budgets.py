@@ -31,9 +31,10 @@ async def resume_budget(
 
 
 async def record_spend(request: web.Request, body: commands.SpendRequest) -> web.Response:
-    return bodies.respond(
-        await spending.record_spend(request.app[state.STORE], body, request.app[state.METRICS])
-    )
+    owner = state.principal_of(request).key_id
+    return bodies.respond(await spending.record_spend(
+        request.app[state.STORE], body, owner, request.app[state.METRICS]
+    ))
 
 
 async def preflight(request: web.Request, query: commands.ScopeIds) -> web.Response:

@@ -114,6 +114,7 @@ class Spend:
 
     request: commands.SpendRequest
     fingerprint: str
+    ledger_key: str | None  # core.budgets.ledger_key
 
 
 Outcome = records.SpendCharged | errors.ClawguardError
@@ -143,7 +144,7 @@ async def record_spends(
         " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b",
         (scopes, scope_ids),
     )
-    keys = [s.request.idempotency_key for s in spends if s.request.idempotency_key is not None]
+    keys = [s.ledger_key for s in spends if s.ledger_key is not None]
     used = await conn.execute(
         "SELECT idempotency_key, id, fingerprint, cost_micros, scopes FROM spends"
         " WHERE idempotency_key = ANY(%s)",
@@ -164,7 +165,7 @@ async def record_spends(
     events: list[audit.Event] = []
     for spend in spends:
         request = spend.request
-        key = request.idempotency_key
+        key = spend.ledger_key
         try:
             if key is not None and key in stored:
                 outcomes.append(budgets.replay(stored[key], spend.fingerprint))

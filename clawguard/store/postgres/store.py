@@ -305,12 +305,12 @@ class PostgresStore:
     # --- spends, in batches ------------------------------------------------------------
 
     async def record_spend(
-        self, request: commands.SpendRequest, fingerprint: str
+        self, request: commands.SpendRequest, fingerprint: str, ledger_key: str | None
     ) -> records.SpendCharged:
         if self._closing or self._spender is None:
             raise errors.StoreUnavailable("the store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((budgets.Spend(request, fingerprint), future))
+        self._queue.put_nowait((budgets.Spend(request, fingerprint, ledger_key), future))
         result: records.SpendCharged = await future
         return result
 

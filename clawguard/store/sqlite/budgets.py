@@ -89,10 +89,12 @@ def resume_budget(
 class SpendJob:
     """A spend waiting for the writer: charged through the batch's ChargedBudgets."""
 
-    __slots__ = ("fingerprint", "request")
+    __slots__ = ("fingerprint", "ledger_key", "request")
 
-    def __init__(self, request: commands.SpendRequest, fingerprint: str) -> None:
-        self.request, self.fingerprint = request, fingerprint
+    def __init__(
+        self, request: commands.SpendRequest, fingerprint: str, ledger_key: str | None
+    ) -> None:
+        self.request, self.fingerprint, self.ledger_key = request, fingerprint, ledger_key
 
 
 class ChargedBudgets:
@@ -144,11 +146,11 @@ def record_spend(
     conn: sqlite3.Connection, now: int, job: SpendJob, charged: ChargedBudgets
 ) -> records.SpendCharged:
     """The hot path: few statements and no validation here; the request was validated."""
-    request, fingerprint = job.request, job.fingerprint
-    if request.idempotency_key is not None:
+    request, fingerprint, key = job.request, job.fingerprint, job.ledger_key
+    if key is not None:
         seen = conn.execute(
             "SELECT id, fingerprint, cost_micros, scopes FROM spends WHERE idempotency_key = ?",
-            (request.idempotency_key,),
+            (key,),
         ).fetchone()
         if seen is not None:
             return budgets.replay(budgets.StoredSpend(*seen), fingerprint)
@@ -163,7 +165,7 @@ def record_spend(
         "INSERT INTO spends (idempotency_key, fingerprint, agent_id, mission_id, team_id,"
         " tenant_id, cost_micros, task_id, model, input_tokens, output_tokens, scopes,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (request.idempotency_key, fingerprint, request.agent_id, request.mission_id,
+        (key, fingerprint, request.agent_id, request.mission_id,
          request.team_id, request.tenant_id, cost, request.task_id, request.model,
          request.input_tokens, request.output_tokens,
          records.SCOPE_STATES.dump_json(outcome.scopes, by_alias=True), now),

@@ -228,9 +228,9 @@ class SQLiteStore:
         await self._writer.write(lambda conn, now: audit_log.append(conn, now, event))
 
     async def record_spend(
-        self, request: commands.SpendRequest, fingerprint: str
+        self, request: commands.SpendRequest, fingerprint: str, ledger_key: str | None
     ) -> records.SpendCharged:
-        job = budgets.SpendJob(request, fingerprint)
+        job = budgets.SpendJob(request, fingerprint, ledger_key)
         result: records.SpendCharged = await self._writer.write(job)
         return result
 
