@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from clawguard import __version__
 from clawguard.cli import remote
-from clawguard.core import audit, errors, principals, records
+from clawguard.core import audit, errors, ledger, principals, records
 from clawguard.runtime import config, logs
 from clawguard.store import engines
 
@@ -88,6 +88,16 @@ def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
         # would flush stdout again at exit and fail there, so point it at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
+
+
+def _ledger_verify(args: argparse.Namespace, cfg: config.Config) -> int:
+    verdict = ledger.verify(*engines.ledger(cfg.storage, args.db))
+    if verdict.ok:
+        print(f"ledger ok: {verdict.budgets} budgets, each spent equal to its charges")
+        return EXIT_OK
+    for problem in verdict.problems:
+        print(f"ledger BROKEN: {problem}")
+    return EXIT_FAILED
 
 
 def _keys_create(args: argparse.Namespace, cfg: config.Config) -> int:
@@ -171,6 +181,13 @@ def _parser() -> argparse.ArgumentParser:
     export = add(audit_commands, "export", "write every audit row as JSON lines", _audit_export)
     export.add_argument("--db", help="database file or url (default: the config's)")
     remote.add_audit_tail(audit_commands, add)
+
+    ledger_group = commands.add_parser("ledger", help="check the spend ledger (no daemon)")
+    ledger_commands = ledger_group.add_subparsers(dest="ledger_command", required=True)
+    ledger_check = add(ledger_commands, "verify", "every budget's spent equals the sum of its"
+                       " charges, and every charge its spend's cost; exit 1 naming each"
+                       " that does not", _ledger_verify)
+    ledger_check.add_argument("--db", help="database file or url (default: the config's)")
 
     keys_group = commands.add_parser("keys", help="make, list and revoke API keys (no daemon)")
     keys_commands = keys_group.add_subparsers(dest="keys_command", required=True)

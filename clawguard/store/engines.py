@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from clawguard.core import audit, principals
+from clawguard.core import ledger as ledger_rules
 from clawguard.runtime import config
 from clawguard.store import contract, postgres, sqlite
 
@@ -51,6 +52,16 @@ def key_admin(settings: config.StorageConfig, location: str | None = None) -> Ke
     if settings.engine == "postgres":
         return postgres.KeyAdmin(settings.location)
     return sqlite.KeyAdmin(settings.location, settings.busy_timeout_ms)
+
+
+def ledger(
+    settings: config.StorageConfig, location: str | None = None
+) -> tuple[list[ledger_rules.Level], list[ledger_rules.Charge]]:
+    """Each budget's spent and the sum of its charges; the charges that are not their spend's
+    cost (for `clawguard ledger verify`)."""
+    settings = _settings(location, settings)
+    engine = postgres if settings.engine == "postgres" else sqlite
+    return engine.ledger_check(settings.location), engine.wrong_charges(settings.location)
 
 
 def audit_chain(settings: config.StorageConfig, location: str | None = None) -> Iterator[audit.Row]:

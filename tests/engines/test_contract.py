@@ -8,16 +8,21 @@ an engine but the fixture.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from clawguard.core import audit, budgets, commands, errors, principals, records
+from clawguard.core import ledger as ledger_rules
 from clawguard.runtime import config
-from clawguard.store import contract, engines, postgres, sqlite
+from clawguard.store import contract, engines
+from clawguard.store.postgres import connection as pg_connection
 
 LEADER = principals.Principal("key_lead", "lead", "leader")
 REQUESTER = principals.Principal("key_exec", "exec", "executor")
@@ -41,9 +46,7 @@ async def store(settings: config.StorageConfig, clock: Any) -> AsyncIterator[con
 
 
 def ledger(settings: config.StorageConfig) -> list[tuple[str, int, int]]:
-    if settings.engine == "postgres":
-        return postgres.ledger_check(settings.location)
-    return sqlite.ledger_check(settings.location)
+    return engines.ledger(settings)[0]
 
 
 def budget(scope: str, scope_id: str, limit: int, mode: str | None = None
@@ -271,3 +274,31 @@ async def test_idempotency_keys_belong_to_the_key_that_spent(store: contract.Sto
     assert replay.spend.duplicate and replay.spend.id == first.spend.id
     with pytest.raises(errors.IdempotencyConflict):
         await charge(store, spend(5, key="run-1/evt-1"), owner="key_a")
+
+
+def corrupt(settings: config.StorageConfig, sql: str) -> None:
+    """An edit made behind the daemon's back, straight in the database."""
+    if settings.engine == "postgres":
+        with psycopg.connect(pg_connection.conninfo(settings.location), autocommit=True) as conn:
+            conn.execute(sql)
+    else:
+        with contextlib.closing(sqlite3.connect(settings.location)) as conn, conn:
+            conn.execute(sql)
+
+
+async def test_ledger_verify_catches_an_edited_spent_and_a_forged_charge(
+    store: contract.Store, settings: config.StorageConfig
+) -> None:
+    await store.set_budget(budget("agent", "a1", 100, "cap"))
+    for cents in (1, 2, 3):
+        await charge(store, spend(cents))
+    assert ledger_rules.verify(*engines.ledger(settings)).ok
+    corrupt(settings, "UPDATE budgets SET spent_micros = spent_micros - 10000")
+    verdict = ledger_rules.verify(*engines.ledger(settings))
+    assert not verdict.ok and "spent 50000 micros, but its charges sum to 60000" in (
+        verdict.problems[0])
+    corrupt(settings, "UPDATE budgets SET spent_micros = spent_micros + 10000")
+    corrupt(settings, "UPDATE spend_charges SET micros = micros + 1"
+                      " WHERE spend_id = (SELECT min(spend_id) FROM spend_charges)")
+    verdict = ledger_rules.verify(*engines.ledger(settings))
+    assert [problem for problem in verdict.problems if "which cost 10000" in problem]

@@ -231,6 +231,19 @@ def _chain_key(request: commands.ScopeIds) -> tuple[str | None, ...]:
     return (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
 
 
+def wrong_charges(url: str) -> list[tuple[str, int, int, int | None]]:
+    """Charges that are not their spend's cost, or whose spend is gone (core.ledger)."""
+    try:
+        with psycopg.connect(connection.conninfo(url)) as conn:
+            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(
+                "SELECT c.budget_id, c.spend_id, c.micros, s.cost_micros FROM spend_charges c"
+                " LEFT JOIN spends s ON s.id = c.spend_id"
+                " WHERE s.id IS NULL OR s.cost_micros <> c.micros ORDER BY c.spend_id"
+            )]
+    except psycopg.Error as exc:
+        raise connection.unavailable(exc, "read") from exc
+
+
 def ledger_check(url: str) -> list[tuple[str, int, int]]:
     """(budget id, spent, sum of its charges) for every budget row: the invariant, for tests."""
     try:

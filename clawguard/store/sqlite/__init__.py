@@ -10,9 +10,10 @@
 """
 
 from clawguard.store.sqlite.audit_log import audit_chain
-from clawguard.store.sqlite.budgets import ledger_check
+from clawguard.store.sqlite.budgets import ledger_check, wrong_charges
 from clawguard.store.sqlite.files import connect, migrate_database
 from clawguard.store.sqlite.keys import KeyAdmin
 from clawguard.store.sqlite.store import SQLiteStore
 
-__all__ = ["KeyAdmin", "SQLiteStore", "audit_chain", "connect", "ledger_check", "migrate_database"]
+__all__ = ["KeyAdmin", "SQLiteStore", "audit_chain", "connect", "ledger_check", "migrate_database",
+           "wrong_charges"]

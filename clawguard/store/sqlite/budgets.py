@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from clawguard.core import budgets, commands, money, records
-from clawguard.store.sqlite import audit_log
+from clawguard.store.sqlite import audit_log, files
 
 # The budget rows of one scope chain (agent, mission, team, tenant ids as ?1..?4).
 CHAIN_WHERE = (
@@ -184,9 +184,22 @@ def record_spend(
     )
 
 
+def wrong_charges(path: str) -> list[tuple[str, int, int, int | None]]:
+    """Charges that are not their spend's cost, or whose spend is gone (core.ledger)."""
+    conn = files.open_read_only(path)
+    try:
+        return list(conn.execute(
+            "SELECT c.budget_id, c.spend_id, c.micros, s.cost_micros FROM spend_charges c"
+            " LEFT JOIN spends s ON s.id = c.spend_id"
+            " WHERE s.id IS NULL OR s.cost_micros <> c.micros ORDER BY c.spend_id"
+        ))
+    finally:
+        conn.close()
+
+
 def ledger_check(path: str) -> list[tuple[str, int, int]]:
     """(budget id, spent, sum of its charges) for every budget row: the invariant, for tests."""
-    conn = sqlite3.connect(path)
+    conn = files.open_read_only(path)
     try:
         return list(conn.execute(
             "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0) FROM budgets b"
