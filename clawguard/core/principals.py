@@ -39,6 +39,11 @@ class Principal:
         return None
 
 
+def actor(principal: Principal) -> dict[str, str]:
+    """Who made a change, as its audit row names them: the key's id, name and role."""
+    return {"keyId": principal.key_id, "name": principal.name, "role": principal.role}
+
+
 ANONYMOUS_KEY = "none"
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY, name="anonymous", role="admin")  # auth.mode none
 

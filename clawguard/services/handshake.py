@@ -158,12 +158,13 @@ class Approvals:
 
     async def resolve(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,
-        decider: principals.Principal,
+        decider: principals.Principal, grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         """Decide once (the store refuses a second decision, a late one, and a decider who
         may not) and wake waiters."""
         approval = await self._db.resolve_approval(
-            approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider
+            approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider,
+            grant_scope,
         )
         self._wake(approval.id, approval)
         # One turn of the loop, so the woken waiters answer before this resolver

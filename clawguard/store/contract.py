@@ -68,8 +68,9 @@ class Store(Protocol):
     # --- approvals --------------------------------------------------------------
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
-        """A live sticky grant for (agent, tool) short-circuits; else a pending row expiring
-        ttl_ms from now. Either way audited, in one transaction."""
+        """A live sticky grant for (agent, tool) short-circuits (core.approvals.matching_grant:
+        a tool grant, or an args grant for `new.args_fingerprint`); else a pending row
+        expiring ttl_ms from now. Either way audited, in one transaction."""
 
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         """The row as stored (callers apply `Approval.as_of`)."""
@@ -80,10 +81,12 @@ class Store(Protocol):
     async def resolve_approval(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,
         sticky_ttl_ms: int, decider: principals.Principal,
+        grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         """Decide a pending, unexpired row exactly once: NotFound; Forbidden when `decider`
         may not decide it (auth.Principal.refusal_to_decide); Conflict when it is decided
-        or past expiry. allow_always also writes a sticky grant; every decision
+        or past expiry. allow_always also writes a sticky grant for the tool or, with
+        `grant_scope` args, for the row's argument fingerprint only; every decision
         is appended to the history and audited."""
 
     async def any_approval_due(self, now: int) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from clawguard.core import audit, budgets, commands, errors, principals, records
+from clawguard.core import approvals, audit, budgets, commands, errors, principals, records
 from clawguard.runtime import config
 from clawguard.store import contract, engines, postgres, sqlite
 
@@ -66,10 +66,14 @@ async def charge(store: contract.Store, request: commands.SpendRequest) -> recor
 
 
 def new_approval(approval_id: str, agent: str = "a1", tool: str = "shell",
-                 requested_by: str | None = REQUESTER.key_id) -> records.NewApproval:
+                 requested_by: str | None = REQUESTER.key_id,
+                 args: dict[str, Any] | None = None) -> records.NewApproval:
+    args = {"cmd": "ls"} if args is None else args
     return records.NewApproval(id=approval_id, tool_name=tool, agent_id=agent,
-                               args_summary='{"cmd":"ls"}', reason="why", task_id="t1",
-                               tenant_id=None, requested_by_key=requested_by)
+                               args_summary=approvals.json_text(args), reason="why",
+                               task_id="t1", tenant_id=None,
+                               args_fingerprint=approvals.args_fingerprint(args),
+                               requested_by_key=requested_by)
 
 
 def chain_ok(settings: config.StorageConfig) -> audit.Verdict:
@@ -216,6 +220,48 @@ async def test_a_new_sticky_grant_supersedes_the_old(store: contract.Store, cloc
     clock.advance(2_000)  # the grant expired; a new request asks again
     await store.resolve_approval("apr_2", "allow_always", None, 0, LEADER)
     assert [g.approval_id for g in await store.list_grants(clock(), None)] == ["apr_2"]
+
+
+async def test_grant_scopes_tool_and_args(store: contract.Store, clock: Any) -> None:
+    rm_build = {"cmd": "rm", "args": ["-rf", "build"]}
+    rm_root = {"cmd": "rm", "args": ["-rf", "/"]}
+    opened = await store.open_approval(new_approval("apr_1", args=rm_build), 60_000)
+    assert opened.approval is not None
+    assert opened.approval.args_fingerprint == approvals.args_fingerprint(rm_build)
+    await store.resolve_approval("apr_1", "allow_always", None, 0, LEADER, "args")
+    [grant] = await store.list_grants(clock(), "a1")
+    assert (grant.grant_scope, grant.args_fingerprint, grant.args_summary) == (
+        "args", approvals.args_fingerprint(rm_build), approvals.json_text(rm_build))
+    # The same arguments, keys in another order: let through by the args grant.
+    same = await store.open_approval(
+        new_approval("apr_2", args={"args": ["-rf", "build"], "cmd": "rm"}), 60_000)
+    assert same.approval is None and same.grant is not None and same.grant.id == grant.id
+    # Other arguments ask again, and another tool or agent is untouched.
+    other = await store.open_approval(new_approval("apr_3", args=rm_root), 60_000)
+    assert other.grant is None and other.approval is not None
+    assert (await store.open_approval(new_approval("apr_4", agent="a2", args=rm_build),
+                                      60_000)).grant is None
+    # A tool grant for the pair sits beside the args grant and covers any arguments.
+    await store.resolve_approval("apr_3", "allow_always", None, 0, LEADER, "tool")
+    grants = await store.list_grants(clock(), "a1")
+    assert sorted(g.grant_scope for g in grants) == ["args", "tool"]
+    anything = await store.open_approval(new_approval("apr_5", args={"cmd": "x"}), 60_000)
+    assert anything.grant is not None and anything.grant.grant_scope == "tool"
+    [allowed] = [e for e in await store.list_audit("a1", "approval", None, 100)
+                 if e.action == "approval.sticky_allowed" and e.details["grantScope"] == "tool"]
+    assert allowed.details["argsSummary"] == '{"cmd":"x"}'
+    assert allowed.details["argsFingerprint"] == approvals.args_fingerprint({"cmd": "x"})
+
+
+async def test_a_new_args_grant_supersedes_only_its_own_arguments(
+    store: contract.Store, clock: Any
+) -> None:
+    for n, cmd in ((1, "a"), (2, "a"), (3, "b")):  # all pending before any is decided
+        await store.open_approval(new_approval(f"apr_{n}", args={"cmd": cmd}), 60_000)
+    for n in (1, 2, 3):
+        await store.resolve_approval(f"apr_{n}", "allow_always", None, 0, LEADER, "args")
+    assert sorted(g.approval_id for g in await store.list_grants(clock(), None)) == [
+        "apr_2", "apr_3"]
 
 
 async def test_expiry_is_written_once(store: contract.Store, clock: Any,

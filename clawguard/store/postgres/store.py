@@ -278,11 +278,12 @@ class PostgresStore:
     async def resolve_approval(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,
         sticky_ttl_ms: int, decider: principals.Principal,
+        grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         result: records.Approval = await self._write(
             lambda conn, now: approvals.resolve_approval(
                 conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
-                self._instance,
+                grant_scope, self._instance,
             )
         )
         return result

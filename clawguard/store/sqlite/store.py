@@ -222,10 +222,12 @@ class SQLiteStore:
         resolved_by: str | None,
         sticky_ttl_ms: int,
         decider: principals.Principal,
+        grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         result: records.Approval = await self._writer.write(
             lambda conn, now: approvals.resolve_approval(
-                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider
+                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
+                grant_scope,
             )
         )
         return result
