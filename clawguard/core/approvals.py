@@ -192,7 +192,11 @@ def decide(
         raise errors.NotFound(f"no approval {approval_id}")
     refusal = decider.refusal_to_decide(approval.agent_id, requested_by_key)
     if refusal is not None:
-        raise errors.Forbidden(refusal, {"approvalId": approval_id})
+        raise errors.Refused(refusal, {"approvalId": approval_id}, audit.Event(
+            "verification", "approval.decision_refused", approval.agent_id,
+            {"approvalId": approval_id, "toolName": approval.tool_name, "decision": decision,
+             "reason": refusal, **principals.actor(decider)},
+        ))
     status = approval.as_of(now).status
     if status != "pending":
         raise already_decided(approval_id, status)
@@ -224,7 +228,8 @@ def decide(
             "approval", "approval.resolved", approval.agent_id,
             {"approvalId": approval_id, "toolName": approval.tool_name, "decision": decision,
              "resolvedBy": resolved_by, "resolvedByKey": decider.key_id,
-             "resolvedByRole": decider.role, "taskId": approval.task_id,
+             "resolvedByRole": decider.role, **principals.actor(decider),
+             "taskId": approval.task_id,
              "grantId": None if grant is None else grant.id,
              "grantScope": None if grant is None else grant.grant_scope,
              "argsSummary": approval.args_summary, "argsFingerprint": approval.args_fingerprint,
@@ -264,7 +269,12 @@ def revoke(
     if grant is None:
         raise errors.NotFound(f"no grant {grant_id}")
     if not revoker.may_decide_for(grant.agent_id):
-        raise errors.Forbidden(f"key {revoker.name} may revoke only grants of agents it leads")
+        refusal = f"key {revoker.name} may revoke only grants of agents it leads"
+        raise errors.Refused(refusal, {"grantId": grant_id}, audit.Event(
+            "verification", "approval.revoke_refused", grant.agent_id,
+            {"grantId": grant_id, "toolName": grant.tool_name, "reason": refusal,
+             **principals.actor(revoker)},
+        ))
     if grant.revoked_at is not None:
         raise errors.Conflict(
             f"grant {grant_id} is already revoked",
@@ -274,7 +284,8 @@ def revoke(
         "approval", "approval.grant_revoked", grant.agent_id,
         {"grantId": grant_id, "toolName": grant.tool_name, "grantScope": grant.grant_scope,
          "argsFingerprint": grant.args_fingerprint, "revokedBy": revoked_by,
-         "revokedByKey": revoker.key_id, "grantedBy": grant.approval_id},
+         "revokedByKey": revoker.key_id, **principals.actor(revoker),
+         "grantedBy": grant.approval_id},
     )
 
 

@@ -40,8 +40,9 @@ class Principal:
 
 
 def actor(principal: Principal) -> dict[str, str]:
-    """Who made a change, as its audit row names them: the key's id, name and role."""
-    return {"keyId": principal.key_id, "name": principal.name, "role": principal.role}
+    """Who made a change or was refused, as audit rows name them: the key's id (never the
+    key itself), name and role (the names the auth middleware's refusals use)."""
+    return {"keyId": principal.key_id, "keyName": principal.name, "role": principal.role}
 
 
 ANONYMOUS_KEY = "none"

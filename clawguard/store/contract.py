@@ -31,12 +31,18 @@ class Store(Protocol):
     async def writable(self) -> bool:
         """Writes commit (after a failure, checked again by a probe write)."""
 
-    async def set_budget(self, request: commands.BudgetSet) -> records.Budget: ...
+    # `actor`: the key making the change, named in its audit row.
+    async def set_budget(
+        self, request: commands.BudgetSet, actor: principals.Principal
+    ) -> records.Budget: ...
 
-    async def delete_budget(self, scope: records.Scope, scope_id: str) -> None: ...
+    async def delete_budget(
+        self, scope: records.Scope, scope_id: str, actor: principals.Principal
+    ) -> None: ...
 
     async def resume_budget(
-        self, scope: records.Scope, scope_id: str, grace_cents: int | None
+        self, scope: records.Scope, scope_id: str, grace_cents: int | None,
+        actor: principals.Principal,
     ) -> records.Resumed: ...
 
     async def list_budgets(
@@ -83,8 +89,9 @@ class Store(Protocol):
         sticky_ttl_ms: int, decider: principals.Principal,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        """Decide a pending, unexpired row exactly once: NotFound; Forbidden when `decider`
-        may not decide it (auth.Principal.refusal_to_decide); Conflict when it is decided
+        """Decide a pending, unexpired row exactly once: NotFound; Refused (a Forbidden
+        carrying its verification event, unwritten) when `decider` may not decide it
+        (principals.Principal.refusal_to_decide); Conflict when it is decided
         or past expiry. allow_always also writes a sticky grant for the tool or, with
         `grant_scope` args, for the row's argument fingerprint only; every decision
         is appended to the history and audited."""
@@ -101,7 +108,8 @@ class Store(Protocol):
     async def revoke_grant(
         self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
     ) -> records.Grant:
-        """NotFound, Forbidden outside the revoker's agents, or Conflict when already revoked."""
+        """NotFound, Refused (as for resolve_approval) outside the revoker's agents, or
+        Conflict when already revoked."""
 
     async def list_history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
         ...

@@ -21,6 +21,7 @@ from clawguard.store import contract, engines, postgres, sqlite
 
 LEADER = principals.Principal("key_lead", "lead", "leader")
 REQUESTER = principals.Principal("key_exec", "exec", "executor")
+OPERATOR = principals.Principal("key_ops", "ops", "operator")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -85,32 +86,43 @@ def chain_ok(settings: config.StorageConfig) -> audit.Verdict:
 
 async def test_budgets_set_list_resume_delete(store: contract.Store, clock: Any,
                                               settings: config.StorageConfig) -> None:
-    made = await store.set_budget(budget("agent", "a1", 100, "cap"))
+    made = await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
     assert (made.status, made.mode, made.limit_usd_cents) == ("active", "cap", 100)
     clock.advance(1)
-    await store.set_budget(budget("team", "t1", 50))
+    await store.set_budget(budget("team", "t1", 50), OPERATOR)
     listed = await store.list_budgets(None, None)
     assert [(b.scope, b.mode) for b in listed] == [("team", "warn"), ("agent", "cap")]
     assert [b.scope for b in await store.list_budgets("agent", None)] == ["agent"]
-    kept = await store.set_budget(budget("agent", "a1", 10))
+    kept = await store.set_budget(budget("agent", "a1", 10), OPERATOR)
     assert kept.mode == "cap"  # omitting mode keeps it
     await charge(store, spend(10))
     paused = (await store.list_budgets("agent", None))[0]
     assert paused.status == "paused"
-    resumed = await store.resume_budget("agent", "a1", 5)
+    resumed = await store.resume_budget("agent", "a1", 5, OPERATOR)
     assert (resumed.budget.limit_usd_cents, resumed.budget.status) == (15, "active")
     assert resumed.will_repause is False
-    resumed = await store.resume_budget("agent", "a1", None)
+    resumed = await store.resume_budget("agent", "a1", None, OPERATOR)
     assert resumed.budget.status == "active"
     with pytest.raises(errors.NotFound):
-        await store.resume_budget("mission", "nope", None)
-    await store.delete_budget("agent", "a1")
+        await store.resume_budget("mission", "nope", None, OPERATOR)
+    await store.delete_budget("agent", "a1", OPERATOR)
     with pytest.raises(errors.NotFound):
-        await store.delete_budget("agent", "a1")
+        await store.delete_budget("agent", "a1", OPERATOR)
     assert [b.scope for b in await store.list_budgets(None, None)] == ["team"]
     actions = [e.action for e in await store.list_audit(None, None, None, 100)]
     assert actions[0] == "budget.deleted" and "budget.paused" in actions
     assert chain_ok(settings).ok
+
+
+async def test_budget_changes_name_the_key_that_made_them(store: contract.Store) -> None:
+    await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
+    await store.resume_budget("agent", "a1", None, LEADER)
+    await store.delete_budget("agent", "a1", principals.ANONYMOUS)
+    rows = {e.action: e.details for e in await store.list_audit(None, "budget", None, 10)}
+    who = {action: (d["keyId"], d["keyName"], d["role"]) for action, d in rows.items()}
+    assert who == {"budget.set": ("key_ops", "ops", "operator"),
+                   "budget.resumed": ("key_lead", "lead", "leader"),
+                   "budget.deleted": ("none", "anonymous", "admin")}
 
 
 # --- spends -------------------------------------------------------------------------------
@@ -119,8 +131,8 @@ async def test_budgets_set_list_resume_delete(store: contract.Store, clock: Any,
 async def test_spend_charges_every_scope_crosses_once_and_pauses(
     store: contract.Store, settings: config.StorageConfig
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 10, "cap"))
-    await store.set_budget(budget("tenant", "org", 1000))
+    await store.set_budget(budget("agent", "a1", 10, "cap"), OPERATOR)
+    await store.set_budget(budget("tenant", "org", 1000), OPERATOR)
     crossed = []
     for _ in range(6):
         charged = await charge(store, spend(2, agentId="a1", missionId="m1", tenantId="org"))
@@ -141,7 +153,7 @@ async def test_spend_charges_every_scope_crosses_once_and_pauses(
 async def test_a_replayed_key_charges_once_and_another_body_is_409(
     store: contract.Store
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 100))
+    await store.set_budget(budget("agent", "a1", 100), OPERATOR)
     first = await charge(store, spend(3, "k1"))
     again = await charge(store, spend(3.0, "k1"))
     assert again.spend == first.spend.model_copy(update={"duplicate": True})
@@ -156,7 +168,7 @@ async def test_a_replayed_key_charges_once_and_another_body_is_409(
 async def test_concurrent_spends_cross_the_cap_exactly_once(
     store: contract.Store, settings: config.StorageConfig
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 50, "cap"))
+    await store.set_budget(budget("agent", "a1", 50, "cap"), OPERATOR)
     outcomes = await asyncio.gather(*(charge(store, spend(1, f"s{n}")) for n in range(80)))
     hard = [o for o in outcomes if o.scopes[0].crossed == "hard"]
     assert len(hard) == 1
@@ -169,7 +181,7 @@ async def test_concurrent_spends_cross_the_cap_exactly_once(
 async def test_a_spend_that_would_overflow_is_refused_and_writes_nothing(
     store: contract.Store
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 10**12))
+    await store.set_budget(budget("agent", "a1", 10**12), OPERATOR)
     # The largest spend is 10**16 micros: 922 of them fit below 2**63, the 923rd does not.
     await asyncio.gather(*(charge(store, spend(10**12)) for _ in range(922)))
     with pytest.raises(errors.Unprocessable):
@@ -211,6 +223,34 @@ async def test_approval_decided_once_and_sticky(store: contract.Store, clock: An
     with pytest.raises(errors.NotFound):
         await store.revoke_grant("grt_none", "ann", LEADER)
     assert await store.list_grants(clock(), None) == []
+
+
+async def test_a_refused_decision_writes_nothing_and_carries_its_audit_row(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    outsider = principals.Principal("key_out", "outsider", "leader", frozenset({"b"}))
+    await store.open_approval(new_approval("apr_1"), 60_000)
+    head = await store.audit_head()
+    for decider in (REQUESTER, outsider):
+        with pytest.raises(errors.Refused) as refused:
+            await store.resolve_approval("apr_1", "allow_always", None, 0, decider)
+        event = refused.value.event
+        assert (event.event_type, event.action, event.agent_id) == (
+            "verification", "approval.decision_refused", "a1")
+        assert (event.details["keyId"], event.details["role"]) == (
+            decider.key_id, decider.role)
+    assert await store.audit_head() == head  # the store wrote nothing; services audits it
+    await store.resolve_approval("apr_1", "allow_always", None, 0, LEADER)
+    [grant] = await store.list_grants(clock(), None)
+    with pytest.raises(errors.Refused) as refused:
+        await store.revoke_grant(grant.id, None, outsider)
+    assert refused.value.event.action == "approval.revoke_refused"
+    assert await store.list_grants(clock(), None) == [grant]
+    await store.revoke_grant(grant.id, None, LEADER)
+    [revoked] = [e for e in await store.list_audit(None, "approval", None, 10)
+                 if e.action == "approval.grant_revoked"]
+    assert (revoked.details["keyId"], revoked.details["keyName"]) == ("key_lead", "lead")
+    assert chain_ok(settings).ok
 
 
 async def test_a_new_sticky_grant_supersedes_the_old(store: contract.Store, clock: Any) -> None:

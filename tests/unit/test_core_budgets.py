@@ -6,7 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from clawguard.core import budgets, commands, errors, records
+from clawguard.core import budgets, commands, errors, principals, records
+
+OPS = principals.Principal("key_o", "ops", "operator")
 
 C = 10_000  # micros per cent
 NOW = 1_800_000_000_000
@@ -97,7 +99,7 @@ def setting(limit, mode=None):
     ],
 )
 def test_set_budget(existing, limit, mode, status, kept_mode, paused_event):
-    change = budgets.set_budget(existing, setting(limit, mode), NOW, "bud_new")
+    change = budgets.set_budget(existing, setting(limit, mode), NOW, "bud_new", OPS)
     assert change.created is (existing is None)
     assert (change.budget.status, change.budget.mode) == (status, kept_mode)
     actions = [event.action for event in change.events]
@@ -115,15 +117,15 @@ def test_set_budget(existing, limit, mode, status, kept_mode, paused_event):
 )
 def test_resume(spent, limit, grace, new_limit, status, repause):
     before = budget(limit=limit, spent=spent, status="paused" if spent >= limit * C else "active")
-    resumed, events = budgets.resume_budget(before, "team", "t1", grace, NOW)
+    resumed, events = budgets.resume_budget(before, "team", "t1", grace, NOW, OPS)
     assert (resumed.budget.limit_usd_cents, resumed.budget.status) == (new_limit, status)
     assert resumed.will_repause is repause
     assert events[-1].action == "budget.resumed"
 
 
 @pytest.mark.parametrize("decider", [
-    lambda: budgets.resume_budget(None, "team", "t1", None, NOW),
-    lambda: budgets.delete_budget(None, "team", "t1"),
+    lambda: budgets.resume_budget(None, "team", "t1", None, NOW, OPS),
+    lambda: budgets.delete_budget(None, "team", "t1", OPS),
 ])
 def test_a_missing_row_is_not_found(decider):
     with pytest.raises(errors.NotFound):

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from clawguard.core import audit, budgets, commands, errors, money, records
+from clawguard.core import audit, budgets, commands, errors, money, principals, records
 from clawguard.store.postgres import audit_log, connection
 
 BUDGET_COLUMNS = (
@@ -66,10 +66,11 @@ async def _save_budget(conn: connection.Connection, budget: records.Budget) -> N
 
 
 async def set_budget(
-    conn: connection.Connection, now: int, request: commands.BudgetSet
+    conn: connection.Connection, now: int, request: commands.BudgetSet,
+    actor: principals.Principal,
 ) -> records.Budget:
     existing = await _locked_budget(conn, request.scope, request.scope_id)
-    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8))
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor)
     budget = change.budget
     if change.created:  # two instances creating it at once: one retries and updates it
         await conn.execute(
@@ -85,20 +86,22 @@ async def set_budget(
 
 
 async def delete_budget(
-    conn: connection.Connection, now: int, scope: str, scope_id: str
+    conn: connection.Connection, now: int, scope: str, scope_id: str,
+    actor: principals.Principal,
 ) -> None:
     existing = await _locked_budget(conn, scope, scope_id)
-    event = budgets.delete_budget(existing, scope, scope_id)
+    event = budgets.delete_budget(existing, scope, scope_id, actor)
     assert existing is not None
     await conn.execute("DELETE FROM budgets WHERE id = %s", (existing.id,))
     await audit_log.append(conn, now, [event])
 
 
 async def resume_budget(
-    conn: connection.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None
+    conn: connection.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None,
+    actor: principals.Principal,
 ) -> records.Resumed:
     resumed, events = budgets.resume_budget(
-        await _locked_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now
+        await _locked_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now, actor
     )
     await _save_budget(conn, resumed.budget)
     await audit_log.append(conn, now, events)

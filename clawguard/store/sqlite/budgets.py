@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from clawguard.core import budgets, commands, money, records
+from clawguard.core import budgets, commands, money, principals, records
 from clawguard.store.sqlite import audit_log
 
 # The budget rows of one scope chain (agent, mission, team, tenant ids as ?1..?4).
@@ -56,10 +56,11 @@ def _save_budget(conn: sqlite3.Connection, budget: records.Budget) -> None:
 
 
 def set_budget(
-    conn: sqlite3.Connection, now: int, request: commands.BudgetSet
+    conn: sqlite3.Connection, now: int, request: commands.BudgetSet,
+    actor: principals.Principal,
 ) -> records.Budget:
     existing = _find_budget(conn, request.scope, request.scope_id)
-    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8))
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor)
     budget = change.budget
     if change.created:
         conn.execute(
@@ -73,19 +74,23 @@ def set_budget(
     return budget
 
 
-def delete_budget(conn: sqlite3.Connection, now: int, scope: str, scope_id: str) -> None:
+def delete_budget(
+    conn: sqlite3.Connection, now: int, scope: str, scope_id: str,
+    actor: principals.Principal,
+) -> None:
     existing = _find_budget(conn, scope, scope_id)
-    event = budgets.delete_budget(existing, scope, scope_id)
+    event = budgets.delete_budget(existing, scope, scope_id, actor)
     assert existing is not None
     conn.execute("DELETE FROM budgets WHERE id = ?", (existing.id,))
     audit_log.append(conn, now, event)
 
 
 def resume_budget(
-    conn: sqlite3.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None
+    conn: sqlite3.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None,
+    actor: principals.Principal,
 ) -> records.Resumed:
     resumed, events = budgets.resume_budget(
-        _find_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now
+        _find_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now, actor
     )
     _save_budget(conn, resumed.budget)
     audit_log.append(conn, now, *events)
