@@ -51,6 +51,7 @@ class Budget(Record):
     id: str
     scope: str
     scope_id: str
+    tenant_id: str | None = None
     limit_usd_cents: int
     spent_usd_cents: int
     spent_usd_micros: int

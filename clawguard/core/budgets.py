@@ -125,11 +125,12 @@ def set_budget(
     existing: records.Budget | None, request: commands.BudgetSet, now: int, new_id: str,
     actor: principals.Principal,
 ) -> BudgetChange:
-    """Create, or change the limit and mode (omitting mode keeps it; status recomputed);
-    the audit row names the key that set it."""
+    """Create, or change the limit, mode and tenant (omitting mode or tenantId keeps it; an
+    explicit null tenantId clears it; status recomputed); the audit row names the key."""
     if existing is None:
         budget = records.Budget(
             id=new_id, scope=request.scope, scope_id=request.scope_id,
+            tenant_id=request.tenant_id,
             limit_usd_cents=request.limit_usd_cents, spent_usd_cents=0, spent_usd_micros=0,
             held_usd_cents=0, status="active", mode=request.mode or "warn", created_at=now,
             updated_at=now,
@@ -140,13 +141,16 @@ def set_budget(
         mode = request.mode or existing.mode  # omitting mode keeps it (Clawboo's trap fixed)
         status = money.status_for(existing.spent_usd_micros, request.limit_usd_cents, mode)
         budget, events = _changed(existing, request.limit_usd_cents, mode, status, now)
+        if "tenant_id" in request.model_fields_set:
+            budget = budget.model_copy(update={"tenant_id": request.tenant_id})
         previous = {"previousLimitUsdCents": existing.limit_usd_cents,
-                    "previousMode": existing.mode, "previousStatus": existing.status}
+                    "previousMode": existing.mode, "previousStatus": existing.status,
+                    "previousTenantId": existing.tenant_id}
     events.append(audit.Event(
         "budget", "budget.set", agent_of(budget.scope, budget.scope_id),
         {"scope": budget.scope, "scopeId": budget.scope_id, "budgetId": budget.id,
-         "limitUsdCents": budget.limit_usd_cents, "mode": budget.mode, "status": budget.status,
-         **previous, **principals.actor(actor)},
+         "tenantId": budget.tenant_id, "limitUsdCents": budget.limit_usd_cents,
+         "mode": budget.mode, "status": budget.status, **previous, **principals.actor(actor)},
     ))
     return BudgetChange(budget, existing is None, events)
 

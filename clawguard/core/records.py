@@ -37,6 +37,7 @@ class Budget(Model):
     id: str
     scope: Scope
     scope_id: str
+    tenant_id: str | None  # the tenant the row belongs to, as Clawboo's budget rows carry it
     limit_usd_cents: int
     spent_usd_cents: int
     spent_usd_micros: int

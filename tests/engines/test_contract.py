@@ -114,6 +114,28 @@ async def test_budgets_set_list_resume_delete(store: contract.Store, clock: Any,
     assert chain_ok(settings).ok
 
 
+async def test_a_budget_keeps_its_tenant_until_one_is_given(store: contract.Store) -> None:
+    def with_tenant(limit: int, **tenant: str | None) -> commands.BudgetSet:
+        return commands.BudgetSet.model_validate(
+            {"scope": "team", "scopeId": "t1", "limitUsdCents": limit, **tenant})
+
+    made = await store.set_budget(with_tenant(100, tenantId="org"), OPERATOR)
+    assert made.tenant_id == "org"
+    kept = await store.set_budget(with_tenant(200), OPERATOR)  # omitted: kept
+    assert (kept.tenant_id, kept.limit_usd_cents) == ("org", 200)
+    moved = await store.set_budget(with_tenant(200, tenantId="org2"), OPERATOR)
+    assert moved.tenant_id == "org2"
+    await charge(store, spend(1, teamId="t1"))
+    resumed = await store.resume_budget("team", "t1", None, OPERATOR)
+    assert resumed.budget.tenant_id == "org2"
+    assert [b.tenant_id for b in await store.list_budgets(None, None)] == ["org2"]
+    cleared = await store.set_budget(with_tenant(200, tenantId=None), OPERATOR)
+    assert cleared.tenant_id is None
+    assert [b.tenant_id for b in await store.list_budgets("team", None)] == [None]
+    [last, *_] = await store.list_audit(None, "budget", None, 10)
+    assert (last.details["tenantId"], last.details["previousTenantId"]) == (None, "org2")
+
+
 async def test_budget_changes_name_the_key_that_made_them(store: contract.Store) -> None:
     await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
     await store.resume_budget("agent", "a1", None, LEADER)

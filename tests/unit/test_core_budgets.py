@@ -14,9 +14,9 @@ C = 10_000  # micros per cent
 NOW = 1_800_000_000_000
 
 
-def budget(limit=100, spent=0, status="active", mode="cap", scope="team", sid="t1"):
+def budget(limit=100, spent=0, status="active", mode="cap", scope="team", sid="t1", tenant=None):
     return records.Budget(
-        id="bud_1", scope=scope, scope_id=sid, limit_usd_cents=limit,
+        id="bud_1", scope=scope, scope_id=sid, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=spent // C, spent_usd_micros=spent, held_usd_cents=0, status=status,
         mode=mode, created_at=1, updated_at=1,
     )
@@ -159,3 +159,16 @@ def test_replay_answers_the_first_outcome_or_409():
     assert replayed.scopes == first.scopes
     with pytest.raises(errors.IdempotencyConflict):
         budgets.replay(stored, "other")
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [({}, "org"), ({"tenantId": "org2"}, "org2"), ({"tenantId": None}, None)],
+)
+def test_set_budget_keeps_the_tenant_unless_it_is_given(body, kept):
+    request = commands.BudgetSet.model_validate(
+        {"scope": "team", "scopeId": "t1", "limitUsdCents": 100, **body})
+    change = budgets.set_budget(budget(tenant="org"), request, NOW, "bud_new", OPS)
+    assert change.budget.tenant_id == kept
+    assert change.events[-1].details["tenantId"] == kept
+    assert change.events[-1].details["previousTenantId"] == "org"

@@ -20,14 +20,14 @@ CHAIN_WHERE = (
 )
 BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at"
+    " created_at, updated_at, tenant_id"
 )
 
 
 def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated = row
+    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
     return records.Budget(
-        id=bid, scope=scope, scope_id=scope_id, limit_usd_cents=limit,
+        id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
         held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
         created_at=created, updated_at=updated,
@@ -50,8 +50,10 @@ def _find_budget(conn: sqlite3.Connection, scope: str, scope_id: str) -> records
 
 def _save_budget(conn: sqlite3.Connection, budget: records.Budget) -> None:
     conn.execute(
-        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ? WHERE id = ?",
-        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.id),
+        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ?, tenant_id = ?"
+        " WHERE id = ?",
+        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.tenant_id,
+         budget.id),
     )
 
 
@@ -64,9 +66,9 @@ def set_budget(
     budget = change.budget
     if change.created:
         conn.execute(
-            f"INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?)",
+            f"INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
-             budget.mode, now, now),
+             budget.mode, now, now, budget.tenant_id),
         )
     else:
         _save_budget(conn, budget)
