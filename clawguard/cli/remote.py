@@ -195,13 +195,13 @@ def _args_text(summary: str) -> str:
         return summary
 
 
-GRANT_HEADER = ("ID", "AGENT", "TOOL", "APPROVAL", "CREATED", "EXPIRES", "REVOKED")
+GRANT_HEADER = ("ID", "AGENT", "TOOL", "SCOPE", "APPROVAL", "CREATED", "EXPIRES", "REVOKED")
 
 
 def _grant_row(grant: records.Grant) -> tuple[str, ...]:
     revoked = "-" if grant.revoked_at is None else f"{_when(grant.revoked_at)} by " \
         f"{grant.revoked_by or '?'}"
-    return (grant.id, grant.agent_id, grant.tool_name, grant.approval_id,
+    return (grant.id, grant.agent_id, grant.tool_name, grant.grant_scope, grant.approval_id,
             _when(grant.created_at), _when(grant.expires_at), revoked)
 
 
@@ -281,8 +281,29 @@ def _approvals_show(args: argparse.Namespace, api: client.Client) -> int:
     return EXIT_OK
 
 
+def _grant_scope(args: argparse.Namespace) -> records.GrantScope | None:
+    """--scope; for allow_always without it, ask a person at a terminal, else say the default."""
+    if args.scope is not None or args.decision != "allow_always":
+        scope: records.GrantScope | None = args.scope
+        return scope
+    if sys.stdin.isatty():
+        while True:
+            print("allow always for the tool with any arguments, or for these arguments only?"
+                  " [tool/args] ", end="", file=sys.stderr, flush=True)
+            answer = sys.stdin.readline()
+            if not answer:  # end of input: nobody chose
+                raise SystemExit(EXIT_USAGE)
+            for choice in records.GRANT_SCOPES:
+                if answer.strip().lower() == choice:
+                    return choice
+    print("clawguard: allow_always grants the tool with any arguments (--scope tool);"
+          " pass --scope args to grant these arguments only", file=sys.stderr)
+    return "tool"
+
+
 def _approvals_resolve(args: argparse.Namespace, api: client.Client) -> int:
-    approval = api.resolve_approval(args.approval_id, args.decision, resolved_by=args.by)
+    approval = api.resolve_approval(args.approval_id, args.decision, resolved_by=args.by,
+                                    grant_scope=_grant_scope(args))
     if args.json:
         _print_json({"ok": True, "approval": approval.to_json()})
     else:
@@ -501,6 +522,9 @@ def add_commands(commands: Any, add: Adder) -> None:
     resolving.add_argument("decision", choices=records.DECISIONS)
     resolving.add_argument("--by", help="who decides, for a daemon without keys (with keys it"
                            " is always the key's name)")
+    resolving.add_argument("--scope", choices=records.GRANT_SCOPES,
+                           help="what allow_always grants: the tool with any arguments, or"
+                           " these arguments only (asked at a terminal; else tool)")
     granting = _http(add, approval_commands, "grants", "live sticky allow_always grants",
                      _approvals_grants)
     granting.add_argument("--agent", metavar="ID", help="only this agent's")

@@ -324,8 +324,12 @@ class Api(abc.ABC):
         return await self._run(calls.pending(every))
 
     async def resolve_approval(self, approval_id: str, decision: records.Decision, *,
-                               resolved_by: str | None = None) -> records.Approval:
-        return await self._run(calls.resolve(approval_id, decision, resolved_by))
+                               resolved_by: str | None = None,
+                               grant_scope: records.GrantScope | None = None
+                               ) -> records.Approval:
+        """`grant_scope` (allow_always): "tool" grants the tool with any arguments (the
+        daemon's default), "args" only this request's arguments."""
+        return await self._run(calls.resolve(approval_id, decision, resolved_by, grant_scope))
 
     async def grants(self, *, agent_id: str | None = None) -> list[records.Grant]:
         return await self._run(calls.grants(agent_id))

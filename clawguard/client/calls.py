@@ -223,10 +223,12 @@ def pending(every: bool) -> Call[list[records.Approval]]:
                 query={"all": "true"} if every else {})
 
 
-def resolve(approval_id: str, decision: str, by: str | None) -> Call[records.Approval]:
+def resolve(approval_id: str, decision: str, by: str | None, grant_scope: str | None
+            ) -> Call[records.Approval]:
     return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/resolve",
                 _one(records.Approval, "approval"),
-                body=_body({"decision": decision, "resolvedBy": by}), replayable=False)
+                body=_body({"decision": decision, "resolvedBy": by, "grantScope": grant_scope}),
+                replayable=False)
 
 
 def grants(agent_id: str | None) -> Call[list[records.Grant]]:

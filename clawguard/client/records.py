@@ -30,6 +30,9 @@ EVENT_TYPES: tuple[EventType, ...] = (
 Decision = Literal["allow_once", "allow_always", "deny"]
 DECISIONS: tuple[Decision, ...] = ("allow_once", "allow_always", "deny")
 HistoryAction = Literal["allow-once", "allow-always", "deny"]
+# What an allow_always grants: the tool with any arguments, or the request's arguments only.
+GrantScope = Literal["tool", "args"]
+GRANT_SCOPES: tuple[GrantScope, ...] = ("tool", "args")
 ALLOWING = frozenset({"allow_once", "allow_always"})
 
 
@@ -48,6 +51,7 @@ class Budget(Record):
     id: str
     scope: str
     scope_id: str
+    tenant_id: str | None = None
     limit_usd_cents: int
     spent_usd_cents: int
     spent_usd_micros: int
@@ -136,11 +140,15 @@ class Approval(Record):
 
 
 class Grant(Record):
-    """A sticky allow_always; live while unrevoked and unexpired."""
+    """A sticky allow_always for the tool (`grant_scope` tool: any arguments) or for the
+    arguments with `args_fingerprint` only (args); live while unrevoked and unexpired."""
 
     id: str
     agent_id: str
     tool_name: str
+    grant_scope: str = "tool"
+    args_fingerprint: str | None = None
+    args_summary: str | None = None
     approval_id: str
     created_at: int
     expires_at: int | None

@@ -8,6 +8,7 @@ row), so a request is decided, or expired, exactly once on any engine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -54,6 +55,31 @@ def _summary(value: Any) -> str:
     return text if len(text) <= SUMMARY_MAX_CHARS else text[: SUMMARY_MAX_CHARS - 1] + "…"
 
 
+def args_fingerprint(args: Any) -> str:
+    """SHA-256 of the canonical JSON of the masked arguments: key order, and 1 against 1.0,
+    do not change it; a masked secret does not either (only its key is compared)."""
+    text = json.dumps(_canonical(redact.redact(args)), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """Numbers in one spelling (an integral 2.0 is 2), so equal arguments hash alike."""
+    if isinstance(value, dict):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, Decimal | float):
+        if not math.isfinite(value):
+            return str(value)
+        if value == int(value):
+            return int(value)
+        return float(value) if isinstance(value, Decimal) else value
+    return value
+
+
 def _masked(text: str | None) -> str | None:
     return None if text is None else str(redact.redact(text))
 
@@ -65,7 +91,7 @@ def tool_request(
         id=approval_id, tool_name=body.tool_name, agent_id=body.agent_id,
         args_summary=None if body.args is None else _summary(body.args),
         reason=_masked(body.reason), task_id=body.task_id, tenant_id=body.tenant_id,
-        requested_by_key=requester.key_id,
+        args_fingerprint=args_fingerprint(body.args), requested_by_key=requester.key_id,
     )
 
 
@@ -78,11 +104,12 @@ def delegation_request(
         prompt += f" to {body.target_agent_name}"
     if body.task is not None:
         prompt += f": {body.task}"
-    args = {"kind": body.kind, "targetAgentName": body.target_agent_name, "task": body.task}
+    given = {"kind": body.kind, "targetAgentName": body.target_agent_name, "task": body.task}
+    args = {key: value for key, value in given.items() if value is not None}
     return records.NewApproval(
         id=approval_id, tool_name=delegation_scope(body.kind), agent_id=body.leader_agent_id,
-        args_summary=_summary({k: v for k, v in args.items() if v is not None}),
-        reason=_masked(prompt), task_id=body.task_id, tenant_id=body.tenant_id,
+        args_summary=_summary(args), reason=_masked(prompt), task_id=body.task_id,
+        tenant_id=body.tenant_id, args_fingerprint=args_fingerprint(args),
         requested_by_key=requester.key_id,
     )
 
@@ -98,15 +125,34 @@ class Opening:
     event: audit.Event
 
 
+def matching_grant(
+    grants: list[records.Grant], fingerprint: str
+) -> records.Grant | None:
+    """The grant that lets a request through: an args grant for exactly its arguments
+    first, else the tool grant (any arguments); an args grant for others never matches."""
+    for grant in grants:
+        if grant.grant_scope == "args" and grant.args_fingerprint == fingerprint:
+            return grant
+    for grant in grants:
+        if grant.grant_scope == "tool":
+            return grant
+    return None
+
+
 def open_request(
-    grant: records.Grant | None, new: records.NewApproval, ttl_ms: int, now: int
+    grants: list[records.Grant], new: records.NewApproval, ttl_ms: int, now: int
 ) -> Opening:
-    """`grant`: the live sticky grant for (agent, tool) at `now`, if the engine found one."""
+    """`grants`: the live sticky grants for (agent, tool) at `now` that the engine found.
+
+    A short-circuit's audit row names the arguments it let through."""
+    grant = matching_grant(grants, new.args_fingerprint)
     if grant is not None:
         return Opening(records.Opened(grant=grant, approval=None), audit.Event(
             "approval", "approval.sticky_allowed", new.agent_id,
-            {"grantId": grant.id, "toolName": new.tool_name, "grantedBy": grant.approval_id,
-             "taskId": new.task_id, "tenantId": new.tenant_id},
+            {"grantId": grant.id, "grantScope": grant.grant_scope, "toolName": new.tool_name,
+             "argsSummary": new.args_summary, "argsFingerprint": new.args_fingerprint,
+             "grantedBy": grant.approval_id, "taskId": new.task_id,
+             "tenantId": new.tenant_id},
         ))
     approval = records.Approval(
         **new.model_dump(), status="pending", created_at=now, expires_at=now + ttl_ms,
@@ -115,7 +161,8 @@ def open_request(
     return Opening(records.Opened(grant=None, approval=approval), audit.Event(
         "approval", "approval.requested", new.agent_id,
         {"approvalId": approval.id, "toolName": approval.tool_name,
-         "argsSummary": approval.args_summary, "reason": approval.reason,
+         "argsSummary": approval.args_summary, "argsFingerprint": approval.args_fingerprint,
+         "reason": approval.reason,
          "taskId": approval.task_id, "tenantId": approval.tenant_id,
          "expiresAt": approval.expires_at},
     ))
@@ -136,15 +183,20 @@ class Decided:
 def decide(
     approval: records.Approval | None, requested_by_key: str | None, approval_id: str,
     decision: records.Decision, resolved_by: str | None, decider: principals.Principal,
-    sticky_ttl_ms: int, now: int, grant_id: str,
+    sticky_ttl_ms: int, now: int, grant_id: str, grant_scope: records.GrantScope = "tool",
 ) -> Decided:
     """Decide once: NotFound, Forbidden when `decider` may not decide it, Conflict when it is
-    decided or past its expiry (a late allow_always never becomes sticky)."""
+    decided or past its expiry (a late allow_always never becomes sticky). An allow_always
+    grants the tool (`grant_scope` tool) or only the request's exact arguments (args)."""
     if approval is None:
         raise errors.NotFound(f"no approval {approval_id}")
     refusal = decider.refusal_to_decide(approval.agent_id, requested_by_key)
     if refusal is not None:
-        raise errors.Forbidden(refusal, {"approvalId": approval_id})
+        raise errors.Refused(refusal, {"approvalId": approval_id}, audit.Event(
+            "verification", "approval.decision_refused", approval.agent_id,
+            {"approvalId": approval_id, "toolName": approval.tool_name, "decision": decision,
+             "reason": refusal, **principals.actor(decider)},
+        ))
     status = approval.as_of(now).status
     if status != "pending":
         raise already_decided(approval_id, status)
@@ -153,8 +205,18 @@ def decide(
     })
     grant = None
     if decision == "allow_always":
+        by_args = grant_scope == "args"
+        if by_args and approval.args_fingerprint is None:
+            raise errors.Conflict(
+                f"approval {approval_id} was opened before arguments were fingerprinted;"
+                " grant it with grantScope tool, or deny it and ask again",
+                {"approvalId": approval_id, "grantScope": grant_scope},
+            )
         grant = records.Grant(
             id=grant_id, agent_id=approval.agent_id, tool_name=approval.tool_name,
+            grant_scope=grant_scope,
+            args_fingerprint=approval.args_fingerprint if by_args else None,
+            args_summary=approval.args_summary if by_args else None,
             approval_id=approval.id, created_at=now,
             expires_at=now + sticky_ttl_ms if sticky_ttl_ms > 0 else None, revoked_at=None,
             revoked_by=None,
@@ -166,8 +228,11 @@ def decide(
             "approval", "approval.resolved", approval.agent_id,
             {"approvalId": approval_id, "toolName": approval.tool_name, "decision": decision,
              "resolvedBy": resolved_by, "resolvedByKey": decider.key_id,
-             "resolvedByRole": decider.role, "taskId": approval.task_id,
+             "resolvedByRole": decider.role, **principals.actor(decider),
+             "taskId": approval.task_id,
              "grantId": None if grant is None else grant.id,
+             "grantScope": None if grant is None else grant.grant_scope,
+             "argsSummary": approval.args_summary, "argsFingerprint": approval.args_fingerprint,
              "grantExpiresAt": None if grant is None else grant.expires_at},
         ),
     )
@@ -204,7 +269,12 @@ def revoke(
     if grant is None:
         raise errors.NotFound(f"no grant {grant_id}")
     if not revoker.may_act_for(grant.agent_id):
-        raise errors.Forbidden(f"key {revoker.name} may revoke only grants of agents it leads")
+        refusal = f"key {revoker.name} may revoke only grants of agents it leads"
+        raise errors.Refused(refusal, {"grantId": grant_id}, audit.Event(
+            "verification", "approval.revoke_refused", grant.agent_id,
+            {"grantId": grant_id, "toolName": grant.tool_name, "reason": refusal,
+             **principals.actor(revoker)},
+        ))
     if grant.revoked_at is not None:
         raise errors.Conflict(
             f"grant {grant_id} is already revoked",
@@ -212,8 +282,10 @@ def revoke(
         )
     return grant.model_copy(update={"revoked_at": now, "revoked_by": revoked_by}), audit.Event(
         "approval", "approval.grant_revoked", grant.agent_id,
-        {"grantId": grant_id, "toolName": grant.tool_name, "revokedBy": revoked_by,
-         "revokedByKey": revoker.key_id, "grantedBy": grant.approval_id},
+        {"grantId": grant_id, "toolName": grant.tool_name, "grantScope": grant.grant_scope,
+         "argsFingerprint": grant.args_fingerprint, "revokedBy": revoked_by,
+         "revokedByKey": revoker.key_id, **principals.actor(revoker),
+         "grantedBy": grant.approval_id},
     )
 
 

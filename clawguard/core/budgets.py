@@ -15,7 +15,7 @@ from typing import Any
 
 import pydantic_core
 
-from clawguard.core import audit, commands, errors, money, records
+from clawguard.core import audit, commands, errors, money, principals, records
 
 
 @dataclass(slots=True)
@@ -129,12 +129,15 @@ def _changed(
 
 
 def set_budget(
-    existing: records.Budget | None, request: commands.BudgetSet, now: int, new_id: str
+    existing: records.Budget | None, request: commands.BudgetSet, now: int, new_id: str,
+    actor: principals.Principal,
 ) -> BudgetChange:
-    """Create, or change the limit and mode (omitting mode keeps it; status recomputed)."""
+    """Create, or change the limit, mode and tenant (omitting mode or tenantId keeps it; an
+    explicit null tenantId clears it; status recomputed); the audit row names the key."""
     if existing is None:
         budget = records.Budget(
             id=new_id, scope=request.scope, scope_id=request.scope_id,
+            tenant_id=request.tenant_id,
             limit_usd_cents=request.limit_usd_cents, spent_usd_cents=0, spent_usd_micros=0,
             held_usd_cents=0, status="active", mode=request.mode or "warn", created_at=now,
             updated_at=now,
@@ -145,13 +148,16 @@ def set_budget(
         mode = request.mode or existing.mode  # omitting mode keeps it (Clawboo's trap fixed)
         status = money.status_for(existing.spent_usd_micros, request.limit_usd_cents, mode)
         budget, events = _changed(existing, request.limit_usd_cents, mode, status, now)
+        if "tenant_id" in request.model_fields_set:
+            budget = budget.model_copy(update={"tenant_id": request.tenant_id})
         previous = {"previousLimitUsdCents": existing.limit_usd_cents,
-                    "previousMode": existing.mode, "previousStatus": existing.status}
+                    "previousMode": existing.mode, "previousStatus": existing.status,
+                    "previousTenantId": existing.tenant_id}
     events.append(audit.Event(
         "budget", "budget.set", agent_of(budget.scope, budget.scope_id),
         {"scope": budget.scope, "scopeId": budget.scope_id, "budgetId": budget.id,
-         "limitUsdCents": budget.limit_usd_cents, "mode": budget.mode, "status": budget.status,
-         **previous},
+         "tenantId": budget.tenant_id, "limitUsdCents": budget.limit_usd_cents,
+         "mode": budget.mode, "status": budget.status, **previous, **principals.actor(actor)},
     ))
     return BudgetChange(budget, existing is None, events)
 
@@ -162,19 +168,22 @@ def _require(existing: records.Budget | None, scope: str, scope_id: str) -> reco
     return existing
 
 
-def delete_budget(existing: records.Budget | None, scope: str, scope_id: str) -> audit.Event:
+def delete_budget(
+    existing: records.Budget | None, scope: str, scope_id: str, actor: principals.Principal
+) -> audit.Event:
     """The row goes (the scope becomes uncapped); its ledger stays."""
     budget = _require(existing, scope, scope_id)
     return audit.Event(
         "budget", "budget.deleted", agent_of(scope, scope_id),
         {"scope": scope, "scopeId": scope_id, "budgetId": budget.id,
-         "limitUsdCents": budget.limit_usd_cents, "spentUsdMicros": budget.spent_usd_micros},
+         "limitUsdCents": budget.limit_usd_cents, "spentUsdMicros": budget.spent_usd_micros,
+         **principals.actor(actor)},
     )
 
 
 def resume_budget(
     existing: records.Budget | None, scope: str, scope_id: str, grace_cents: int | None,
-    now: int,
+    now: int, actor: principals.Principal,
 ) -> tuple[records.Resumed, list[audit.Event]]:
     """An operator's resume (money.resume): the row to write back, and what to audit."""
     before = _require(existing, scope, scope_id)
@@ -186,7 +195,8 @@ def resume_budget(
         "budget", "budget.resumed", agent_of(scope, scope_id),
         {"scope": scope, "scopeId": scope_id, "budgetId": before.id, "graceUsdCents": grace_cents,
          "previousLimitUsdCents": before.limit_usd_cents, "limitUsdCents": limit,
-         "previousStatus": before.status, "status": status, "willRepause": will_repause},
+         "previousStatus": before.status, "status": status, "willRepause": will_repause,
+         **principals.actor(actor)},
     ))
     return records.Resumed(budget=budget, will_repause=will_repause), events
 

@@ -44,6 +44,8 @@ class BudgetSet(Request):
     scope_id: Ident
     limit_usd_cents: Cents
     mode: records.Mode | None = None
+    # Omitted on an existing row: kept, like mode; null: the row belongs to no tenant.
+    tenant_id: Ident | None = None
 
 
 class ScopeIds(Request):

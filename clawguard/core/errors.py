@@ -4,6 +4,7 @@
      ├── InvalidInput          a request that is malformed or breaks a rule of its shape
      ├── Unauthorized          no key, or a key that is unknown or revoked
      ├── Forbidden             a key whose role may not do this
+     │    └── Refused               a decision this key may not make (its audit row attached)
      ├── NotFound              an id or scope that has no row
      ├── Conflict              a request that contradicts stored state
      │    └── IdempotencyConflict   the same idempotency key with another body
@@ -16,6 +17,8 @@
 from __future__ import annotations
 
 from typing import Any
+
+from clawguard.core import audit
 
 
 class ClawguardError(Exception):
@@ -39,6 +42,15 @@ class Unauthorized(ClawguardError):
 
 class Forbidden(ClawguardError):
     code = "forbidden"
+
+
+class Refused(Forbidden):
+    """Forbidden by a decider: `event` is the verification row to write after the rollback
+    (the refused write's transaction is rolled back, and its audit rows with it)."""
+
+    def __init__(self, message: str, details: Any, event: audit.Event) -> None:
+        super().__init__(message, details)
+        self.event = event
 
 
 class NotFound(ClawguardError):

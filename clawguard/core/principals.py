@@ -48,6 +48,12 @@ class Principal:
         return None
 
 
+def actor(principal: Principal) -> dict[str, str]:
+    """Who made a change or was refused, as audit rows name them: the key's id (never the
+    key itself), name and role (the names the auth middleware's refusals use)."""
+    return {"keyId": principal.key_id, "keyName": principal.name, "role": principal.role}
+
+
 ANONYMOUS_KEY = "none"
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY, name="anonymous", role="admin")  # auth.mode none
 

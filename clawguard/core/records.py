@@ -37,6 +37,7 @@ class Budget(Model):
     id: str
     scope: Scope
     scope_id: str
+    tenant_id: str | None  # the tenant the row belongs to, as Clawboo's budget rows carry it
     limit_usd_cents: int
     spent_usd_cents: int
     spent_usd_micros: int
@@ -170,6 +171,9 @@ ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expir
 # What a waiting caller hears: a decision, the row's expiry, or its own deadline.
 Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout"]
 HistoryAction = Literal["allow-once", "allow-always", "deny"]
+# What a sticky grant covers: the tool with any arguments, or only the arguments it was
+# granted for (matched by their fingerprint, core.approvals.args_fingerprint).
+GrantScope = Literal["tool", "args"]
 
 
 class NewApproval(Model):
@@ -182,6 +186,7 @@ class NewApproval(Model):
     reason: str | None
     task_id: str | None
     tenant_id: str | None
+    args_fingerprint: str
     requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
 
 
@@ -198,6 +203,7 @@ class Approval(Model):
     expires_at: int
     resolved_at: int | None
     resolved_by: str | None
+    args_fingerprint: str | None  # None on rows opened before fingerprints were kept
 
     def as_of(self, now: int) -> Approval:
         """The row as it acts at `now`: pending past its expiry reads as expired, everywhere.
@@ -211,11 +217,15 @@ class Approval(Model):
 
 
 class Grant(Model):
-    """A sticky allow_always for (agentId, toolName); live while unrevoked and unexpired."""
+    """A sticky allow_always for (agentId, toolName), for any arguments (`grantScope` tool)
+    or only those of `argsFingerprint` (args); live while unrevoked and unexpired."""
 
     id: str
     agent_id: str
     tool_name: str
+    grant_scope: GrantScope
+    args_fingerprint: str | None  # set for an args grant
+    args_summary: str | None  # the masked arguments an args grant was made for
     approval_id: str
     created_at: int
     expires_at: int | None

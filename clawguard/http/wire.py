@@ -132,6 +132,8 @@ class HistoryFilter(Query):
 class ApprovalResolve(commands.Request):
     decision: records.Decision
     resolved_by: commands.Ident | None = None
+    # What an allow_always grants: the tool with any arguments, or these arguments only.
+    grant_scope: records.GrantScope = "tool"
 
 
 class Ok(records.Model):

@@ -170,13 +170,18 @@ class Approvals:
 
     async def resolve(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,
-        decider: principals.Principal,
+        decider: principals.Principal, grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         """Decide once (the store refuses a second decision, a late one, and a decider who
         may not) and wake waiters."""
-        approval = await self._db.resolve_approval(
-            approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider
-        )
+        try:
+            approval = await self._db.resolve_approval(
+                approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider,
+                grant_scope,
+            )
+        except errors.Refused as refused:
+            await self._audit_refusal(refused)
+            raise
         self._wake(approval.id, approval)
         # One turn of the loop, so the woken waiters answer before this resolver
         # does: their agents are blocked, the leader is not. Without it, a batch
@@ -214,7 +219,19 @@ class Approvals:
     async def revoke(
         self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
     ) -> records.Grant:
-        return await self._db.revoke_grant(grant_id, revoked_by, revoker)
+        try:
+            return await self._db.revoke_grant(grant_id, revoked_by, revoker)
+        except errors.Refused as refused:
+            await self._audit_refusal(refused)
+            raise
+
+    async def _audit_refusal(self, refused: errors.Refused) -> None:
+        """A refused decision's verification row, in a write of its own: the refused write
+        was rolled back, and its audit rows with it."""
+        try:
+            await self._db.audit_event(refused.event)
+        except errors.StoreUnavailable as exc:  # the refusal stands either way
+            log.warning("could not audit a refused decision (%s): %s", refused.message, exc)
 
     async def history(
         self, viewer: principals.Principal, agent_id: str | None, limit: int

@@ -31,12 +31,18 @@ class Store(Protocol):
     async def writable(self) -> bool:
         """Writes commit (after a failure, checked again by a probe write)."""
 
-    async def set_budget(self, request: commands.BudgetSet) -> records.Budget: ...
+    # `actor`: the key making the change, named in its audit row.
+    async def set_budget(
+        self, request: commands.BudgetSet, actor: principals.Principal
+    ) -> records.Budget: ...
 
-    async def delete_budget(self, scope: records.Scope, scope_id: str) -> None: ...
+    async def delete_budget(
+        self, scope: records.Scope, scope_id: str, actor: principals.Principal
+    ) -> None: ...
 
     async def resume_budget(
-        self, scope: records.Scope, scope_id: str, grace_cents: int | None
+        self, scope: records.Scope, scope_id: str, grace_cents: int | None,
+        actor: principals.Principal,
     ) -> records.Resumed: ...
 
     async def list_budgets(
@@ -69,8 +75,9 @@ class Store(Protocol):
     # --- approvals --------------------------------------------------------------
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
-        """A live sticky grant for (agent, tool) short-circuits; else a pending row expiring
-        ttl_ms from now. Either way audited, in one transaction."""
+        """A live sticky grant for (agent, tool) short-circuits (core.approvals.matching_grant:
+        a tool grant, or an args grant for `new.args_fingerprint`); else a pending row
+        expiring ttl_ms from now. Either way audited, in one transaction."""
 
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         """The row as stored (callers apply `Approval.as_of`)."""
@@ -81,10 +88,13 @@ class Store(Protocol):
     async def resolve_approval(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,
         sticky_ttl_ms: int, decider: principals.Principal,
+        grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        """Decide a pending, unexpired row exactly once: NotFound; Forbidden when `decider`
-        may not decide it (auth.Principal.refusal_to_decide); Conflict when it is decided
-        or past expiry. allow_always also writes a sticky grant; every decision
+        """Decide a pending, unexpired row exactly once: NotFound; Refused (a Forbidden
+        carrying its verification event, unwritten) when `decider` may not decide it
+        (principals.Principal.refusal_to_decide); Conflict when it is decided
+        or past expiry. allow_always also writes a sticky grant for the tool or, with
+        `grant_scope` args, for the row's argument fingerprint only; every decision
         is appended to the history and audited."""
 
     async def any_approval_due(self, now: int) -> bool:
@@ -99,7 +109,8 @@ class Store(Protocol):
     async def revoke_grant(
         self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
     ) -> records.Grant:
-        """NotFound, Forbidden outside the revoker's agents, or Conflict when already revoked."""
+        """NotFound, Refused (as for resolve_approval) outside the revoker's agents, or
+        Conflict when already revoked."""
 
     async def list_history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
         ...

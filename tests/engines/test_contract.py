@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from clawguard.core import audit, budgets, commands, errors, principals, records
+from clawguard.core import approvals, audit, budgets, commands, errors, principals, records
 from clawguard.core import ledger as ledger_rules
 from clawguard.runtime import config
 from clawguard.store import contract, engines
@@ -26,6 +26,7 @@ from clawguard.store.postgres import connection as pg_connection
 
 LEADER = principals.Principal("key_lead", "lead", "leader")
 REQUESTER = principals.Principal("key_exec", "exec", "executor")
+OPERATOR = principals.Principal("key_ops", "ops", "operator")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -72,10 +73,14 @@ async def charge(
 
 
 def new_approval(approval_id: str, agent: str = "a1", tool: str = "shell",
-                 requested_by: str | None = REQUESTER.key_id) -> records.NewApproval:
+                 requested_by: str | None = REQUESTER.key_id,
+                 args: dict[str, Any] | None = None) -> records.NewApproval:
+    args = {"cmd": "ls"} if args is None else args
     return records.NewApproval(id=approval_id, tool_name=tool, agent_id=agent,
-                               args_summary='{"cmd":"ls"}', reason="why", task_id="t1",
-                               tenant_id=None, requested_by_key=requested_by)
+                               args_summary=approvals.json_text(args), reason="why",
+                               task_id="t1", tenant_id=None,
+                               args_fingerprint=approvals.args_fingerprint(args),
+                               requested_by_key=requested_by)
 
 
 def chain_ok(settings: config.StorageConfig) -> audit.Verdict:
@@ -87,32 +92,65 @@ def chain_ok(settings: config.StorageConfig) -> audit.Verdict:
 
 async def test_budgets_set_list_resume_delete(store: contract.Store, clock: Any,
                                               settings: config.StorageConfig) -> None:
-    made = await store.set_budget(budget("agent", "a1", 100, "cap"))
+    made = await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
     assert (made.status, made.mode, made.limit_usd_cents) == ("active", "cap", 100)
     clock.advance(1)
-    await store.set_budget(budget("team", "t1", 50))
+    await store.set_budget(budget("team", "t1", 50), OPERATOR)
     listed = await store.list_budgets(None, None)
     assert [(b.scope, b.mode) for b in listed] == [("team", "warn"), ("agent", "cap")]
     assert [b.scope for b in await store.list_budgets("agent", None)] == ["agent"]
-    kept = await store.set_budget(budget("agent", "a1", 10))
+    kept = await store.set_budget(budget("agent", "a1", 10), OPERATOR)
     assert kept.mode == "cap"  # omitting mode keeps it
     await charge(store, spend(10))
     paused = (await store.list_budgets("agent", None))[0]
     assert paused.status == "paused"
-    resumed = await store.resume_budget("agent", "a1", 5)
+    resumed = await store.resume_budget("agent", "a1", 5, OPERATOR)
     assert (resumed.budget.limit_usd_cents, resumed.budget.status) == (15, "active")
     assert resumed.will_repause is False
-    resumed = await store.resume_budget("agent", "a1", None)
+    resumed = await store.resume_budget("agent", "a1", None, OPERATOR)
     assert resumed.budget.status == "active"
     with pytest.raises(errors.NotFound):
-        await store.resume_budget("mission", "nope", None)
-    await store.delete_budget("agent", "a1")
+        await store.resume_budget("mission", "nope", None, OPERATOR)
+    await store.delete_budget("agent", "a1", OPERATOR)
     with pytest.raises(errors.NotFound):
-        await store.delete_budget("agent", "a1")
+        await store.delete_budget("agent", "a1", OPERATOR)
     assert [b.scope for b in await store.list_budgets(None, None)] == ["team"]
     actions = [e.action for e in await store.list_audit(None, None, None, 100)]
     assert actions[0] == "budget.deleted" and "budget.paused" in actions
     assert chain_ok(settings).ok
+
+
+async def test_a_budget_keeps_its_tenant_until_one_is_given(store: contract.Store) -> None:
+    def with_tenant(limit: int, **tenant: str | None) -> commands.BudgetSet:
+        return commands.BudgetSet.model_validate(
+            {"scope": "team", "scopeId": "t1", "limitUsdCents": limit, **tenant})
+
+    made = await store.set_budget(with_tenant(100, tenantId="org"), OPERATOR)
+    assert made.tenant_id == "org"
+    kept = await store.set_budget(with_tenant(200), OPERATOR)  # omitted: kept
+    assert (kept.tenant_id, kept.limit_usd_cents) == ("org", 200)
+    moved = await store.set_budget(with_tenant(200, tenantId="org2"), OPERATOR)
+    assert moved.tenant_id == "org2"
+    await charge(store, spend(1, teamId="t1"))
+    resumed = await store.resume_budget("team", "t1", None, OPERATOR)
+    assert resumed.budget.tenant_id == "org2"
+    assert [b.tenant_id for b in await store.list_budgets(None, None)] == ["org2"]
+    cleared = await store.set_budget(with_tenant(200, tenantId=None), OPERATOR)
+    assert cleared.tenant_id is None
+    assert [b.tenant_id for b in await store.list_budgets("team", None)] == [None]
+    [last, *_] = await store.list_audit(None, "budget", None, 10)
+    assert (last.details["tenantId"], last.details["previousTenantId"]) == (None, "org2")
+
+
+async def test_budget_changes_name_the_key_that_made_them(store: contract.Store) -> None:
+    await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
+    await store.resume_budget("agent", "a1", None, LEADER)
+    await store.delete_budget("agent", "a1", principals.ANONYMOUS)
+    rows = {e.action: e.details for e in await store.list_audit(None, "budget", None, 10)}
+    who = {action: (d["keyId"], d["keyName"], d["role"]) for action, d in rows.items()}
+    assert who == {"budget.set": ("key_ops", "ops", "operator"),
+                   "budget.resumed": ("key_lead", "lead", "leader"),
+                   "budget.deleted": ("none", "anonymous", "admin")}
 
 
 # --- spends -------------------------------------------------------------------------------
@@ -121,8 +159,8 @@ async def test_budgets_set_list_resume_delete(store: contract.Store, clock: Any,
 async def test_spend_charges_every_scope_crosses_once_and_pauses(
     store: contract.Store, settings: config.StorageConfig
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 10, "cap"))
-    await store.set_budget(budget("tenant", "org", 1000))
+    await store.set_budget(budget("agent", "a1", 10, "cap"), OPERATOR)
+    await store.set_budget(budget("tenant", "org", 1000), OPERATOR)
     crossed = []
     for _ in range(6):
         charged = await charge(store, spend(2, agentId="a1", missionId="m1", tenantId="org"))
@@ -143,7 +181,7 @@ async def test_spend_charges_every_scope_crosses_once_and_pauses(
 async def test_a_replayed_key_charges_once_and_another_body_is_409(
     store: contract.Store
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 100))
+    await store.set_budget(budget("agent", "a1", 100), OPERATOR)
     first = await charge(store, spend(3, "k1"))
     again = await charge(store, spend(3.0, "k1"))
     assert again.spend == first.spend.model_copy(update={"duplicate": True})
@@ -158,7 +196,7 @@ async def test_a_replayed_key_charges_once_and_another_body_is_409(
 async def test_concurrent_spends_cross_the_cap_exactly_once(
     store: contract.Store, settings: config.StorageConfig
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 50, "cap"))
+    await store.set_budget(budget("agent", "a1", 50, "cap"), OPERATOR)
     outcomes = await asyncio.gather(*(charge(store, spend(1, f"s{n}")) for n in range(80)))
     hard = [o for o in outcomes if o.scopes[0].crossed == "hard"]
     assert len(hard) == 1
@@ -171,7 +209,7 @@ async def test_concurrent_spends_cross_the_cap_exactly_once(
 async def test_a_spend_that_would_overflow_is_refused_and_writes_nothing(
     store: contract.Store
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 10**12))
+    await store.set_budget(budget("agent", "a1", 10**12), OPERATOR)
     # The largest spend is 10**16 micros: 922 of them fit below 2**63, the 923rd does not.
     await asyncio.gather(*(charge(store, spend(10**12)) for _ in range(922)))
     with pytest.raises(errors.Unprocessable):
@@ -215,6 +253,34 @@ async def test_approval_decided_once_and_sticky(store: contract.Store, clock: An
     assert await store.list_grants(clock(), None) == []
 
 
+async def test_a_refused_decision_writes_nothing_and_carries_its_audit_row(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    outsider = principals.Principal("key_out", "outsider", "leader", frozenset({"b"}))
+    await store.open_approval(new_approval("apr_1"), 60_000)
+    head = await store.audit_head()
+    for decider in (REQUESTER, outsider):
+        with pytest.raises(errors.Refused) as refused:
+            await store.resolve_approval("apr_1", "allow_always", None, 0, decider)
+        event = refused.value.event
+        assert (event.event_type, event.action, event.agent_id) == (
+            "verification", "approval.decision_refused", "a1")
+        assert (event.details["keyId"], event.details["role"]) == (
+            decider.key_id, decider.role)
+    assert await store.audit_head() == head  # the store wrote nothing; services audits it
+    await store.resolve_approval("apr_1", "allow_always", None, 0, LEADER)
+    [grant] = await store.list_grants(clock(), None)
+    with pytest.raises(errors.Refused) as refused:
+        await store.revoke_grant(grant.id, None, outsider)
+    assert refused.value.event.action == "approval.revoke_refused"
+    assert await store.list_grants(clock(), None) == [grant]
+    await store.revoke_grant(grant.id, None, LEADER)
+    [revoked] = [e for e in await store.list_audit(None, "approval", None, 10)
+                 if e.action == "approval.grant_revoked"]
+    assert (revoked.details["keyId"], revoked.details["keyName"]) == ("key_lead", "lead")
+    assert chain_ok(settings).ok
+
+
 async def test_a_new_sticky_grant_supersedes_the_old(store: contract.Store, clock: Any) -> None:
     for n in (1, 2):
         await store.open_approval(new_approval(f"apr_{n}"), 60_000)
@@ -222,6 +288,48 @@ async def test_a_new_sticky_grant_supersedes_the_old(store: contract.Store, cloc
     clock.advance(2_000)  # the grant expired; a new request asks again
     await store.resolve_approval("apr_2", "allow_always", None, 0, LEADER)
     assert [g.approval_id for g in await store.list_grants(clock(), None)] == ["apr_2"]
+
+
+async def test_grant_scopes_tool_and_args(store: contract.Store, clock: Any) -> None:
+    rm_build = {"cmd": "rm", "args": ["-rf", "build"]}
+    rm_root = {"cmd": "rm", "args": ["-rf", "/"]}
+    opened = await store.open_approval(new_approval("apr_1", args=rm_build), 60_000)
+    assert opened.approval is not None
+    assert opened.approval.args_fingerprint == approvals.args_fingerprint(rm_build)
+    await store.resolve_approval("apr_1", "allow_always", None, 0, LEADER, "args")
+    [grant] = await store.list_grants(clock(), "a1")
+    assert (grant.grant_scope, grant.args_fingerprint, grant.args_summary) == (
+        "args", approvals.args_fingerprint(rm_build), approvals.json_text(rm_build))
+    # The same arguments, keys in another order: let through by the args grant.
+    same = await store.open_approval(
+        new_approval("apr_2", args={"args": ["-rf", "build"], "cmd": "rm"}), 60_000)
+    assert same.approval is None and same.grant is not None and same.grant.id == grant.id
+    # Other arguments ask again, and another tool or agent is untouched.
+    other = await store.open_approval(new_approval("apr_3", args=rm_root), 60_000)
+    assert other.grant is None and other.approval is not None
+    assert (await store.open_approval(new_approval("apr_4", agent="a2", args=rm_build),
+                                      60_000)).grant is None
+    # A tool grant for the pair sits beside the args grant and covers any arguments.
+    await store.resolve_approval("apr_3", "allow_always", None, 0, LEADER, "tool")
+    grants = await store.list_grants(clock(), "a1")
+    assert sorted(g.grant_scope for g in grants) == ["args", "tool"]
+    anything = await store.open_approval(new_approval("apr_5", args={"cmd": "x"}), 60_000)
+    assert anything.grant is not None and anything.grant.grant_scope == "tool"
+    [allowed] = [e for e in await store.list_audit("a1", "approval", None, 100)
+                 if e.action == "approval.sticky_allowed" and e.details["grantScope"] == "tool"]
+    assert allowed.details["argsSummary"] == '{"cmd":"x"}'
+    assert allowed.details["argsFingerprint"] == approvals.args_fingerprint({"cmd": "x"})
+
+
+async def test_a_new_args_grant_supersedes_only_its_own_arguments(
+    store: contract.Store, clock: Any
+) -> None:
+    for n, cmd in ((1, "a"), (2, "a"), (3, "b")):  # all pending before any is decided
+        await store.open_approval(new_approval(f"apr_{n}", args={"cmd": cmd}), 60_000)
+    for n in (1, 2, 3):
+        await store.resolve_approval(f"apr_{n}", "allow_always", None, 0, LEADER, "args")
+    assert sorted(g.approval_id for g in await store.list_grants(clock(), None)) == [
+        "apr_2", "apr_3"]
 
 
 async def test_expiry_is_written_once(store: contract.Store, clock: Any,
@@ -289,7 +397,7 @@ def corrupt(settings: config.StorageConfig, sql: str) -> None:
 async def test_ledger_verify_catches_an_edited_spent_and_a_forged_charge(
     store: contract.Store, settings: config.StorageConfig
 ) -> None:
-    await store.set_budget(budget("agent", "a1", 100, "cap"))
+    await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
     for cents in (1, 2, 3):
         await charge(store, spend(cents))
     assert ledger_rules.verify(*engines.ledger(settings)).ok

@@ -18,11 +18,12 @@ from typing import Any
 
 from conftest import FakeClock
 
-from clawguard.core import budgets, commands, errors, records
+from clawguard.core import budgets, commands, errors, principals, records
 from clawguard.runtime import config
 from clawguard.store import sqlite
 
 Op = Callable[[sqlite.SQLiteStore], Awaitable[Any]]
+OPERATOR = principals.Principal("key_ops", "ops", "operator")
 
 
 def spend(agent: str | None, cents: str, key: str | None = None, team: str | None = "t1") -> Op:
@@ -36,15 +37,15 @@ def spend(agent: str | None, cents: str, key: str | None = None, team: str | Non
 def set_budget(scope: records.Scope, scope_id: str, cents: int, mode: records.Mode) -> Op:
     request = commands.BudgetSet.model_validate(
         {"scope": scope, "scopeId": scope_id, "limitUsdCents": cents, "mode": mode})
-    return lambda db: db.set_budget(request)
+    return lambda db: db.set_budget(request, OPERATOR)
 
 
 def resume(scope: records.Scope, scope_id: str, grace: int | None) -> Op:
-    return lambda db: db.resume_budget(scope, scope_id, grace)
+    return lambda db: db.resume_budget(scope, scope_id, grace, OPERATOR)
 
 
 def delete(scope: records.Scope, scope_id: str) -> Op:
-    return lambda db: db.delete_budget(scope, scope_id)
+    return lambda db: db.delete_budget(scope, scope_id, OPERATOR)
 
 
 def answer(outcome: Any) -> Any:

@@ -254,6 +254,73 @@ async def test_allow_always_short_circuits_the_same_pair_and_no_other(client):
     ]
 
 
+async def audit_rows(client, action):
+    status, body = await call(client, "GET", "/api/governance/audit", params={"limit": "1000"})
+    assert status == 200
+    return [row for row in body["audit"] if row["action"] == action]
+
+
+async def test_an_args_grant_lets_through_only_the_same_arguments(client):
+    """Issue 14: allow_always on `rm -rf build` must not let `rm -rf /` through."""
+    build = {"cmd": "rm", "flags": "-rf", "path": "build", "apiToken": "s3cret"}
+    approval_id = await opened(client, args=build)
+    status, body = await resolve(client, approval_id, "allow_always", grantScope="args")
+    assert status == 200 and body["approval"]["status"] == "allow_always"
+    [grant] = (await call(client, "GET", GRANTS))[1]["grants"]
+    assert grant["grantScope"] == "args" and grant["argsFingerprint"]
+    assert grant["argsFingerprint"] == body["approval"]["argsFingerprint"]
+    assert "s3cret" not in grant["argsSummary"] and '"path":"build"' in grant["argsSummary"]
+    # The same arguments in another key order (and another secret): let through.
+    reordered = {"path": "build", "apiToken": "other", "flags": "-rf", "cmd": "rm"}
+    status, body = await call(client, "POST", TOOLS, {"toolName": "rm", "agentId": "a1",
+                                                      "args": reordered})
+    assert (status, body) == (200, {"resolution": "allow_always"})
+    # Other arguments ask a person again.
+    root = await opened(client, args={"cmd": "rm", "flags": "-rf", "path": "/"})
+    assert [row["id"] for row in await pending(client, 1)] == [root]
+    [allowed] = await audit_rows(client, "approval.sticky_allowed")
+    assert allowed["details"]["grantId"] == grant["id"]
+    assert allowed["details"]["grantScope"] == "args"
+    assert allowed["details"]["argsFingerprint"] == grant["argsFingerprint"]
+    assert json.loads(allowed["details"]["argsSummary"]) == reordered | {"apiToken": "***"}
+    [resolved] = await audit_rows(client, "approval.resolved")
+    assert resolved["details"]["grantScope"] == "args"
+    assert resolved["details"]["argsFingerprint"] == grant["argsFingerprint"]
+
+
+async def test_a_tool_grant_is_the_default_and_its_short_circuits_name_the_arguments(client):
+    await resolve(client, await opened(client, args={"path": "build"}), "allow_always")
+    [grant] = (await call(client, "GET", GRANTS))[1]["grants"]
+    assert (grant["grantScope"], grant["argsFingerprint"]) == ("tool", None)
+    status, body = await call(client, "POST", TOOLS, {"toolName": "rm", "agentId": "a1",
+                                                      "args": {"path": "/"}})
+    assert (status, body) == (200, {"resolution": "allow_always"})
+    [allowed] = await audit_rows(client, "approval.sticky_allowed")
+    assert allowed["details"]["grantScope"] == "tool"
+    assert allowed["details"]["argsSummary"] == '{"path":"/"}'
+    assert len(allowed["details"]["argsFingerprint"]) == 64
+
+
+async def test_delegation_args_grants_match_the_same_task_only(client):
+    approval_id = await opened(client, DELEGATE, leaderAgentId="lead", task="fix the build")
+    await resolve(client, approval_id, "allow_always", grantScope="args")
+    status, body = await call(client, "POST", DELEGATE, {"leaderAgentId": "lead",
+                                                         "task": "fix the build"})
+    assert (status, body) == (200, {"resolution": "allow_always"})
+    await opened(client, DELEGATE, leaderAgentId="lead", task="delete prod")
+    assert len(await pending(client, 1)) == 1
+
+
+@pytest.mark.parametrize("scope", ["everything", "ARGS", "", None, 1])
+async def test_an_unknown_grant_scope_is_400_and_changes_nothing(client, db_path, scope):
+    approval_id = await opened(client)
+    stored = dump(db_path)
+    status, body = await resolve(client, approval_id, "allow_always", grantScope=scope)
+    assert status == 400 and set(body) == {"error", "message", "details"}
+    assert dump(db_path) == stored
+    assert (await call(client, "GET", GRANTS))[1]["grants"] == []
+
+
 async def test_delegation_grants_are_keyed_by_leader_and_kind(client):
     approval_id = await opened(client, DELEGATE, leaderAgentId="lead", kind="code")
     await resolve(client, approval_id, "allow_always")

@@ -269,6 +269,78 @@ async def test_a_requester_cannot_decide_its_own_request(make_client, keyed, key
         assert (await _resolve(client, keys["leader"], own)).status == 200
 
 
+async def _audit(client, keys, event_type):
+    resp = await client.get("/api/governance/audit", params={"eventType": event_type},
+                            headers={"X-API-Key": keys["admin"]})
+    assert resp.status == 200
+    return (await resp.json())["audit"]
+
+
+async def test_budget_changes_and_revocations_name_the_key_that_made_them(
+    make_client, keyed, keys
+):
+    ops = {"X-API-Key": keys["operator"]}
+    async with make_client(keyed) as client:
+        made = await client.post("/api/governance/budgets", headers=ops,
+                                 json={"scope": "team", "scopeId": "t1", "limitUsdCents": 10})
+        assert made.status == 200
+        resumed = await client.post("/api/governance/budgets/team/t1/resume", json={},
+                                    headers={"X-API-Key": keys["admin"]})
+        assert resumed.status == 200
+        deleted = await client.delete("/api/governance/budgets/team/t1", headers=ops)
+        assert deleted.status == 204
+        approval_id = await _ask(client, keys["executor"], "a1")
+        await _resolve(client, keys["leader"], approval_id, decision="allow_always")
+        grants = await (await client.get("/api/tools/approvals/grants",
+                                         headers={"X-API-Key": keys["leader"]})).json()
+        revoked = await client.delete(f"/api/tools/approvals/grants/{grants['grants'][0]['id']}",
+                                      headers={"X-API-Key": keys["leader"]})
+        assert revoked.status == 200
+        budget_rows = await _audit(client, keys, "budget")
+        approval_rows = await _audit(client, keys, "approval")
+    who = {row["action"]: (row["details"]["keyName"], row["details"]["role"])
+           for row in budget_rows + approval_rows if "keyName" in row["details"]}
+    assert who == {"budget.set": ("operator-key", "operator"),
+                   "budget.resumed": ("admin-key", "admin"),
+                   "budget.deleted": ("operator-key", "operator"),
+                   "approval.resolved": ("leader-key", "leader"),
+                   "approval.grant_revoked": ("leader-key", "leader")}
+    assert all(row["details"]["keyId"].startswith("key_") for row in budget_rows)
+    stored = json.dumps(budget_rows + approval_rows)
+    assert not any(key in stored for key in keys.values())
+
+
+async def test_every_refused_decision_is_audited_as_verification(
+    make_client, keyed, keys, db_path
+):
+    outsider = _leader(db_path, "lead-of-b", frozenset({"b"}))
+    async with make_client(keyed) as client:
+        own = await _ask(client, keys["admin"], "a1")
+        assert (await _resolve(client, keys["admin"], own)).status == 403  # its own request
+        theirs = await _ask(client, keys["executor"], "a1")
+        assert (await _resolve(client, outsider, theirs)).status == 403  # outside --leads
+        await _resolve(client, keys["leader"], theirs, decision="allow_always")
+        grants = await (await client.get("/api/tools/approvals/grants",
+                                         headers={"X-API-Key": keys["leader"]})).json()
+        grant_id = grants["grants"][0]["id"]
+        refused = await client.delete(f"/api/tools/approvals/grants/{grant_id}",
+                                      headers={"X-API-Key": outsider})
+        assert refused.status == 403 and (await refused.json())["error"] == "forbidden"
+        rows = await _audit(client, keys, "verification")
+        still = await client.get(f"/api/tools/approvals/{own}",
+                                 headers={"X-API-Key": keys["admin"]})
+        assert (await still.json())["approval"]["status"] == "pending"
+    refusals = [(r["action"], r["agentId"], r["details"]["keyName"], r["details"]["role"])
+                for r in reversed(rows) if r["action"].endswith("_refused")]
+    assert refusals == [("approval.decision_refused", "a1", "admin-key", "admin"),
+                        ("approval.decision_refused", "a1", "lead-of-b", "leader"),
+                        ("approval.revoke_refused", "a1", "lead-of-b", "leader")]
+    first = next(r["details"] for r in reversed(rows) if r["action"].endswith("_refused"))
+    assert first["approvalId"] == own and first["keyId"].startswith("key_")
+    assert "key that asked" in first["reason"]
+    assert not any(key in json.dumps(rows) for key in (*keys.values(), outsider))
+
+
 def test_the_readme_role_table_is_the_permission_table():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = re.findall(r"^\| `(\w+) (\S+)` \| ([^|]+) \|$", readme, re.MULTILINE)

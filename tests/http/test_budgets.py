@@ -239,3 +239,24 @@ async def test_sub_cent_spends_carry_exactly_through_the_store(client):
     budget = (await (await client.get(BUDGETS)).json())["budgets"][0]
     assert budget["spentUsdMicros"] == 10_000 and budget["spentUsdCents"] == 1
     assert budget["status"] == "paused"
+
+
+async def test_tenant_id_is_accepted_stored_and_echoed_on_every_budget_row(client):
+    """Clawboo's web client sends tenantId (a string or null) and reads it back."""
+    made = await client.post(BUDGETS, json={"scope": "agent", "scopeId": "a1",
+                                            "limitUsdCents": 100, "tenantId": "org"})
+    assert made.status == 200
+    assert (await made.json())["budget"]["tenantId"] == "org"
+    kept = await set_budget(client, limit=200)  # omitting it keeps it, like mode
+    assert kept["tenantId"] == "org"
+    listed = await (await client.get(BUDGETS)).json()
+    assert [b["tenantId"] for b in listed["budgets"]] == ["org"]
+    resumed = await (await client.post(f"{BUDGETS}/agent/a1/resume", json={})).json()
+    assert resumed["budget"]["tenantId"] == "org"
+    [row] = [r for r in await audit(client, eventType="budget") if r["action"] == "budget.set"][:1]
+    assert row["tenantId"] == "org" and row["details"]["tenantId"] == "org"
+    cleared = await client.post(BUDGETS, json={"scope": "agent", "scopeId": "a1",
+                                               "limitUsdCents": 200, "tenantId": None})
+    assert (await cleared.json())["budget"]["tenantId"] is None
+    other = await set_budget(client, scope="team", scope_id="t1")
+    assert other["tenantId"] is None  # a new row without one belongs to no tenant

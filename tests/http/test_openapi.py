@@ -205,7 +205,8 @@ async def test_the_document_needs_no_key_and_keyed_routes_say_so(make_client, cf
 
 
 def test_envelopes_keep_the_json_the_routes_always_answered():
-    budget = records.Budget(id="b", scope="agent", scope_id="a", limit_usd_cents=1,
+    budget = records.Budget(id="b", scope="agent", scope_id="a", tenant_id=None,
+                            limit_usd_cents=1,
                            spent_usd_cents=0, spent_usd_micros=0, held_usd_cents=0,
                            status="active", mode="warn", created_at=1, updated_at=1)
     assert json.loads(wire.BudgetList(budgets=[budget]).to_json_bytes()) == {

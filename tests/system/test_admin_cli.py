@@ -40,7 +40,7 @@ def run(served, *argv, key="admin", **env) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CLAWGUARD_")}
     environ |= {"CLAWGUARD_URL": daemon.url, "CLAWGUARD_API_KEY": keys.get(key, key), **env}
     return subprocess.run([sys.executable, "-m", "clawguard", *argv], capture_output=True,
-                          text=True, env=environ, timeout=60)
+                          text=True, env=environ, timeout=60, stdin=subprocess.DEVNULL)
 
 
 def run_all(served, *commands: tuple) -> list[subprocess.CompletedProcess[str]]:
@@ -143,12 +143,67 @@ def test_approvals_list_resolve_grants_revoke(served):
     twice, grants, table = run_all(served, ("approvals", "resolve", approval_id, "deny"),
                                    ("approvals", "grants", "--agent", agent, "--json"),
                                    ("approvals", "grants", "--agent", agent))
+    # Not at a terminal, allow_always without --scope grants the tool, and says so.
+    assert "--scope args" in resolved.stderr
     assert twice.returncode == 1 and "409" in twice.stderr
     [grant] = json.loads(grants.stdout)["grants"]
-    assert grant["approvalId"] == approval_id
+    assert grant["approvalId"] == approval_id and grant["grantScope"] == "tool"
     assert grant["id"] in table.stdout
+    assert table.stdout.split()[3] == "SCOPE" and " tool " in table.stdout
     revoked = run(served, "approvals", "revoke", grant["id"], "--by", "bob", "--json")
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["grant"]["revokedBy"] == "admin"
+
+
+def open_request(served, agent: str, args: dict) -> str:
+    daemon, keys = served
+    with client.Client(daemon.url, keys["executor"]) as api, \
+            pytest.raises(client.ApprovalDenied) as opened:
+        api.request_tool_approval("shell", agent, args=args, wait_ms=0)
+    approval_id: str = opened.value.approval_id
+    return approval_id
+
+
+def test_resolve_scope_args_grants_only_those_arguments(served):
+    daemon, keys = served
+    agent = unique("a")
+    approval_id = open_request(served, agent, {"cmd": "rm -rf build"})
+    resolved = run(served, "approvals", "resolve", approval_id, "allow_always", "--scope", "args",
+                   "--json")
+    assert resolved.returncode == 0, resolved.stderr
+    assert "--scope" not in resolved.stderr
+    [grant] = daemon_json(served, f"/api/tools/approvals/grants?agentId={agent}")["grants"]
+    assert grant["grantScope"] == "args"
+    with client.Client(daemon.url, keys["executor"]) as api:
+        assert api.request_tool_approval("shell", agent, args={"cmd": "rm -rf build"},
+                                         wait_ms=0).resolution == "allow_always"
+        with pytest.raises(client.ApprovalDenied):
+            api.request_tool_approval("shell", agent, args={"cmd": "rm -rf /"}, wait_ms=0)
+    bad = run(served, "approvals", "resolve", approval_id, "allow_always", "--scope", "all")
+    assert bad.returncode == remote.EXIT_USAGE
+
+
+def test_resolve_asks_for_the_scope_at_a_terminal(served):
+    import pty
+
+    daemon, keys = served
+    agent = unique("a")
+    approval_id = open_request(served, agent, {"cmd": "make"})
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, b"everything\nargs\n")  # a wrong answer is asked again
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLAWGUARD_")}
+        environ |= {"CLAWGUARD_URL": daemon.url, "CLAWGUARD_API_KEY": keys["admin"]}
+        done = subprocess.run(
+            [sys.executable, "-m", "clawguard", "approvals", "resolve", approval_id,
+             "allow_always", "--json"], stdin=terminal, capture_output=True, text=True,
+            env=environ, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("[tool/args]") == 2
+    [grant] = daemon_json(served, f"/api/tools/approvals/grants?agentId={agent}")["grants"]
+    assert grant["grantScope"] == "args"
 
 
 def test_audit_tail_and_follow(served):

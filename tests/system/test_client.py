@@ -109,7 +109,8 @@ def charges(db, agent_id: str) -> list[tuple[str, int]]:
     conn = sqlite3.connect(db)
     try:
         return conn.execute(
-            "SELECT idempotency_key, cost_micros FROM spends WHERE agent_id = ?", (agent_id,)
+            "SELECT substr(idempotency_key, instr(idempotency_key, ':') + 1), cost_micros"
+            " FROM spends WHERE agent_id = ?", (agent_id,)
         ).fetchall()
     finally:
         conn.close()
@@ -238,8 +239,20 @@ def test_every_route_answers_its_model(make, daemon):
     assert isinstance(grant, records.Grant) and grant.approval_id == pending.id
     revoked = c.revoke_grant(grant.id, revoked_by="bob")
     assert revoked.revoked_by == "admin-key" and c.grants(agent_id=agent) == []
+    assert grant.grant_scope == "tool"
+    # grant_scope="args": only the same arguments are let through afterwards.
+    with pytest.raises(client.ApprovalDenied) as scoped:
+        c.request_tool_approval("rm", agent, args={"path": "/tmp"}, wait_ms=0)
+    lead.resolve_approval(scoped.value.approval_id, "allow_always", grant_scope="args")
+    [args_grant] = c.grants(agent_id=agent)
+    assert args_grant.grant_scope == "args" and args_grant.args_fingerprint
+    assert c.request_tool_approval("rm", agent, args={"path": "/tmp"}).resolution == (
+        "allow_always")
+    with pytest.raises(client.ApprovalDenied):
+        c.request_tool_approval("rm", agent, args={"path": "/"}, wait_ms=0)
+    c.revoke_grant(args_grant.id)
     history = c.approval_history(agent_id=agent, limit=5)
-    assert [h.action for h in history] == ["allow-always"]
+    assert [h.action for h in history] == ["allow-always", "allow-always"]
     record = c.record_history(agent, "deny", "rm", details={"why": "late"})
     assert isinstance(record, records.HistoryRecord) and record.action == "deny"
 

@@ -68,6 +68,7 @@ def test_the_client_records_ask_for_nothing_the_daemon_does_not_send(mine, their
 def test_the_values_the_cli_offers_are_the_daemons():
     assert records.SCOPES == daemon_records.SCOPES
     assert records.DECISIONS == daemon_records.DECISIONS
+    assert daemon_records.GrantScope.__args__ == records.GRANT_SCOPES  # type: ignore[attr-defined]
     assert records.EVENT_TYPES == daemon_records.EVENT_TYPES
     assert money.Status.__args__ == records.STATUSES  # type: ignore[attr-defined]
     assert money.Mode.__args__ == records.MODES  # type: ignore[attr-defined]

@@ -104,7 +104,12 @@ def test_kill_9_mid_storm_loses_no_acknowledged_spend(tmp_path):
         assert status == 200
     conn = sqlite3.connect(db)
     try:
-        stored = dict(conn.execute("SELECT idempotency_key, cost_micros FROM spends"))
+        stored = dict(
+            conn.execute(
+                "SELECT substr(idempotency_key, instr(idempotency_key, ':') + 1),"
+                " cost_micros FROM spends"
+            )
+        )
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     finally:
         conn.close()

@@ -102,21 +102,27 @@ def test_nothing_acknowledged_is_lost_when_one_instance_is_killed_mid_storm(
     for thread in threads:
         thread.join(30)
     with psycopg.connect(pg_url) as conn:
-        stored = {key for (key,) in conn.execute("SELECT idempotency_key FROM spends")}
+        stored = {
+            key for (key,) in conn.execute("SELECT split_part(idempotency_key, ':', 2) FROM spends")
+        }
     assert len(acknowledged) > 100
     assert set(acknowledged) <= stored
     [(_, spent, charged)] = postgres.ledger_check(pg_url)
     assert spent == charged == len(stored) * 10_000
     verify = subprocess.run(
         [sys.executable, "-m", "clawguard", "audit", "verify", "--db", pg_url],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "audit chain ok" in verify.stdout
 
 
 def test_a_decision_on_one_instance_wakes_the_waiter_on_the_other(
-    pair: tuple[Daemon, Daemon], pg_url: str  # noqa: F811
+    pair: tuple[Daemon, Daemon],
+    pg_url: str,  # noqa: F811
 ) -> None:
     a, b = pair
     lags = []
@@ -124,8 +130,12 @@ def test_a_decision_on_one_instance_wakes_the_waiter_on_the_other(
         answered: dict[str, float | str] = {}
 
         def ask(tool: str, answered: dict[str, float | str]) -> None:
-            _, body = call(a.url, "POST", "/api/tools/approvals",
-                           {"toolName": tool, "agentId": "a1", "waitMs": 20_000})
+            _, body = call(
+                a.url,
+                "POST",
+                "/api/tools/approvals",
+                {"toolName": tool, "agentId": "a1", "waitMs": 20_000},
+            )
             answered["at"] = time.perf_counter()
             answered["resolution"] = body["resolution"]
 
@@ -138,8 +148,12 @@ def test_a_decision_on_one_instance_wakes_the_waiter_on_the_other(
                 break
             time.sleep(0.01)
         time.sleep(0.05)  # the caller is parked
-        status, _ = call(b.url, "POST", f"/api/tools/approvals/{pending[0]['id']}/resolve",
-                         {"decision": "allow_once"})
+        status, _ = call(
+            b.url,
+            "POST",
+            f"/api/tools/approvals/{pending[0]['id']}/resolve",
+            {"decision": "allow_once"},
+        )
         decided = time.perf_counter()
         assert status == 200
         asker.join(5)
@@ -149,9 +163,15 @@ def test_a_decision_on_one_instance_wakes_the_waiter_on_the_other(
     assert max(lags) < 0.1, lags
 
     # 20 resolves racing on both instances: one decides, 19 hear 409.
-    opener = threading.Thread(target=call, args=(a.url, "POST", "/api/tools/approvals",
-                                                 {"toolName": "race", "agentId": "a1",
-                                                  "waitMs": 10_000}))
+    opener = threading.Thread(
+        target=call,
+        args=(
+            a.url,
+            "POST",
+            "/api/tools/approvals",
+            {"toolName": "race", "agentId": "a1", "waitMs": 10_000},
+        ),
+    )
     opener.start()
     for _ in range(200):
         pending = call(b.url, "GET", "/api/tools/approvals")[1]["approvals"]
@@ -160,20 +180,22 @@ def test_a_decision_on_one_instance_wakes_the_waiter_on_the_other(
         time.sleep(0.01)
     target = f"/api/tools/approvals/{pending[0]['id']}/resolve"
     with ThreadPoolExecutor(20) as pool:
-        statuses = list(pool.map(
-            lambda n: call((a.url, b.url)[n % 2], "POST", target, {"decision": "deny"})[0],
-            range(20),
-        ))
+        statuses = list(
+            pool.map(
+                lambda n: call((a.url, b.url)[n % 2], "POST", target, {"decision": "deny"})[0],
+                range(20),
+            )
+        )
     opener.join(5)
     assert sorted(statuses) == [200] + [409] * 19
 
     # An expiry is written once, by one instance's sweep, and wakes the waiter.
-    status, body = call(a.url, "POST", "/api/tools/approvals", {"toolName": "late",
-                        "agentId": "a1", "waitMs": 100})
+    status, body = call(
+        a.url, "POST", "/api/tools/approvals", {"toolName": "late", "agentId": "a1", "waitMs": 100}
+    )
     assert body["resolution"] == "timeout"
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("UPDATE approvals SET expires_at = 0 WHERE id = %s",
-                     (body["approvalId"],))
+        conn.execute("UPDATE approvals SET expires_at = 0 WHERE id = %s", (body["approvalId"],))
     time.sleep(0.5)
     _, audit = call(b.url, "GET", "/api/governance/audit?eventType=approval&limit=1000")
     assert [e["action"] for e in audit["audit"]].count("approval.expired") == 1

@@ -55,7 +55,12 @@ def test_sigterm_during_a_spend_storm_stores_every_acknowledged_spend(tmp_path):
     assert any("stopped" in line for line in daemon.log)
     conn = sqlite3.connect(db)
     try:
-        stored = {key for (key,) in conn.execute("SELECT idempotency_key FROM spends")}
+        stored = {
+            key
+            for (key,) in conn.execute(
+                "SELECT substr(idempotency_key, instr(idempotency_key, ':') + 1) FROM spends"
+            )
+        }
         pending = conn.execute("SELECT status FROM approvals").fetchall()
     finally:
         conn.close()

@@ -6,15 +6,17 @@ from decimal import Decimal
 
 import pytest
 
-from clawguard.core import budgets, commands, errors, records
+from clawguard.core import budgets, commands, errors, principals, records
+
+OPS = principals.Principal("key_o", "ops", "operator")
 
 C = 10_000  # micros per cent
 NOW = 1_800_000_000_000
 
 
-def budget(limit=100, spent=0, status="active", mode="cap", scope="team", sid="t1"):
+def budget(limit=100, spent=0, status="active", mode="cap", scope="team", sid="t1", tenant=None):
     return records.Budget(
-        id="bud_1", scope=scope, scope_id=sid, limit_usd_cents=limit,
+        id="bud_1", scope=scope, scope_id=sid, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=spent // C, spent_usd_micros=spent, held_usd_cents=0, status=status,
         mode=mode, created_at=1, updated_at=1,
     )
@@ -97,7 +99,7 @@ def setting(limit, mode=None):
     ],
 )
 def test_set_budget(existing, limit, mode, status, kept_mode, paused_event):
-    change = budgets.set_budget(existing, setting(limit, mode), NOW, "bud_new")
+    change = budgets.set_budget(existing, setting(limit, mode), NOW, "bud_new", OPS)
     assert change.created is (existing is None)
     assert (change.budget.status, change.budget.mode) == (status, kept_mode)
     actions = [event.action for event in change.events]
@@ -115,15 +117,15 @@ def test_set_budget(existing, limit, mode, status, kept_mode, paused_event):
 )
 def test_resume(spent, limit, grace, new_limit, status, repause):
     before = budget(limit=limit, spent=spent, status="paused" if spent >= limit * C else "active")
-    resumed, events = budgets.resume_budget(before, "team", "t1", grace, NOW)
+    resumed, events = budgets.resume_budget(before, "team", "t1", grace, NOW, OPS)
     assert (resumed.budget.limit_usd_cents, resumed.budget.status) == (new_limit, status)
     assert resumed.will_repause is repause
     assert events[-1].action == "budget.resumed"
 
 
 @pytest.mark.parametrize("decider", [
-    lambda: budgets.resume_budget(None, "team", "t1", None, NOW),
-    lambda: budgets.delete_budget(None, "team", "t1"),
+    lambda: budgets.resume_budget(None, "team", "t1", None, NOW, OPS),
+    lambda: budgets.delete_budget(None, "team", "t1", OPS),
 ])
 def test_a_missing_row_is_not_found(decider):
     with pytest.raises(errors.NotFound):
@@ -157,3 +159,16 @@ def test_replay_answers_the_first_outcome_or_409():
     assert replayed.scopes == first.scopes
     with pytest.raises(errors.IdempotencyConflict):
         budgets.replay(stored, "other")
+
+
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [({}, "org"), ({"tenantId": "org2"}, "org2"), ({"tenantId": None}, None)],
+)
+def test_set_budget_keeps_the_tenant_unless_it_is_given(body, kept):
+    request = commands.BudgetSet.model_validate(
+        {"scope": "team", "scopeId": "t1", "limitUsdCents": 100, **body})
+    change = budgets.set_budget(budget(tenant="org"), request, NOW, "bud_new", OPS)
+    assert change.budget.tenant_id == kept
+    assert change.events[-1].details["tenantId"] == kept
+    assert change.events[-1].details["previousTenantId"] == "org"

@@ -59,7 +59,8 @@ async def resolve_tool_approval(
     request: web.Request, path: wire.ItemId, body: wire.ApprovalResolve
 ) -> web.Response:
     approval = await request.app[state.APPROVALS].resolve(
-        path.id, body.decision, actor_of(request, body.resolved_by), state.principal_of(request)
+        path.id, body.decision, actor_of(request, body.resolved_by), state.principal_of(request),
+        body.grant_scope,
     )
     return bodies.respond(wire.ApprovalOne(approval=approval))
 

@@ -15,19 +15,23 @@ async def list_budgets(request: web.Request, query: wire.BudgetFilter) -> web.Re
 
 
 async def set_budget(request: web.Request, body: commands.BudgetSet) -> web.Response:
-    return bodies.respond(wire.BudgetOne(budget=await request.app[state.STORE].set_budget(body)))
+    budget = await request.app[state.STORE].set_budget(body, state.principal_of(request))
+    return bodies.respond(wire.BudgetOne(budget=budget))
 
 
 async def delete_budget(request: web.Request, path: wire.BudgetKey) -> web.Response:
-    await request.app[state.STORE].delete_budget(path.scope, path.scope_id)
+    await request.app[state.STORE].delete_budget(
+        path.scope, path.scope_id, state.principal_of(request)
+    )
     return web.Response(status=204)
 
 
 async def resume_budget(
     request: web.Request, path: wire.BudgetKey, body: wire.BudgetResume
 ) -> web.Response:
-    return bodies.respond(await request.app[state.STORE].resume_budget(path.scope, path.scope_id,
-                                                        body.grace_usd_cents))
+    return bodies.respond(await request.app[state.STORE].resume_budget(
+        path.scope, path.scope_id, body.grace_usd_cents, state.principal_of(request)
+    ))
 
 
 async def record_spend(request: web.Request, body: commands.SpendRequest) -> web.Response:

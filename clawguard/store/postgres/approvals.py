@@ -20,29 +20,32 @@ from clawguard.store.postgres import audit_log, connection, listener
 
 APPROVAL_COLUMNS = (
     "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
-    " expires_at, resolved_at, resolved_by"
+    " expires_at, resolved_at, resolved_by, args_fingerprint"
 )
 GRANT_COLUMNS = (
-    "id, agent_id, tool_name, approval_id, created_at, expires_at, revoked_at, revoked_by"
+    "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
+    " created_at, expires_at, revoked_at, revoked_by"
 )
 HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
 
 
 def approval_from_row(row: Iterable[Any]) -> records.Approval:
     (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
-     resolved_by) = row
+     resolved_by, fingerprint) = row
     return records.Approval(
         id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
         task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
-        resolved_at=resolved_at, resolved_by=resolved_by,
+        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
     )
 
 
 def grant_from_row(row: Iterable[Any]) -> records.Grant:
-    gid, agent, tool, approval_id, created, expires, revoked_at, revoked_by = row
+    (gid, agent, tool, grant_scope, fingerprint, args_summary, approval_id, created, expires,
+     revoked_at, revoked_by) = row
     return records.Grant(
-        id=gid, agent_id=agent, tool_name=tool, approval_id=approval_id, created_at=created,
-        expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
+        id=gid, agent_id=agent, tool_name=tool, grant_scope=grant_scope,
+        args_fingerprint=fingerprint, args_summary=args_summary, approval_id=approval_id,
+        created_at=created, expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
     )
 
 
@@ -62,18 +65,16 @@ async def open_approval(
         " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s)",
         (new.agent_id, new.tool_name, now),
     )
-    row = await cursor.fetchone()
-    opening = approvals.open_request(
-        None if row is None else grant_from_row(row), new, ttl_ms, now
-    )
+    grants = [grant_from_row(row) for row in await cursor.fetchall()]
+    opening = approvals.open_request(grants, new, ttl_ms, now)
     approval = opening.opened.approval
     if approval is not None:
         await conn.execute(
             f"INSERT INTO approvals ({APPROVAL_COLUMNS}, requested_by_key)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s)",
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s)",
             (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
              approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
-             approval.expires_at, new.requested_by_key),
+             approval.expires_at, approval.args_fingerprint, new.requested_by_key),
         )
     await audit_log.append(conn, now, [opening.event])
     return opening.opened
@@ -82,7 +83,7 @@ async def open_approval(
 async def resolve_approval(
     conn: connection.Connection, now: int, approval_id: str, decision: records.Decision,
     resolved_by: str | None, sticky_ttl_ms: int, decider: principals.Principal,
-    instance: str,
+    grant_scope: records.GrantScope, instance: str,
 ) -> records.Approval:
     cursor = await conn.execute(
         f"SELECT {APPROVAL_COLUMNS}, requested_by_key FROM approvals WHERE id = %s FOR UPDATE",
@@ -92,7 +93,7 @@ async def resolve_approval(
     decided = approvals.decide(
         None if row is None else approval_from_row(row[:-1]), None if row is None else row[-1],
         approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
-        "grt_" + secrets.token_hex(8),
+        "grt_" + secrets.token_hex(8), grant_scope,
     )
     # The one conditional update that makes a decision: only a pending, unexpired row.
     cursor = await conn.execute(
@@ -117,18 +118,21 @@ async def resolve_approval(
 
 
 async def _insert_grant(conn: connection.Connection, now: int, grant: records.Grant) -> None:
-    # One unrevoked grant per pair: a new one (e.g. after the old expired) supersedes it.
-    # Two instances making the same pair sticky at once: the partial unique index stops
-    # the second, whose transaction runs again and supersedes the first's grant.
+    # One unrevoked grant per (pair, scope, arguments): a new one (e.g. after the old
+    # expired) supersedes it. Two instances making the same grant at once: the partial
+    # unique index stops the second, whose transaction runs again and supersedes the first's.
     await conn.execute(
         "UPDATE approval_grants SET revoked_at = %s, revoked_by = %s WHERE agent_id = %s"
-        " AND tool_name = %s AND revoked_at IS NULL",
-        (now, "superseded:" + grant.id, grant.agent_id, grant.tool_name),
+        " AND tool_name = %s AND grant_scope = %s AND coalesce(args_fingerprint, '') = %s"
+        " AND revoked_at IS NULL",
+        (now, "superseded:" + grant.id, grant.agent_id, grant.tool_name, grant.grant_scope,
+         grant.args_fingerprint or ""),
     )
     await conn.execute(
         f"INSERT INTO approval_grants ({GRANT_COLUMNS})"
-        " VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL)",
-        (grant.id, grant.agent_id, grant.tool_name, grant.approval_id, now, grant.expires_at),
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL)",
+        (grant.id, grant.agent_id, grant.tool_name, grant.grant_scope, grant.args_fingerprint,
+         grant.args_summary, grant.approval_id, now, grant.expires_at),
     )
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import psycopg
 
-from clawguard.core import audit, budgets, commands, errors, money, records
+from clawguard.core import audit, budgets, commands, errors, money, principals, records
 from clawguard.store.postgres import audit_log, connection
 
 BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at"
+    " created_at, updated_at, tenant_id"
 )
 # The budget rows of one scope chain, by name (agent, mission, team, tenant).
 CHAIN_WHERE = (
@@ -32,9 +32,9 @@ CHAIN_WHERE = (
 
 
 def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated = row
+    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
     return records.Budget(
-        id=bid, scope=scope, scope_id=scope_id, limit_usd_cents=limit,
+        id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
         held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
         created_at=created, updated_at=updated,
@@ -59,24 +59,26 @@ async def _locked_budget(
 
 async def _save_budget(conn: connection.Connection, budget: records.Budget) -> None:
     await conn.execute(
-        "UPDATE budgets SET limit_cents = %s, status = %s, mode = %s, updated_at = %s"
-        " WHERE id = %s",
-        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.id),
+        "UPDATE budgets SET limit_cents = %s, status = %s, mode = %s, updated_at = %s,"
+        " tenant_id = %s WHERE id = %s",
+        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.tenant_id,
+         budget.id),
     )
 
 
 async def set_budget(
-    conn: connection.Connection, now: int, request: commands.BudgetSet
+    conn: connection.Connection, now: int, request: commands.BudgetSet,
+    actor: principals.Principal,
 ) -> records.Budget:
     existing = await _locked_budget(conn, request.scope, request.scope_id)
-    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8))
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor)
     budget = change.budget
     if change.created:  # two instances creating it at once: one retries and updates it
         await conn.execute(
             f"INSERT INTO budgets ({BUDGET_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
-             budget.mode, now, now),
+             budget.mode, now, now, budget.tenant_id),
         )
     else:
         await _save_budget(conn, budget)
@@ -85,20 +87,22 @@ async def set_budget(
 
 
 async def delete_budget(
-    conn: connection.Connection, now: int, scope: str, scope_id: str
+    conn: connection.Connection, now: int, scope: str, scope_id: str,
+    actor: principals.Principal,
 ) -> None:
     existing = await _locked_budget(conn, scope, scope_id)
-    event = budgets.delete_budget(existing, scope, scope_id)
+    event = budgets.delete_budget(existing, scope, scope_id, actor)
     assert existing is not None
     await conn.execute("DELETE FROM budgets WHERE id = %s", (existing.id,))
     await audit_log.append(conn, now, [event])
 
 
 async def resume_budget(
-    conn: connection.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None
+    conn: connection.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None,
+    actor: principals.Principal,
 ) -> records.Resumed:
     resumed, events = budgets.resume_budget(
-        await _locked_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now
+        await _locked_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now, actor
     )
     await _save_budget(conn, resumed.budget)
     await audit_log.append(conn, now, events)

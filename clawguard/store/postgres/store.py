@@ -237,20 +237,29 @@ class PostgresStore:
 
     # --- writes --------------------------------------------------------------------
 
-    async def set_budget(self, request: commands.BudgetSet) -> records.Budget:
+    async def set_budget(
+        self, request: commands.BudgetSet, actor: principals.Principal
+    ) -> records.Budget:
         result: records.Budget = await self._write(
-            lambda conn, now: budgets.set_budget(conn, now, request)
+            lambda conn, now: budgets.set_budget(conn, now, request, actor)
         )
         return result
 
-    async def delete_budget(self, scope: records.Scope, scope_id: str) -> None:
-        await self._write(lambda conn, now: budgets.delete_budget(conn, now, scope, scope_id))
+    async def delete_budget(
+        self, scope: records.Scope, scope_id: str, actor: principals.Principal
+    ) -> None:
+        await self._write(
+            lambda conn, now: budgets.delete_budget(conn, now, scope, scope_id, actor)
+        )
 
     async def resume_budget(
-        self, scope: records.Scope, scope_id: str, grace_cents: int | None
+        self, scope: records.Scope, scope_id: str, grace_cents: int | None,
+        actor: principals.Principal,
     ) -> records.Resumed:
         result: records.Resumed = await self._write(
-            lambda conn, now: budgets.resume_budget(conn, now, scope, scope_id, grace_cents)
+            lambda conn, now: budgets.resume_budget(
+                conn, now, scope, scope_id, grace_cents, actor
+            )
         )
         return result
 
@@ -269,11 +278,12 @@ class PostgresStore:
     async def resolve_approval(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,
         sticky_ttl_ms: int, decider: principals.Principal,
+        grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         result: records.Approval = await self._write(
             lambda conn, now: approvals.resolve_approval(
                 conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
-                self._instance,
+                grant_scope, self._instance,
             )
         )
         return result

@@ -15,29 +15,32 @@ from clawguard.store.sqlite import audit_log
 
 APPROVAL_COLUMNS = (
     "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
-    " expires_at, resolved_at, resolved_by"
+    " expires_at, resolved_at, resolved_by, args_fingerprint"
 )
 GRANT_COLUMNS = (
-    "id, agent_id, tool_name, approval_id, created_at, expires_at, revoked_at, revoked_by"
+    "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
+    " created_at, expires_at, revoked_at, revoked_by"
 )
 HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
 
 
 def approval_from_row(row: Iterable[Any]) -> records.Approval:
     (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
-     resolved_by) = row
+     resolved_by, fingerprint) = row
     return records.Approval(
         id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
         task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
-        resolved_at=resolved_at, resolved_by=resolved_by,
+        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
     )
 
 
 def grant_from_row(row: Iterable[Any]) -> records.Grant:
-    gid, agent, tool, approval_id, created, expires, revoked_at, revoked_by = row
+    (gid, agent, tool, grant_scope, fingerprint, args_summary, approval_id, created, expires,
+     revoked_at, revoked_by) = row
     return records.Grant(
-        id=gid, agent_id=agent, tool_name=tool, approval_id=approval_id, created_at=created,
-        expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
+        id=gid, agent_id=agent, tool_name=tool, grant_scope=grant_scope,
+        args_fingerprint=fingerprint, args_summary=args_summary, approval_id=approval_id,
+        created_at=created, expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
     )
 
 
@@ -49,31 +52,32 @@ def history_from_row(row: Iterable[Any]) -> records.HistoryRecord:
     )
 
 
-def _live_grant(
+def _live_grants(
     conn: sqlite3.Connection, now: int, agent_id: str, tool_name: str
-) -> records.Grant | None:
-    row = conn.execute(
+) -> list[records.Grant]:
+    rows = conn.execute(
         f"SELECT {GRANT_COLUMNS} FROM approval_grants WHERE agent_id = ? AND tool_name = ?"
         " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
         (agent_id, tool_name, now),
-    ).fetchone()
-    return None if row is None else grant_from_row(row)
+    ).fetchall()
+    return [grant_from_row(row) for row in rows]
 
 
 def open_approval(
     conn: sqlite3.Connection, now: int, new: records.NewApproval, ttl_ms: int
 ) -> records.Opened:
     opening = approvals.open_request(
-        _live_grant(conn, now, new.agent_id, new.tool_name), new, ttl_ms, now
+        _live_grants(conn, now, new.agent_id, new.tool_name), new, ttl_ms, now
     )
     approval = opening.opened.approval
     if approval is not None:
         conn.execute(
             f"INSERT INTO approvals ({APPROVAL_COLUMNS}, requested_by_key)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
              approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
-             approval.expires_at, None, None, new.requested_by_key),
+             approval.expires_at, None, None, approval.args_fingerprint,
+             new.requested_by_key),
         )
     audit_log.append(conn, now, opening.event)
     return opening.opened
@@ -82,6 +86,7 @@ def open_approval(
 def resolve_approval(
     conn: sqlite3.Connection, now: int, approval_id: str, decision: records.Decision,
     resolved_by: str | None, sticky_ttl_ms: int, decider: principals.Principal,
+    grant_scope: records.GrantScope,
 ) -> records.Approval:
     row = conn.execute(
         f"SELECT {APPROVAL_COLUMNS}, requested_by_key FROM approvals WHERE id = ?",
@@ -90,7 +95,7 @@ def resolve_approval(
     decided = approvals.decide(
         None if row is None else approval_from_row(row[:-1]), None if row is None else row[-1],
         approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
-        "grt_" + secrets.token_hex(8),
+        "grt_" + secrets.token_hex(8), grant_scope,
     )
     # The one conditional update that makes a decision: only a pending, unexpired row.
     conn.execute(
@@ -107,15 +112,20 @@ def resolve_approval(
 
 
 def _insert_grant(conn: sqlite3.Connection, now: int, grant: records.Grant) -> None:
-    # One unrevoked grant per pair: a new one (e.g. after the old expired) supersedes it.
+    # One unrevoked grant per (pair, scope, arguments): a new one (e.g. after the old
+    # expired) supersedes it.
     conn.execute(
         "UPDATE approval_grants SET revoked_at = ?, revoked_by = ? WHERE agent_id = ?"
-        " AND tool_name = ? AND revoked_at IS NULL",
-        (now, "superseded:" + grant.id, grant.agent_id, grant.tool_name),
+        " AND tool_name = ? AND grant_scope = ? AND coalesce(args_fingerprint, '') = ?"
+        " AND revoked_at IS NULL",
+        (now, "superseded:" + grant.id, grant.agent_id, grant.tool_name, grant.grant_scope,
+         grant.args_fingerprint or ""),
     )
     conn.execute(
-        f"INSERT INTO approval_grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
-        (grant.id, grant.agent_id, grant.tool_name, grant.approval_id, now, grant.expires_at),
+        f"INSERT INTO approval_grants ({GRANT_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+        (grant.id, grant.agent_id, grant.tool_name, grant.grant_scope, grant.args_fingerprint,
+         grant.args_summary, grant.approval_id, now, grant.expires_at),
     )
 
 

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from clawguard.core import budgets, commands, money, records
+from clawguard.core import budgets, commands, money, principals, records
 from clawguard.store.sqlite import audit_log, files
 
 # The budget rows of one scope chain (agent, mission, team, tenant ids as ?1..?4).
@@ -20,14 +20,14 @@ CHAIN_WHERE = (
 )
 BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at"
+    " created_at, updated_at, tenant_id"
 )
 
 
 def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated = row
+    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
     return records.Budget(
-        id=bid, scope=scope, scope_id=scope_id, limit_usd_cents=limit,
+        id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
         held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
         created_at=created, updated_at=updated,
@@ -44,22 +44,25 @@ def _find_budget(conn: sqlite3.Connection, scope: str, scope_id: str) -> records
 
 def _save_budget(conn: sqlite3.Connection, budget: records.Budget) -> None:
     conn.execute(
-        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ? WHERE id = ?",
-        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.id),
+        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ?, tenant_id = ?"
+        " WHERE id = ?",
+        (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.tenant_id,
+         budget.id),
     )
 
 
 def set_budget(
-    conn: sqlite3.Connection, now: int, request: commands.BudgetSet
+    conn: sqlite3.Connection, now: int, request: commands.BudgetSet,
+    actor: principals.Principal,
 ) -> records.Budget:
     existing = _find_budget(conn, request.scope, request.scope_id)
-    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8))
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor)
     budget = change.budget
     if change.created:
         conn.execute(
-            f"INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?)",
+            f"INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
-             budget.mode, now, now),
+             budget.mode, now, now, budget.tenant_id),
         )
     else:
         _save_budget(conn, budget)
@@ -67,19 +70,23 @@ def set_budget(
     return budget
 
 
-def delete_budget(conn: sqlite3.Connection, now: int, scope: str, scope_id: str) -> None:
+def delete_budget(
+    conn: sqlite3.Connection, now: int, scope: str, scope_id: str,
+    actor: principals.Principal,
+) -> None:
     existing = _find_budget(conn, scope, scope_id)
-    event = budgets.delete_budget(existing, scope, scope_id)
+    event = budgets.delete_budget(existing, scope, scope_id, actor)
     assert existing is not None
     conn.execute("DELETE FROM budgets WHERE id = ?", (existing.id,))
     audit_log.append(conn, now, event)
 
 
 def resume_budget(
-    conn: sqlite3.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None
+    conn: sqlite3.Connection, now: int, scope: str, scope_id: str, grace_cents: int | None,
+    actor: principals.Principal,
 ) -> records.Resumed:
     resumed, events = budgets.resume_budget(
-        _find_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now
+        _find_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now, actor
     )
     _save_budget(conn, resumed.budget)
     audit_log.append(conn, now, *events)
