@@ -132,11 +132,12 @@ async def _authenticate(request: web.Request, method: str, route: str) -> princi
     cache = request.app[state.KEY_CACHE]
     principal = cache.get(key_hash, now)
     if principal is None:
-        principal = await request.app[state.STORE].find_key(key_hash)
+        principal = await request.app[state.STORE].find_key(key_hash, now)
         if principal is None:
             await _refuse(request, "unknown_key", None)
             raise errors.Unauthorized("the API key is unknown or revoked")
         cache.put(key_hash, principal, now)
+    request.app[state.KEY_USAGE].note(principal.key_id, now)
     if not access.may_call(principal, method, route):
         await _refuse(request, "role_forbidden", principal)
         raise errors.Forbidden(f"a {principal.role} key may not call {method} {route}")
