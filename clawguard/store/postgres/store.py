@@ -203,12 +203,13 @@ class PostgresStore:
     ) -> list[records.SpendGroup]:
         # COLLATE "C": keys ordered by their bytes, as SQLite orders them.
         rows = await self._db.read(
-            "SELECT CASE %(by)s::text WHEN 'agent' THEN agent_id WHEN 'mission' THEN mission_id"
-            " WHEN 'team' THEN team_id WHEN 'tenant' THEN tenant_id ELSE model END AS grp,"
-            " sum(cost_micros)::bigint, count(*), coalesce(sum(input_tokens), 0)::bigint,"
-            " coalesce(sum(output_tokens), 0)::bigint FROM spends"
+            "SELECT grp, sum(cost_micros)::bigint, count(*), coalesce(sum(input_tokens), 0)"
+            "::bigint, coalesce(sum(output_tokens), 0)::bigint FROM (SELECT CASE %(by)s::text"
+            " WHEN 'agent' THEN agent_id WHEN 'mission' THEN mission_id WHEN 'team' THEN"
+            " team_id WHEN 'tenant' THEN tenant_id ELSE model END AS grp, cost_micros,"
+            " input_tokens, output_tokens FROM spends"
             " WHERE (%(since)s::bigint IS NULL OR created_at >= %(since)s)"
-            " AND (%(until)s::bigint IS NULL OR created_at < %(until)s)"
+            " AND (%(until)s::bigint IS NULL OR created_at < %(until)s)) AS s"
             ' GROUP BY grp ORDER BY 2 DESC, grp IS NULL, grp COLLATE "C"',
             {"by": group_by, "since": since, "until": until},
         )
