@@ -209,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(remote.unalias(sys.argv[1:] if argv is None else argv))
     logs.configure()
     try:
         cfg = config.load(args.config)
