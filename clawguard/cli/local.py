@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from clawguard import __version__
@@ -100,14 +102,31 @@ def _ledger_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     return EXIT_FAILED
 
 
+_DURATION = re.compile(r"([0-9]{1,9})(ms|s|m|h|d|w)")
+_DURATION_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+                "w": 604_800_000}
+
+
+def duration_ms(text: str) -> int:
+    """`90s`, `15m`, `12h`, `30d`, `2w` (or `500ms`) as milliseconds, more than zero."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration such as 90s, 15m, 12h, 30d or 2w")
+    return int(match[1]) * _DURATION_MS[match[2]]
+
+
+def _listed(text: str | None) -> frozenset[str] | None:
+    return None if text is None else frozenset(
+        item.strip() for item in text.split(",") if item.strip())
+
+
 def _keys_create(args: argparse.Namespace, cfg: config.Config) -> int:
-    leads = None
-    if args.leads is not None:
-        leads = frozenset(agent.strip() for agent in args.leads.split(",") if agent.strip())
-        if args.role != "leader" or not leads:
-            raise errors.InvalidInput("--leads takes agent ids, and only with --role leader")
-    principal = principals.Principal(key_id=principals.new_key_id(),
-                                     name=args.name or args.role, role=args.role, leads=leads)
+    expires_at = None
+    if args.expires_in is not None:
+        expires_at = time.time_ns() // 1_000_000 + args.expires_in
+    principal = principals.make(args.role, args.name, _listed(args.leads), _listed(args.groups),
+                                expires_at)
     key = principals.new_key()
     keys_admin = engines.key_admin(cfg.storage, args.db)
     try:
@@ -130,8 +149,10 @@ def _keys_list(args: argparse.Namespace, cfg: config.Config) -> int:
         print(json.dumps(keys, indent=2))
         return EXIT_OK
     print(f"{'ID':<18} {'ROLE':<9} {'STATE':<8} {'NAME':<20} LEADS")
+    now = time.time_ns() // 1_000_000
     for key in keys:
-        state = "revoked" if key["revokedAt"] else "active"
+        expired = key["expiresAt"] is not None and key["expiresAt"] <= now
+        state = "revoked" if key["revokedAt"] else "expired" if expired else "active"
         leads = ",".join(key["leads"]) if key["leads"] is not None else "*"
         print(f"{key['id']:<18} {key['role']:<9} {state:<8} {key['name']:<20} {leads}")
     return EXIT_OK
@@ -141,7 +162,7 @@ def _keys_revoke(args: argparse.Namespace, cfg: config.Config) -> int:
     keys_admin = engines.key_admin(cfg.storage, args.db)
     try:
         keys_admin.revoke(args.key_id)
-    except errors.NotFound as exc:
+    except (errors.NotFound, errors.Conflict) as exc:
         print(f"clawguard: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     finally:
@@ -195,6 +216,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=principals.ROLES)
     create.add_argument("--name", help="who holds it (default: the role)")
     create.add_argument("--leads", help="leader only: the agent ids it may decide for, a,b,c")
+    create.add_argument("--groups", help="leader only: the approval groups it answers for, a,b")
+    create.add_argument("--expires-in", type=duration_ms, metavar="DURATION",
+                        help="refuse the key after this long: 90s, 15m, 12h, 30d, 2w")
     listing = add(keys_commands, "list", "list keys (never their values)", _keys_list)
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
     revoke = add(keys_commands, "revoke", "revoke a key by its id", _keys_revoke)
@@ -206,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(remote.unalias(sys.argv[1:] if argv is None else argv))
     logs.configure()
     try:
         cfg = config.load(args.config)

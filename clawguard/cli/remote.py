@@ -400,6 +400,18 @@ def _spend(args: argparse.Namespace, api: client.Client) -> int:
     return EXIT_OK
 
 
+def _spend_summary(args: argparse.Namespace, api: client.Client) -> int:
+    groups = api.spend_summary(args.by, since=args.since, until=args.until)
+    if args.json:
+        _print_json([group.to_json() for group in groups])
+        return EXIT_OK
+    _table((args.by.upper(), "SPENT", "SPENDS", "INPUT TOKENS", "OUTPUT TOKENS"), [
+        ("(none)" if g.key is None else g.key, _dollars(g.spent_usd_micros), str(g.spends),
+         str(g.input_tokens), str(g.output_tokens)) for g in groups
+    ])
+    return EXIT_OK
+
+
 def _preflight(args: argparse.Namespace, api: client.Client) -> int:
     checked = api.preflight(**_scopes(args))
     if args.json:
@@ -481,6 +493,17 @@ def _scope_options(command: argparse.ArgumentParser) -> None:
         command.add_argument(f"--{name}", metavar="ID", help=f"the {name} id")
 
 
+# Two-word commands that argparse cannot nest, as the one-word name they are parsed by.
+SUBCOMMAND_ALIASES = {("spend", "summary"): "spend-summary"}
+
+
+def unalias(argv: Sequence[str]) -> list[str]:
+    """`spend summary ...` as `spend-summary ...`; anything else as it is."""
+    words = list(argv)
+    alias = SUBCOMMAND_ALIASES.get(tuple(words[:2]))  # type: ignore[arg-type]
+    return [alias, *words[2:]] if alias is not None else words
+
+
 def add_commands(commands: Any, add: Adder) -> None:
     """budgets, approvals, spend and preflight, under the top-level `commands`."""
     budgets = commands.add_parser("budgets", help="list, set, delete and resume budgets (HTTP)")
@@ -534,6 +557,15 @@ def add_commands(commands: Any, add: Adder) -> None:
     revoking.add_argument("--by", help="who revokes, for a daemon without keys (with keys it"
                           " is always the key's name)")
 
+    # `clawguard spend summary` is this command (see SUBCOMMAND_ALIASES): `spend CENTS`
+    # takes a positional amount, so argparse cannot hang a subcommand under it.
+    summary = _http(add, commands, "spend-summary",
+                    "spend grouped by agent, mission, team, tenant or model, largest first"
+                    " (also `spend summary`)", _spend_summary)
+    summary.add_argument("--by", choices=("agent", "mission", "team", "tenant", "model"),
+                         default="agent")
+    summary.add_argument("--since", type=int, metavar="MS", help="epoch ms, inclusive")
+    summary.add_argument("--until", type=int, metavar="MS", help="epoch ms, exclusive")
     spending = _http(add, commands, "spend",
                      "record a spend (exit 3 when it fires the kill-switch)", _spend)
     spending.add_argument("cents", metavar="CENTS", type=_cents,

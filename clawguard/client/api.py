@@ -236,6 +236,26 @@ class Api(abc.ABC):
     async def _record(self, step: Step) -> records.SpendOutcome:
         return await self._outlasting(step._call, None)
 
+    async def spend_summary(self, group_by: records.SpendGrouping, *, since: int | None = None,
+                            until: int | None = None) -> list[records.SpendGroup]:
+        """Spend grouped by scope id or model, largest first; `since` inclusive and `until`
+        exclusive, in epoch ms (operator)."""
+        return await self._run(calls.spend_summary(group_by, since, until))
+
+    # --- keys (admin) -----------------------------------------------------------------
+
+    async def list_keys(self) -> list[records.ApiKey]:
+        return await self._run(calls.list_keys())
+
+    async def create_key(self, role: str, *, name: str | None = None,
+                         leads: list[str] | None = None, groups: list[str] | None = None,
+                         expires_in_ms: int | None = None) -> records.KeyCreated:
+        """A new key; its value is in the answer (`.key`) and never shown again."""
+        return await self._run(calls.create_key(role, name, leads, groups, expires_in_ms))
+
+    async def revoke_key(self, key_id: str) -> records.ApiKey:
+        return await self._run(calls.revoke_key(key_id))
+
     # --- audit (operator) -------------------------------------------------------------
 
     async def audit(self, *, agent_id: str | None = None, event_type: str | None = None,

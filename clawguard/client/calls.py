@@ -193,6 +193,12 @@ def audit(agent_id: str | None, event_type: str | None, since: int | None,
                              limit=limit))
 
 
+def spend_summary(group_by: records.SpendGrouping, since: int | None, until: int | None
+                  ) -> Call[list[records.SpendGroup]]:
+    return Call("GET", "/api/governance/spend/summary", _many(records.SpendGroup, "groups"),
+                query=_query(group_by=group_by, since=since, until=until))
+
+
 def audit_head() -> Call[records.AuditHead]:
     return Call("GET", "/api/governance/audit/head", _one(records.AuditHead))
 
@@ -240,6 +246,23 @@ def revoke(grant_id: str, by: str | None) -> Call[records.Grant]:
     return Call("DELETE", f"/api/tools/approvals/grants/{_segment(grant_id)}",
                 _one(records.Grant, "grant"), replayable=False,
                 headers={ACTOR_HEADER: by} if by else {})
+
+
+def list_keys() -> Call[list[records.ApiKey]]:
+    return Call("GET", "/api/keys", _many(records.ApiKey, "keys"))
+
+
+def create_key(role: str, name: str | None, leads: list[str] | None,
+               groups: list[str] | None, expires_in_ms: int | None) -> Call[records.KeyCreated]:
+    # Not replayed: a second try that landed would make a second key.
+    return Call("POST", "/api/keys", _one(records.KeyCreated), replayable=False,
+                body=_body({"role": role, "name": name, "leads": leads, "groups": groups,
+                            "expiresInMs": expires_in_ms}))
+
+
+def revoke_key(key_id: str) -> Call[records.ApiKey]:
+    return Call("DELETE", f"/api/keys/{_segment(key_id)}", _one(records.ApiKey, "apiKey"),
+                replayable=False)
 
 
 def history(agent_id: str | None, limit: int | None) -> Call[list[records.HistoryRecord]]:

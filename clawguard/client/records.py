@@ -88,6 +88,40 @@ class SpendOutcome(Record):
     scopes: list[ScopeState]
 
 
+class SpendGroup(Record):
+    """One group of the spend summary; `key` None gathers spends that do not name it."""
+
+    key: str | None
+    spent_usd_micros: int
+    spends: int
+    input_tokens: int
+    output_tokens: int
+
+
+SpendGrouping = Literal["agent", "mission", "team", "tenant", "model"]
+
+
+class ApiKey(Record):
+    """An API key as an admin lists it: never its value."""
+
+    id: str
+    name: str
+    role: str
+    leads: list[str] | None
+    groups: list[str] | None
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    last_used_at: int | None  # may lag its last use by up to a minute
+
+
+class KeyCreated(Record):
+    """A new key: `key` is its value, shown in this answer only."""
+
+    api_key: ApiKey
+    key: str
+
+
 class Preflight(Record):
     allowed: bool
     reason: str | None

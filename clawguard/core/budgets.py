@@ -60,9 +60,12 @@ class StoredSpend:
 
 
 # The spend fields that make two spends with one idempotency key the same spend, sorted so
-# that the JSON below is canonical.
-_FINGERPRINTED = ("agent_id", "cost_micros", "input_tokens", "mission_id", "model",
-                  "output_tokens", "task_id", "team_id", "tenant_id")
+# that the JSON below is canonical: (name in the JSON, attribute). The amount is the one the
+# caller sent, so a priced spend's retry matches whatever the price table says by then.
+_FINGERPRINTED = (("agent_id", "agent_id"), ("cost_micros", "given_micros"),
+                  ("input_tokens", "input_tokens"), ("mission_id", "mission_id"),
+                  ("model", "model"), ("output_tokens", "output_tokens"),
+                  ("task_id", "task_id"), ("team_id", "team_id"), ("tenant_id", "tenant_id"))
 
 
 def fingerprint(request: commands.SpendRequest) -> str:
@@ -74,8 +77,8 @@ def fingerprint(request: commands.SpendRequest) -> str:
     replaced, where json.dumps(sort_keys=True) is three times slower.)
     """
     fields: dict[str, Any] = {}
-    for name in _FINGERPRINTED:
-        value = getattr(request, name)
+    for name, attribute in _FINGERPRINTED:
+        value = getattr(request, attribute)
         if value is not None:
             fields[name] = value
     return hashlib.sha256(pydantic_core.to_json(fields)).hexdigest()

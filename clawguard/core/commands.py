@@ -75,7 +75,9 @@ class ScopeIds(Request):
 
 
 class SpendRequest(ScopeIds):
-    cost_usd_cents: SpendCents
+    # Without it the daemon prices the spend from `model` and the token counts
+    # (core.prices, in services.spending); given, it always wins.
+    cost_usd_cents: SpendCents | None = None
     idempotency_key: Ident | None = None
     task_id: Ident | None = None
     model: Ident | None = None
@@ -84,7 +86,17 @@ class SpendRequest(ScopeIds):
 
     @functools.cached_property
     def cost_micros(self) -> int:
+        """What the spend costs: the caller's amount, or the priced one (services.spending)."""
         return money.cents_to_micros(self.cost_usd_cents)
+
+    @property
+    def given_micros(self) -> int | None:
+        """The amount as the caller sent it; None when the daemon is to price the spend."""
+        return None if self.cost_usd_cents is None else self.cost_micros
+
+    def priced(self, micros: int) -> SpendRequest:
+        """This spend at a cost the daemon worked out (exact: micros are 1/10,000 cent)."""
+        return self.model_copy(update={"cost_usd_cents": Decimal(micros).scaleb(-4)})
 
 
 WaitMs = Annotated[int, pydantic.Field(ge=0, le=2**53)]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from clawguard.core import audit
+from clawguard.core import audit, errors, records
 
 Role = Literal["executor", "leader", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("executor", "leader", "operator", "admin")
@@ -26,6 +26,12 @@ class Principal:
     name: str
     role: Role
     leads: frozenset[str] | None = None  # None: every agent
+    groups: frozenset[str] | None = None  # the approval groups a leader answers for
+    expires_at: int | None = None  # epoch ms; None: never
+
+    def usable(self, now: int) -> bool:
+        """An expired key is refused exactly as a revoked one is."""
+        return self.expires_at is None or now < self.expires_at
 
     def may_act_for(self, agent_id: str) -> bool:
         """The one scoping rule: may this caller see `agent_id`'s approval requests, grants
@@ -58,6 +64,20 @@ ANONYMOUS_KEY = "none"
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY, name="anonymous", role="admin")  # auth.mode none
 
 
+def make(
+    role: Role, name: str | None, leads: frozenset[str] | None = None,
+    groups: frozenset[str] | None = None, expires_at: int | None = None,
+) -> Principal:
+    """A new key's principal; `leads` and `groups` belong to a leader, and are never empty."""
+    for what, names in (("leads", leads), ("groups", groups)):
+        if names is not None and (role != "leader" or not names):
+            raise errors.InvalidInput(
+                f"{what} takes a non-empty list, and only for a leader key", {"field": what}
+            )
+    return Principal(key_id=new_key_id(), name=name or role, role=role, leads=leads,
+                     groups=groups, expires_at=expires_at)
+
+
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -71,11 +91,39 @@ def hash_key(key: str) -> str:
 
 
 
+def key_record(principal: Principal, created_at: int) -> records.ApiKey:
+    """A new key as `GET /api/keys` lists it."""
+    return records.ApiKey(
+        id=principal.key_id, name=principal.name, role=principal.role,
+        leads=None if principal.leads is None else sorted(principal.leads),
+        groups=None if principal.groups is None else sorted(principal.groups),
+        created_at=created_at, expires_at=principal.expires_at, revoked_at=None,
+        last_used_at=None,
+    )
+
+
 def key_created(principal: Principal) -> audit.Event:
-    return audit.Event("verification", "key.created", None, {
+    details: dict[str, Any] = {
         "keyId": principal.key_id, "name": principal.name, "role": principal.role,
         "leads": None if principal.leads is None else sorted(principal.leads),
-    })
+    }
+    if principal.groups is not None:
+        details["groups"] = sorted(principal.groups)
+    if principal.expires_at is not None:
+        details["expiresAt"] = principal.expires_at
+    return audit.Event("verification", "key.created", None, details)
+
+
+def revoke(existing: records.ApiKey | None, key_id: str, now: int) -> tuple[
+    records.ApiKey, audit.Event
+]:
+    """Revoke a key once: NotFound for no such key, Conflict when it is revoked already."""
+    if existing is None:
+        raise errors.NotFound(f"no key {key_id}")
+    if existing.revoked_at is not None:
+        raise errors.Conflict(f"key {key_id} is already revoked",
+                              {"revokedAt": existing.revoked_at})
+    return existing.model_copy(update={"revoked_at": now}), key_revoked(key_id)
 
 
 def key_revoked(key_id: str) -> audit.Event:

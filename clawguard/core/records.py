@@ -84,6 +84,48 @@ class SpendOutcome(Model):
     scopes: list[ScopeState]
 
 
+class PriceUsed(Model):
+    """The price a spend was charged at: US dollars per million tokens, as decimal strings."""
+
+    model: str
+    input_per_mtok_usd: str
+    output_per_mtok_usd: str
+
+
+class PricedSpendOutcome(SpendOutcome):
+    """A spend the daemon priced (it named no costUsdCents): says so, and at what price."""
+
+    priced: Literal[True] = True
+    price: PriceUsed
+
+
+SpendGrouping = Literal["agent", "mission", "team", "tenant", "model"]
+
+
+class SpendGroup(Model):
+    """One group of the spend summary; `key` is None for spends that do not name it."""
+
+    key: str | None
+    spent_usd_micros: int
+    spends: int
+    input_tokens: int
+    output_tokens: int
+
+
+class ApiKey(Model):
+    """An API key as an admin sees it: never its value, which is shown once, at creation."""
+
+    id: str
+    name: str
+    role: str
+    leads: list[str] | None
+    groups: list[str] | None
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    last_used_at: int | None
+
+
 class Preflight(Model):
     allowed: bool
     reason: str | None

@@ -8,6 +8,7 @@ PUBLIC: frozenset[principals.Role] = frozenset()  # no key needed
 EXECUTOR: frozenset[principals.Role] = frozenset({"executor"})
 LEADER: frozenset[principals.Role] = frozenset({"leader"})
 OPERATOR: frozenset[principals.Role] = frozenset({"operator"})
+ADMIN: frozenset[principals.Role] = frozenset({"admin"})
 
 
 # Who may call what, in one place; admin may call everything. Keyed by method
@@ -23,6 +24,7 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("POST", "/api/governance/budgets/{scope}/{scopeId}/resume"): OPERATOR,
     ("POST", "/api/governance/spend"): EXECUTOR,
     ("GET", "/api/governance/preflight"): EXECUTOR,
+    ("GET", "/api/governance/spend/summary"): OPERATOR,
     ("GET", "/api/governance/audit"): OPERATOR,
     ("GET", "/api/governance/audit/head"): OPERATOR,
     # Approvals: executors ask and re-attach, leaders read and decide;
@@ -36,6 +38,9 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("DELETE", "/api/tools/approvals/grants/{id}"): LEADER | OPERATOR,
     ("GET", "/api/approvals"): LEADER | OPERATOR,
     ("POST", "/api/approvals"): LEADER,
+    ("GET", "/api/keys"): ADMIN,
+    ("POST", "/api/keys"): ADMIN,
+    ("DELETE", "/api/keys/{id}"): ADMIN,
 }
 
 
@@ -62,7 +67,8 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
 class KeyCache:
     """Principals by key hash for `ttl_ms`, so the spend path does not read the keys table.
 
-    A key revoked in the database stops working within `ttl_ms`.
+    A key revoked in the database stops working within `ttl_ms`; an expired one at
+    its expiry, also from the cache.
     """
 
     def __init__(self, ttl_ms: int) -> None:
@@ -74,7 +80,7 @@ class KeyCache:
 
     def get(self, key_hash: str, now: int) -> principals.Principal | None:
         entry = self._entries.get(key_hash)
-        if entry is None or entry[1] <= now:
+        if entry is None or entry[1] <= now or not entry[0].usable(now):
             return None
         return entry[0]
 
@@ -92,3 +98,26 @@ class KeyCache:
         if len(self._unknown) > 10_000:
             self._unknown.clear()
         self._unknown[key_hash] = now + self._ttl_ms
+
+class KeyUsage:
+    """When each key was last used, kept in memory and written at most once a flush period.
+
+    Noting a use is a dict store (no write per request); `take()` hands the uses
+    since the last flush to one store write, so lastUsedAt lags by up to a period.
+    """
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+
+    def note(self, key_id: str, now: int) -> None:
+        self._used[key_id] = now
+
+    def take(self) -> dict[str, int]:
+        used, self._used = self._used, {}
+        return used
+
+    def give_back(self, used: dict[str, int]) -> None:
+        """Uses a failed flush did not write: kept for the next one, unless newer."""
+        for key_id, at in used.items():
+            if self._used.get(key_id, 0) < at:
+                self._used[key_id] = at

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from clawguard.core import principals
+from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
 from clawguard.services import handshake, reaper, refusals
@@ -35,7 +37,10 @@ def create_app(
     app[state.CLOCK] = clock
     app[state.METRICS] = metrics.Metrics()
     app[state.KEY_CACHE] = access.KeyCache(cfg.auth.cache_ms)
+    app[state.KEY_USAGE] = access.KeyUsage()
+    app[state.PRICES] = cfg.price_table()
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_key_usage_ctx)
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_refusals_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
@@ -52,6 +57,34 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.STORE] = db
     yield
     await db.close()
+
+
+async def flush_key_usage(app: web.Application) -> None:
+    """Write the keys' lastUsedAt noted since the last flush, in one store write."""
+    used = app[state.KEY_USAGE].take()
+    if not used:
+        return
+    try:
+        await app[state.STORE].touch_keys(used)
+    except errors.StoreUnavailable as exc:
+        app[state.KEY_USAGE].give_back(used)
+        log.warning("could not record when keys were last used: %s", exc.message)
+
+
+async def _key_usage_ctx(app: web.Application) -> AsyncIterator[None]:
+    period_s = app[state.CONFIG].auth.last_used_flush_ms / 1000
+
+    async def flushing() -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            await flush_key_usage(app)
+
+    task = asyncio.create_task(flushing(), name="clawguard-key-usage")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await flush_key_usage(app)  # the store is still open: it closes after this
 
 
 async def _first_admin_key(app: web.Application) -> None:

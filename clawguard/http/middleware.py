@@ -133,12 +133,13 @@ async def _authenticate(request: web.Request, method: str, route: str) -> princi
     principal = cache.get(key_hash, now)
     if principal is None:
         principal = None if cache.unknown(key_hash, now) else (
-            await request.app[state.STORE].find_key(key_hash))
+            await request.app[state.STORE].find_key(key_hash, now))
         if principal is None:
             cache.put_unknown(key_hash, now)
             _refuse(request, "unknown_key", None)
             raise errors.Unauthorized("the API key is unknown or revoked")
         cache.put(key_hash, principal, now)
+    request.app[state.KEY_USAGE].note(principal.key_id, now)
     if not access.may_call(principal, method, route):
         _refuse(request, "role_forbidden", principal)
         raise errors.Forbidden(f"a {principal.role} key may not call {method} {route}")

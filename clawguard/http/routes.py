@@ -12,7 +12,7 @@ from aiohttp import web
 
 from clawguard.core import commands, records
 from clawguard.http import access, bodies, middleware, openapi, wire
-from clawguard.http.handlers import approvals, audit, budgets, operations
+from clawguard.http.handlers import approvals, audit, budgets, keys, operations
 
 
 class Route(NamedTuple):
@@ -127,6 +127,13 @@ ROUTES = [
     ),
     Route(
         "GET",
+        "/api/governance/spend/summary",
+        budgets.spend_summary,
+        Endpoint("Spend grouped by scope or model, largest first", wire.SpendSummary,
+                 query=wire.SpendSummaryQuery),
+    ),
+    Route(
+        "GET",
         "/api/governance/preflight",
         budgets.preflight,
         Endpoint("May these scopes spend?", records.Preflight, query=commands.ScopeIds),
@@ -234,6 +241,22 @@ ROUTES = [
             body=commands.HistoryAppend,
             tag="approvals",
         ),
+    ),
+    Route(
+        "POST",
+        "/api/keys",
+        keys.create_key,
+        Endpoint("Make an API key; its value is in this answer only", wire.KeyCreated,
+                 status=201, body=wire.KeyCreate, tag="keys"),
+    ),
+    Route("GET", "/api/keys", keys.list_keys, Endpoint("Every API key, never its value",
+                                                        wire.KeyList, tag="keys")),
+    Route(
+        "DELETE",
+        "/api/keys/{id}",
+        keys.revoke_key,
+        Endpoint("Revoke an API key", wire.KeyOne, path=wire.ItemId, errors=(404, 409),
+                 tag="keys"),
     ),
 ]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from clawguard.core import principals
+from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
 from clawguard.services import handshake, reaper, refusals
@@ -23,6 +23,8 @@ REAPER = web.AppKey("reaper", reaper.Reaper)
 REFUSALS = web.AppKey("refusals", refusals.Refusals)
 METRICS = web.AppKey("metrics", metrics.Metrics)
 OPENAPI = web.AppKey("openapi", bytes)
+PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
+KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)
 
 
 def wall_clock_ms() -> int:

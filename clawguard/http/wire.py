@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from clawguard.core import commands, records
+from clawguard.core import commands, principals, records
 
 
 class Query(records.Model):
@@ -116,6 +116,14 @@ class AuditFilter(Query):
     limit: AuditLimit = AUDIT_LIMIT_DEFAULT
 
 
+class SpendSummaryQuery(Query):
+    """since and until are epoch ms: spends at or after since, and before until."""
+
+    group_by: records.SpendGrouping
+    since: QueryInt | None = None
+    until: QueryInt | None = None
+
+
 class ApprovalWait(Query):
     wait_ms: QueryWaitMs | None = None
 
@@ -146,6 +154,32 @@ class Error(records.Model):
     error: str
     message: str
     details: Any = None
+
+
+class SpendSummary(records.Model):
+    groups: list[records.SpendGroup]
+
+
+class KeyCreate(commands.Request):
+    role: principals.Role
+    name: commands.Ident | None = None
+    leads: list[commands.Ident] | None = pydantic.Field(default=None, max_length=1000)
+    groups: list[commands.Ident] | None = pydantic.Field(default=None, max_length=1000)
+    expires_in_ms: Annotated[int, pydantic.Field(gt=0, le=100 * 365 * 86_400_000)] | None = None
+
+
+class KeyList(records.Model):
+    keys: list[records.ApiKey]
+
+
+class KeyOne(records.Model):
+    api_key: records.ApiKey
+
+
+class KeyCreated(KeyOne):
+    """The one answer that holds the key itself: it is shown here, once, and never again."""
+
+    key: str
 
 
 class BudgetList(records.Model):

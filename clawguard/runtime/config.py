@@ -10,12 +10,13 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
-from clawguard.core import errors
+from clawguard.core import errors, pricing
 
 ENV_PREFIX = "CLAWGUARD_"
 ADMIN_KEY_FILE = "clawguard-admin.key"
@@ -71,6 +72,8 @@ class AuthConfig(_Section):
     # Refused calls are counted in memory and audited as one row per (reason, key or
     # address) this often, so that a flood of bad keys is not a flood of writes.
     refusal_audit_ms: int = pydantic.Field(default=10_000, gt=0, le=3_600_000)
+    # How often the keys' lastUsedAt, kept in memory, is written: once a period at most.
+    last_used_flush_ms: int = pydantic.Field(default=60_000, ge=1_000, le=3_600_000)
     # Where the first-start admin key goes; default: next to a SQLite database, else
     # clawguard-admin.key in the working directory.
     key_file: str | None = None
@@ -90,12 +93,31 @@ class ApprovalsConfig(_Section):
     sticky_ttl_ms: int = pydantic.Field(default=0, ge=0)  # 0: grants never expire
 
 
+Usd = Annotated[Decimal, pydantic.PlainValidator(pricing.usd)]
+ModelName = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
+
+
+class PriceConfig(_Section):
+    """[prices."MODEL"]: US dollars per million tokens, decimal strings or numbers."""
+
+    input_per_mtok_usd: Usd
+    output_per_mtok_usd: Usd
+
+    def price(self) -> pricing.Price:
+        return pricing.Price(self.input_per_mtok_usd, self.output_per_mtok_usd)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    prices: dict[ModelName, PriceConfig] = {}
+
+    def price_table(self) -> dict[str, pricing.Price]:
+        """The bundled prices, overridden and extended by [prices."MODEL"]."""
+        return pricing.table({model: entry.price() for model, entry in self.prices.items()})
 
     @property
     def admin_key_file(self) -> Path:
@@ -126,7 +148,8 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            # Floats as Decimal: a price of 0.15 is exactly 0.15, never a binary fraction.
+            raw = tomllib.loads(Path(path).read_text(), parse_float=Decimal)
         except OSError as exc:
             raise errors.ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:

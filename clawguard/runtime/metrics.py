@@ -21,9 +21,13 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 CONTENT_TYPE = prom.CONTENT_TYPE_LATEST
 
 
+OTHER_MODELS = "other"
+
+
 class Metrics:
-    def __init__(self, budget_series: int = 100) -> None:
+    def __init__(self, budget_series: int = 100, model_series: int = 50) -> None:
         self.budget_series = budget_series
+        self.model_series = model_series
         self.registry = prom.CollectorRegistry()
         r = self.registry
         self.requests = prom.Counter(
@@ -35,6 +39,10 @@ class Metrics:
         self.spend = prom.Counter(
             "clawguard_spend_usd_micros", "Spend recorded, in micro-dollars, by scope type",
             ["scope"], registry=r)
+        self.model_spend = prom.Counter(
+            "clawguard_model_spend_usd_micros",
+            f"Spend recorded, in micro-dollars, by model (the first {model_series} models"
+            f" seen; the rest as {OTHER_MODELS!r})", ["model"], registry=r)
         self.spends = prom.Counter(
             "clawguard_spends", "Spend requests recorded", ["outcome"], registry=r)
         self.utilisation = prom.Gauge(
@@ -67,6 +75,7 @@ class Metrics:
         # which the spend path would pay several times a request.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._spend_children = {scope: self.spend.labels(scope) for scope in SCOPES}
+        self._model_children: dict[str, Any] = {}
         self._outcome_children = {
             outcome: self.spends.labels(outcome) for outcome in ("recorded", "stopped", "duplicate")
         }
@@ -84,11 +93,29 @@ class Metrics:
         if seconds is not None:
             children[1].observe(seconds)
 
-    def count_spend(self, outcome: str, scopes: Iterable[str], micros: int) -> None:
+    def count_spend(
+        self, outcome: str, scopes: Iterable[str], micros: int, model: str | None = None
+    ) -> None:
         self._outcome_children[outcome].inc()
         if outcome != "duplicate":
             for scope in scopes:
                 self._spend_children[scope].inc(micros)
+            if model is not None:
+                self._model_child(model).inc(micros)
+
+    def _model_child(self, model: str) -> Any:
+        """The model's counter; past `model_series` models, the shared "other" one, so a
+        caller inventing model names cannot grow the label set without bound."""
+        child = self._model_children.get(model)
+        if child is None:
+            if len(self._model_children) >= self.model_series:
+                child = self._model_children.get(OTHER_MODELS)
+                if child is None:
+                    child = self._model_children[OTHER_MODELS] = self.model_spend.labels(
+                        OTHER_MODELS)
+                return child
+            child = self._model_children[model] = self.model_spend.labels(model)
+        return child
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.store_batch_size.observe(size)

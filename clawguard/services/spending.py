@@ -6,22 +6,46 @@ this adds the stop rule's answer and the metrics around it.
 
 from __future__ import annotations
 
-from clawguard.core import budgets, commands, errors, records
+from collections.abc import Mapping
+
+from clawguard.core import budgets, commands, errors, pricing, records
 from clawguard.runtime import metrics
 from clawguard.store import contract
 
 
 async def record_spend(
-    db: contract.Store, request: commands.SpendRequest, owner: str, counters: metrics.Metrics
+    db: contract.Store, request: commands.SpendRequest, owner: str, counters: metrics.Metrics,
+    price_table: Mapping[str, pricing.Price],
 ) -> records.SpendOutcome:
-    """`owner`: the id of the API key that spends; its idempotency keys are its own."""
+    """Charge a spend; one without costUsdCents is priced first from its model and tokens.
+
+    `owner` is the id of the API key that spends: its idempotency keys are its own. The
+    fingerprint is taken from the request as sent, so a priced spend's retry replays it
+    even after the price table changed.
+    """
+    fingerprint = budgets.fingerprint(request)
     key = budgets.ledger_key(owner, request.idempotency_key)
-    charged = await db.record_spend(request, budgets.fingerprint(request), key)
+    price = None
+    if request.cost_usd_cents is None:
+        price, micros = pricing.price_spend(
+            price_table, request.model, request.input_tokens, request.output_tokens
+        )
+        request = request.priced(micros)
+    charged = await db.record_spend(request, fingerprint, key)
     reason = budgets.stop_reason(charged.scopes)
     outcome = "duplicate" if charged.spend.duplicate else "stopped" if reason else "recorded"
     counters.count_spend(
-        outcome, (scope for scope, _ in request.named()), charged.spend.cost_usd_micros
+        outcome, (scope for scope, _ in request.named()), charged.spend.cost_usd_micros,
+        request.model,
     )
+    if price is not None:
+        return records.PricedSpendOutcome(
+            spend=charged.spend, stop=reason is not None, stop_reason=reason,
+            scopes=charged.scopes, priced=True, price=records.PriceUsed(
+                model=request.model, input_per_mtok_usd=str(price.input_per_mtok_usd),
+                output_per_mtok_usd=str(price.output_per_mtok_usd),
+            ),
+        )
     return records.SpendOutcome(
         spend=charged.spend, stop=reason is not None, stop_reason=reason, scopes=charged.scopes
     )

@@ -7,7 +7,7 @@ database cannot be reached, never a driver exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from clawguard.core import audit, commands, principals, records
@@ -63,12 +63,28 @@ class Store(Protocol):
 
     async def audit_head(self) -> records.AuditHead: ...
 
-    async def find_key(self, key_hash: str) -> principals.Principal | None:
-        """The principal of an active (unrevoked) key."""
+    async def spend_summary(
+        self, group_by: records.SpendGrouping, since: int | None, until: int | None
+    ) -> list[records.SpendGroup]:
+        """The ledger's spends in [since, until) grouped by one field, summed by SQL, largest
+        first (ties by key; spends that do not name the field form the group None, last)."""
+
+    async def find_key(self, key_hash: str, now: int) -> principals.Principal | None:
+        """The principal of a usable key: unrevoked and unexpired at `now`."""
 
     async def has_keys(self) -> bool: ...
 
-    async def add_key(self, principal: principals.Principal, key_hash: str) -> None: ...
+    async def add_key(self, principal: principals.Principal, key_hash: str) -> records.ApiKey:
+        ...
+
+    async def list_keys(self) -> list[records.ApiKey]:
+        """Every key, oldest first; never a key's value or hash."""
+
+    async def revoke_key(self, key_id: str) -> records.ApiKey:
+        """NotFound for no such key, Conflict when already revoked (principals.revoke)."""
+
+    async def touch_keys(self, uses: Mapping[str, int]) -> None:
+        """Set lastUsedAt from {key id: epoch ms}, never moving one back (one write a flush)."""
 
     async def audit_event(self, event: audit.Event) -> None: ...
 

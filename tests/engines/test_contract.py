@@ -359,9 +359,9 @@ async def test_history_keys_and_audit_head(store: contract.Store,
     assert not await store.has_keys()
     await store.add_key(principals.Principal("key_1", "ops", "operator"), "f" * 64)
     assert await store.has_keys()
-    found = await store.find_key("f" * 64)
+    found = await store.find_key("f" * 64, 0)
     assert found is not None and (found.key_id, found.role) == ("key_1", "operator")
-    assert await store.find_key("0" * 64) is None
+    assert await store.find_key("0" * 64, 0) is None
     await store.audit_event(audit.Event("tool_call", "tool.ran", "a1", {"token": "s3cret"}))
     head = await store.audit_head()
     verdict = audit.verify(engines.audit_chain(settings), (head.seq, head.hash))
@@ -410,3 +410,93 @@ async def test_ledger_verify_catches_an_edited_spent_and_a_forged_charge(
                       " WHERE spend_id = (SELECT min(spend_id) FROM spend_charges)")
     verdict = ledger_rules.verify(*engines.ledger(settings))
     assert [problem for problem in verdict.problems if "which cost 10000" in problem]
+
+
+# --- spend summary ------------------------------------------------------------------------
+
+
+def spent(cents: int, model: str | None = None, tokens: tuple[int, int] | None = None,
+          **ids: str) -> commands.SpendRequest:
+    body: dict[str, Any] = {"costUsdCents": cents, **ids}
+    if model is not None:
+        body["model"] = model
+    if tokens is not None:
+        body["inputTokens"], body["outputTokens"] = tokens
+    return commands.SpendRequest.model_validate(body)
+
+
+async def test_spend_summary_groups_sums_and_orders_by_sql(store: contract.Store,
+                                                           clock: Any) -> None:
+    await charge(store, spent(5, "m1", (10, 1), agentId="a1", teamId="t1"))
+    await charge(store, spent(7, "m2", (20, 2), agentId="a2", teamId="t1"))
+    clock.advance(1_000)
+    await charge(store, spent(3, "m1", (30, 3), agentId="a1"))
+    await charge(store, spent(1, None, None, agentId="b0", teamId="t2"))
+    await charge(store, spent(9, None, None, missionId="m-only"))
+
+    def rows(groups: list[records.SpendGroup]) -> list[tuple[Any, ...]]:
+        return [(g.key, g.spent_usd_micros, g.spends, g.input_tokens, g.output_tokens)
+                for g in groups]
+
+    assert rows(await store.spend_summary("agent", None, None)) == [
+        (None, 90_000, 1, 0, 0), ("a1", 80_000, 2, 40, 4), ("a2", 70_000, 1, 20, 2),
+        ("b0", 10_000, 1, 0, 0),
+    ]
+    # Ties by key, the group of spends that do not name one last.
+    assert rows(await store.spend_summary("model", None, None)) == [
+        (None, 100_000, 2, 0, 0), ("m1", 80_000, 2, 40, 4), ("m2", 70_000, 1, 20, 2),
+    ]
+    assert rows(await store.spend_summary("team", None, None)) == [
+        ("t1", 120_000, 2, 30, 3), (None, 120_000, 2, 30, 3), ("t2", 10_000, 1, 0, 0),
+    ]
+    start = clock.now - 1_000
+    assert rows(await store.spend_summary("agent", start, clock.now)) == [
+        ("a2", 70_000, 1, 20, 2), ("a1", 50_000, 1, 10, 1),
+    ]
+    assert rows(await store.spend_summary("agent", clock.now, None))[0][:3] == (None, 90_000, 1)
+    assert await store.spend_summary("tenant", clock.now + 1, None) == []
+
+
+async def test_a_replayed_spend_is_summed_once(store: contract.Store) -> None:
+    keyed = commands.SpendRequest.model_validate(
+        {"agentId": "a1", "costUsdCents": 4, "model": "m1", "idempotencyKey": "k1"})
+    for _ in range(3):
+        await charge(store, keyed)
+    [group] = await store.spend_summary("agent", None, None)
+    assert (group.spent_usd_micros, group.spends) == (40_000, 1)
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+async def test_keys_made_listed_expired_revoked_and_touched(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    lead = principals.make("leader", "alice", frozenset({"a2", "a1"}), frozenset({"fin"}),
+                           expires_at=clock.now + 60_000)
+    made = await store.add_key(lead, "a" * 64)
+    assert (made.id, made.leads, made.groups, made.expires_at, made.created_at) == (
+        lead.key_id, ["a1", "a2"], ["fin"], clock.now + 60_000, clock.now)
+    ops = await store.add_key(principals.make("operator", None), "b" * 64)
+    assert {k.id for k in await store.list_keys()} == {made.id, ops.id}
+    found = await store.find_key("a" * 64, clock.now + 59_999)
+    assert found is not None and found.groups == frozenset({"fin"})
+    assert found.leads == frozenset({"a1", "a2"})
+    assert await store.find_key("a" * 64, clock.now + 60_000) is None  # expired
+
+    await store.touch_keys({made.id: clock.now + 5, ops.id: clock.now + 9})
+    await store.touch_keys({made.id: clock.now + 1})  # never moves back
+    used = {k.id: k.last_used_at for k in await store.list_keys()}
+    assert used == {made.id: clock.now + 5, ops.id: clock.now + 9}
+
+    clock.advance(10)
+    revoked = await store.revoke_key(ops.id)
+    assert revoked.revoked_at == clock.now and revoked.last_used_at == clock.now - 1
+    assert await store.find_key("b" * 64, clock.now) is None
+    with pytest.raises(errors.Conflict):
+        await store.revoke_key(ops.id)
+    with pytest.raises(errors.NotFound):
+        await store.revoke_key("key_unknown")
+    actions = [e.action for e in await store.list_audit(None, "verification", None, 10)]
+    assert actions == ["key.revoked", "key.created", "key.created"]
+    assert chain_ok(settings).ok

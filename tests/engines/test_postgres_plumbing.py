@@ -50,8 +50,10 @@ def test_key_admin_and_the_offline_audit_chain(pg_url: str) -> None:
         admin.create(principals.Principal("key_a", "lead", "leader", frozenset({"a1"})), "1" * 64)
         admin.create(principals.Principal("key_b", "ops", "operator"), "2" * 64)
         admin.revoke("key_a")
-        with pytest.raises(errors.NotFound):
+        with pytest.raises(errors.Conflict):  # already revoked: 409 over HTTP
             admin.revoke("key_a")
+        with pytest.raises(errors.NotFound):
+            admin.revoke("key_nope")
         listed = admin.list()
     finally:
         admin.close()

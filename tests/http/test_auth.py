@@ -38,6 +38,8 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/governance/spend"): (
         "/api/governance/spend", {"agentId": "a1", "costUsdCents": 1}),
     ("GET", "/api/governance/preflight"): ("/api/governance/preflight?agentId=a1", None),
+    ("GET", "/api/governance/spend/summary"): ("/api/governance/spend/summary?groupBy=agent",
+                                              None),
     ("GET", "/api/governance/audit"): ("/api/governance/audit", None),
     ("GET", "/api/governance/audit/head"): ("/api/governance/audit/head", None),
     # waitMs 0: the handshake answers `timeout` at once instead of blocking the test.
@@ -55,6 +57,9 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/approvals"): ("/api/approvals", None),
     ("POST", "/api/approvals"): (
         "/api/approvals", {"agentId": "a1", "action": "deny", "toolName": "rm"}),
+    ("GET", "/api/keys"): ("/api/keys", None),
+    ("POST", "/api/keys"): ("/api/keys", {"role": "executor"}),
+    ("DELETE", "/api/keys/{id}"): ("/api/keys/key_000000000000", None),
 }
 
 

@@ -39,6 +39,8 @@ DELEGATE = "/api/governance/delegation-approval"
 TOOLS = "/api/tools/approvals"
 GRANTS = "/api/tools/approvals/grants"
 HISTORY = "/api/approvals"
+SUMMARY = "/api/governance/spend/summary"
+KEYS = "/api/keys"
 UNKNOWN_APPROVAL = f"{TOOLS}/apr_0000000000000000"
 MIB = 1024 * 1024
 ERROR_KEYS = {"error", "message", "details"}
@@ -244,6 +246,17 @@ CASES: list[Case] = [
     Case("spend-key-reused-other-scopes", "POST", SPEND, 409,
          j({k: v for k, v in SEED_SPEND.items() if k != "teamId"})),
     Case("spend-key-reused-other-task", "POST", SPEND, 409, j({**SEED_SPEND, "taskId": "task-2"})),
+    # no costUsdCents: priced from the model and tokens, or refused
+    Case("spend-unpriced-no-model", "POST", SPEND, 400,
+         j({"agentId": "a1", "inputTokens": 10, "outputTokens": 10})),
+    Case("spend-unpriced-no-tokens", "POST", SPEND, 400, j({"agentId": "a1", "model": "gpt-4o"})),
+    Case("spend-unpriced-unknown-model", "POST", SPEND, 400,
+         j({"agentId": "a1", "model": "no-such-model", "inputTokens": 10})),
+    Case("spend-unpriced-absurd-tokens", "POST", SPEND, 400,
+         j({"agentId": "a1", "model": "claude-opus-4-1", "outputTokens": 2**53})),
+    Case("spend-unpriced-reused-key", "POST", SPEND, 409,
+         j({**{k: v for k, v in SEED_SPEND.items() if k != "costUsdCents"}, "model": "gpt-4o",
+            "inputTokens": 1})),
     Case("spend-deeply-nested", "POST", SPEND, 400, raw('{"agentId": ' * 50_000)),
     Case("spend-body-over-1mib", "POST", SPEND, 413, spend_with() + b" " * MIB),
     # --- GET /api/governance/preflight -----------------------------------------------------
@@ -327,6 +340,37 @@ CASES: list[Case] = [
          j({"agentId": "a1", "action": "allow_once", "toolName": "t"})),
     Case("history-details-string", "POST", HISTORY, 400,
          j({"agentId": "a1", "action": "deny", "toolName": "t", "details": "{}"})),
+    # --- GET /api/governance/spend/summary -----------------------------------------------------
+    Case("summary-no-group", "GET", SUMMARY, 400),
+    Case("summary-unknown-group", "GET", f"{SUMMARY}?groupBy=task", 400),
+    Case("summary-group-uppercase", "GET", f"{SUMMARY}?groupBy=Agent", 400),
+    Case("summary-since-word", "GET", f"{SUMMARY}?groupBy=agent&since=yesterday", 400),
+    Case("summary-until-fraction", "GET", f"{SUMMARY}?groupBy=agent&until=1.5", 400),
+    Case("summary-until-5000-digits", "GET", f"{SUMMARY}?groupBy=agent&until={'9' * 5000}", 400),
+    Case("method-post-summary", "POST", SUMMARY, 405, j({"groupBy": "agent"})),
+    # --- /api/keys ------------------------------------------------------------------------------
+    Case("keys-malformed-json", "POST", KEYS, 400, raw('{"role": ')),
+    Case("keys-empty-object", "POST", KEYS, 400, j({})),
+    Case("keys-unknown-role", "POST", KEYS, 400, j({"role": "root"})),
+    Case("keys-role-number", "POST", KEYS, 400, j({"role": 1})),
+    Case("keys-name-empty", "POST", KEYS, 400, j({"role": "executor", "name": ""})),
+    Case("keys-name-too-long", "POST", KEYS, 400, j({"role": "executor", "name": LONG_ID})),
+    Case("keys-unknown-field", "POST", KEYS, 400, j({"role": "executor", "key": "cgk_x"})),
+    Case("keys-leads-not-a-leader", "POST", KEYS, 400, j({"role": "executor", "leads": ["a1"]})),
+    Case("keys-leads-empty", "POST", KEYS, 400, j({"role": "leader", "leads": []})),
+    Case("keys-leads-string", "POST", KEYS, 400, j({"role": "leader", "leads": "a1,a2"})),
+    Case("keys-groups-not-a-leader", "POST", KEYS, 400,
+         j({"role": "operator", "groups": ["finance"]})),
+    Case("keys-groups-id-too-long", "POST", KEYS, 400, j({"role": "leader", "groups": [LONG_ID]})),
+    Case("keys-expiry-zero", "POST", KEYS, 400, j({"role": "executor", "expiresInMs": 0})),
+    Case("keys-expiry-negative", "POST", KEYS, 400, j({"role": "executor", "expiresInMs": -5})),
+    Case("keys-expiry-string", "POST", KEYS, 400, j({"role": "executor", "expiresInMs": "60000"})),
+    Case("keys-expiry-fraction", "POST", KEYS, 400,
+         raw('{"role": "executor", "expiresInMs": 1.5}')),
+    Case("keys-expiry-huge", "POST", KEYS, 400, j({"role": "executor", "expiresInMs": 10**20})),
+    Case("keys-revoke-unknown", "DELETE", f"{KEYS}/key_000000000000", 404),
+    Case("keys-revoke-id-too-long", "DELETE", f"{KEYS}/{LONG_ID}", 400),
+    Case("method-put-keys", "PUT", KEYS, 405, j({"role": "executor"})),
     # --- routing -----------------------------------------------------------------------------
     Case("route-unknown", "GET", "/api/governance/nope", 404),
     Case("route-unknown-post", "POST", "/api/governance/spends", 404, spend_with()),
@@ -379,7 +423,8 @@ NO_INPUT = {"/healthz", "/readyz", "/metrics", "/openapi.json",
             "/api/governance/audit/head",
             # lenient GETs: an agentId filter, and a limit where anything non-numeric
             # means the default (the POSTs on the same paths have their cases above)
-            "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals"}
+            "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals",
+            "/api/keys"}
 
 
 def test_the_table_covers_every_route_that_takes_input() -> None:

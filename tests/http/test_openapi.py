@@ -191,6 +191,22 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
     await check(client, "GET", "/api/approvals", "/api/approvals?limit=-3", 200)
     await check(client, "POST", "/api/approvals", "/api/approvals", 400, {"agentId": "a1"})
 
+    priced = await check(client, "POST", "/api/governance/spend", "/api/governance/spend", 200,
+                         {"agentId": "a1", "model": "gpt-4o", "inputTokens": 10})
+    assert priced["priced"] is True
+    summary = "/api/governance/spend/summary"
+    groups = await check(client, "GET", summary, f"{summary}?groupBy=model&since=0", 200)
+    assert groups["groups"][0]["key"] is None
+    await check(client, "GET", summary, f"{summary}?groupBy=everything", 400)
+    made = await check(client, "POST", "/api/keys", "/api/keys", 201,
+                       {"role": "leader", "leads": ["a1"], "expiresInMs": 60_000})
+    await check(client, "POST", "/api/keys", "/api/keys", 400, {"role": "boss"})
+    await check(client, "GET", "/api/keys", "/api/keys", 200)
+    one_key = "/api/keys/{id}"
+    await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 200)
+    await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 409)
+    await check(client, "DELETE", one_key, "/api/keys/key_nope", 404)
+
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)
     assert check.seen == set(ROUTES)

@@ -273,3 +273,19 @@ def test_exit_codes_scripts_can_rely_on(served, tmp_path):
     assert helped.returncode == 0 and "exit codes:" in helped.stdout
     assert "5  the key" in helped.stdout
     assert cents.returncode == 2 and "whole" in cents.stderr and "not a number" not in cents.stderr
+
+
+def test_spend_summary_over_http(served):
+    agent = unique("sum")
+    assert run(served, "spend", "2", "--agent", agent, key="executor").returncode == 0
+    assert run(served, "spend", "1", "--agent", agent, key="executor").returncode == 0
+    shown = run(served, "spend", "summary", "--by", "agent")
+    assert shown.returncode == 0, shown.stderr
+    header, *rows = shown.stdout.splitlines()
+    assert header.split()[:3] == ["AGENT", "SPENT", "SPENDS"]
+    assert [agent, "$0.03", "2", "0", "0"] in [row.split() for row in rows]
+    as_json = run(served, "spend-summary", "--by", "agent", "--json")
+    groups = json.loads(as_json.stdout)
+    assert groups == daemon_json(served, "/api/governance/spend/summary?groupBy=agent")["groups"]
+    refused = run(served, "spend", "summary", key="executor")
+    assert refused.returncode != 0 and "403 forbidden" in refused.stderr

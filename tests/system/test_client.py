@@ -167,6 +167,10 @@ METHODS = {
     ("POST", "/api/tools/approvals/{id}/resolve"): "resolve_approval",
     ("GET", "/api/approvals"): "approval_history",
     ("POST", "/api/approvals"): "record_history",
+    ("GET", "/api/governance/spend/summary"): "spend_summary",
+    ("GET", "/api/keys"): "list_keys",
+    ("POST", "/api/keys"): "create_key",
+    ("DELETE", "/api/keys/{id}"): "revoke_key",
 }
 
 

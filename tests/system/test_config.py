@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,15 +22,63 @@ def test_example_file_loads_and_equals_the_defaults():
 
 
 def test_every_setting_is_documented_in_the_example():
-    # A setting with no default is shown commented out, as TOML has no null.
+    # A setting with no default is shown commented out, as TOML has no null; so is the
+    # [prices."MODEL"] table, whose sections are named by the models.
     documented = set(re.findall(r"^(?:# )?(\w+) = ", EXAMPLE.read_text(), re.MULTILINE))
-    sections = set(re.findall(r"^\[(\w+)\]", EXAMPLE.read_text(), re.MULTILINE))
+    sections = set(re.findall(r'^(?:# )?\[(\w+)(?:\."[^"]+")?\]', EXAMPLE.read_text(),
+                              re.MULTILINE))
+    tables = {name: field.annotation for name, field in config.Config.model_fields.items()}
+    tables["prices"] = config.PriceConfig  # dict[model, PriceConfig]
     fields = {
-        key for section in config.Config.model_fields.values()
-        for key in section.annotation.model_fields  # type: ignore[union-attr]
+        key for table in tables.values()
+        for key in table.model_fields  # type: ignore[union-attr]
     }
     assert sections == set(config.Config.model_fields)
     assert documented == fields
+
+
+def test_the_commented_price_example_is_a_valid_setting(tmp_path):
+    text = EXAMPLE.read_text().split("# Model prices", 1)[1]
+    path = tmp_path / "c.toml"
+    path.write_text("\n".join(line.removeprefix("# ") for line in text.splitlines()
+                              if line.startswith(("# [", "# input", "# output"))))
+    table = config.load(path, environ={}).price_table()
+    assert table["my-fine-tuned-model"].input_per_mtok_usd == Decimal("0.30")
+    assert table["gpt-4o"].input_per_mtok_usd == Decimal("2.50")  # bundled ones stay
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[prices."m1"]\ninput_per_mtok_usd = -1\noutput_per_mtok_usd = 1\n',
+         "prices.m1.input_per_mtok_usd"),
+        ('[prices."m1"]\ninput_per_mtok_usd = "1.x"\noutput_per_mtok_usd = 1\n',
+         "prices.m1.input_per_mtok_usd"),
+        ('[prices."m1"]\ninput_per_mtok_usd = 1\noutput_per_mtok_usd = true\n',
+         "prices.m1.output_per_mtok_usd"),
+        ('[prices."m1"]\ninput_per_mtok_usd = 1\noutput_per_mtok_usd = nan\n',
+         "prices.m1.output_per_mtok_usd"),
+        ('[prices."m1"]\ninput_per_mtok_usd = 1\n', "prices.m1.output_per_mtok_usd"),
+        ('[prices."m1"]\ninput_per_mtok_usd = 1\noutput_per_mtok_usd = 1\ncached = 1\n',
+         "prices.m1.cached"),
+        ('[prices."m1"]\ninput_per_mtok_usd = 1\noutput_per_mtok_usd = 20000\n',
+         "prices.m1.output_per_mtok_usd"),
+    ],
+)
+def test_bad_prices_name_the_key(tmp_path, text, named):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(errors.ConfigError, match=re.escape(named)):
+        config.load(path, environ={})
+
+
+def test_prices_are_decimals_never_floats(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[prices."gpt-4o"]\ninput_per_mtok_usd = 0.1\n'
+                    'output_per_mtok_usd = "0.30000000000000004"\n')
+    price = config.load(path, environ={}).price_table()["gpt-4o"]  # overrides the bundled
+    assert price.input_per_mtok_usd == Decimal("0.1")
+    assert price.output_per_mtok_usd == Decimal("0.30000000000000004")
 
 
 def test_environment_overrides_the_file(tmp_path):

@@ -35,10 +35,16 @@ async def resume_budget(
 
 
 async def record_spend(request: web.Request, body: commands.SpendRequest) -> web.Response:
+    app = request.app
     owner = state.principal_of(request).key_id
     return bodies.respond(await spending.record_spend(
-        request.app[state.STORE], body, owner, request.app[state.METRICS]
+        app[state.STORE], body, owner, app[state.METRICS], app[state.PRICES]
     ))
+
+
+async def spend_summary(request: web.Request, query: wire.SpendSummaryQuery) -> web.Response:
+    groups = await request.app[state.STORE].spend_summary(query.group_by, query.since, query.until)
+    return bodies.respond(wire.SpendSummary(groups=groups))
 
 
 async def preflight(request: web.Request, query: commands.ScopeIds) -> web.Response:

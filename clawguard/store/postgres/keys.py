@@ -1,46 +1,81 @@
-"""API keys on PostgreSQL: added and revoked in a transaction, or by KeyAdmin with no daemon."""
+"""API keys on PostgreSQL: added, revoked and marked used in a transaction, or by KeyAdmin with
+no daemon."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from clawguard.core import errors, principals
+from clawguard.core import principals, records
 from clawguard.store.postgres import audit_log, connection, schema
 
 ADMIN_TIMEOUT_MS = 5_000
+PRINCIPAL_COLUMNS = "id, name, role, leads, groups, expires_at"
+KEY_COLUMNS = "id, name, role, leads, groups, created_at, expires_at, revoked_at, last_used_at"
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else list(json.loads(text))
+
+
+def _json(names: frozenset[str] | None) -> str | None:
+    return None if names is None else json.dumps(sorted(names))
 
 
 def principal_from_row(row: Iterable[Any]) -> principals.Principal:
-    key_id, name, role, leads = row
+    key_id, name, role, leads, groups, expires_at = row
     return principals.Principal(
         key_id=key_id, name=name, role=role,
         leads=None if leads is None else frozenset(json.loads(leads)),
+        groups=None if groups is None else frozenset(json.loads(groups)),
+        expires_at=expires_at,
+    )
+
+
+def key_from_row(row: Iterable[Any]) -> records.ApiKey:
+    key_id, name, role, leads, groups, created, expires, revoked, used = row
+    return records.ApiKey(
+        id=key_id, name=name, role=role, leads=_names(leads), groups=_names(groups),
+        created_at=created, expires_at=expires, revoked_at=revoked, last_used_at=used,
     )
 
 
 async def add_key(
     conn: connection.Connection, now: int, principal: principals.Principal, key_hash: str
-) -> None:
-    leads = None if principal.leads is None else json.dumps(sorted(principal.leads))
+) -> records.ApiKey:
     await conn.execute(
-        "INSERT INTO api_keys (id, name, role, key_hash, leads, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        (principal.key_id, principal.name, principal.role, key_hash, leads, now),
+        "INSERT INTO api_keys (id, name, role, key_hash, leads, groups, expires_at, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (principal.key_id, principal.name, principal.role, key_hash, _json(principal.leads),
+         _json(principal.groups), principal.expires_at, now),
     )
     await audit_log.append(conn, now, [principals.key_created(principal)])
+    return principals.key_record(principal, now)
 
 
-async def revoke_key(conn: connection.Connection, now: int, key_id: str) -> None:
+async def revoke_key(conn: connection.Connection, now: int, key_id: str) -> records.ApiKey:
     cursor = await conn.execute(
-        "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL", (now, key_id)
+        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %s FOR UPDATE", (key_id,)
     )
-    if not cursor.rowcount:
-        raise errors.NotFound(f"no active key {key_id}")
-    await audit_log.append(conn, now, [principals.key_revoked(key_id)])
+    row = await cursor.fetchone()
+    revoked, event = principals.revoke(None if row is None else key_from_row(row), key_id, now)
+    await conn.execute("UPDATE api_keys SET revoked_at = %s WHERE id = %s", (now, key_id))
+    await audit_log.append(conn, now, [event])
+    return revoked
+
+
+async def touch_keys(conn: connection.Connection, uses: Mapping[str, int]) -> None:
+    """Record when keys were last used; a later time never goes back to an earlier one
+    (another instance may have written a later one)."""
+    ids = sorted(uses)  # one lock order for every instance
+    await conn.execute(
+        "UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, v.at)"
+        " FROM unnest(%s::text[], %s::bigint[]) AS v(id, at) WHERE k.id = v.id",
+        (ids, [uses[key_id] for key_id in ids]),
+    )
 
 
 class KeyAdmin:
@@ -76,12 +111,6 @@ class KeyAdmin:
 
     def list(self) -> list[dict[str, Any]]:
         rows = self._runner.run(self._db.read(
-            "SELECT id, name, role, leads, created_at, revoked_at FROM api_keys"
-            " ORDER BY created_at, id"
+            f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         ))
-        return [
-            {"id": key_id, "name": name, "role": role,
-             "leads": None if leads is None else json.loads(leads),
-             "createdAt": created, "revokedAt": revoked}
-            for key_id, name, role, leads, created, revoked in rows
-        ]
+        return [key_from_row(row).to_json() for row in rows]

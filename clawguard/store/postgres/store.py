@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from clawguard.core import audit, commands, errors, principals, records
@@ -189,13 +189,39 @@ class PostgresStore:
         seq, digest = rows[0] if rows and rows[0][0] else (0, audit.GENESIS)
         return records.AuditHead(seq=seq, hash=digest)
 
-    async def find_key(self, key_hash: str) -> principals.Principal | None:
+    async def spend_summary(
+        self, group_by: records.SpendGrouping, since: int | None, until: int | None
+    ) -> list[records.SpendGroup]:
+        # COLLATE "C": keys ordered by their bytes, as SQLite orders them.
         rows = await self._db.read(
-            "SELECT id, name, role, leads FROM api_keys WHERE key_hash = %s"
+            "SELECT grp, sum(cost_micros)::bigint, count(*), coalesce(sum(input_tokens), 0)"
+            "::bigint, coalesce(sum(output_tokens), 0)::bigint FROM (SELECT CASE %(by)s::text"
+            " WHEN 'agent' THEN agent_id WHEN 'mission' THEN mission_id WHEN 'team' THEN"
+            " team_id WHEN 'tenant' THEN tenant_id ELSE model END AS grp, cost_micros,"
+            " input_tokens, output_tokens FROM spends"
+            " WHERE (%(since)s::bigint IS NULL OR created_at >= %(since)s)"
+            " AND (%(until)s::bigint IS NULL OR created_at < %(until)s)) AS s"
+            ' GROUP BY grp ORDER BY 2 DESC, grp IS NULL, grp COLLATE "C"',
+            {"by": group_by, "since": since, "until": until},
+        )
+        return [records.SpendGroup(key=key, spent_usd_micros=micros, spends=count,
+                                   input_tokens=tokens_in, output_tokens=tokens_out)
+                for key, micros, count, tokens_in, tokens_out in rows]
+
+    async def find_key(self, key_hash: str, now: int) -> principals.Principal | None:
+        rows = await self._db.read(
+            f"SELECT {keys.PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = %s"
             " AND revoked_at IS NULL",
             (key_hash,),
         )
-        return keys.principal_from_row(rows[0]) if rows else None
+        principal = keys.principal_from_row(rows[0]) if rows else None
+        return principal if principal is not None and principal.usable(now) else None
+
+    async def list_keys(self) -> list[records.ApiKey]:
+        rows = await self._db.read(
+            f"SELECT {keys.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+        )
+        return [keys.key_from_row(row) for row in rows]
 
     async def has_keys(self) -> bool:
         return bool(await self._db.read(
@@ -263,8 +289,20 @@ class PostgresStore:
         )
         return result
 
-    async def add_key(self, principal: principals.Principal, key_hash: str) -> None:
-        await self._write(lambda conn, now: keys.add_key(conn, now, principal, key_hash))
+    async def add_key(self, principal: principals.Principal, key_hash: str) -> records.ApiKey:
+        result: records.ApiKey = await self._write(
+            lambda conn, now: keys.add_key(conn, now, principal, key_hash)
+        )
+        return result
+
+    async def revoke_key(self, key_id: str) -> records.ApiKey:
+        result: records.ApiKey = await self._write(
+            lambda conn, now: keys.revoke_key(conn, now, key_id)
+        )
+        return result
+
+    async def touch_keys(self, uses: Mapping[str, int]) -> None:
+        await self._write(lambda conn, now: keys.touch_keys(conn, uses))
 
     async def audit_event(self, event: audit.Event) -> None:
         await self._write(lambda conn, now: audit_log.append(conn, now, [event]))

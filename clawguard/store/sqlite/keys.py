@@ -1,44 +1,74 @@
-"""API keys: added and revoked inside a write transaction, or by KeyAdmin with no daemon."""
+"""API keys: added, revoked and marked used inside a write transaction, or by KeyAdmin with no
+daemon."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from clawguard.core import errors, principals
+from clawguard.core import errors, principals, records
 from clawguard.store.sqlite import audit_log, files, writer
+
+PRINCIPAL_COLUMNS = "id, name, role, leads, groups, expires_at"
+KEY_COLUMNS = "id, name, role, leads, groups, created_at, expires_at, revoked_at, last_used_at"
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else list(json.loads(text))
+
+
+def _json(names: frozenset[str] | None) -> str | None:
+    return None if names is None else json.dumps(sorted(names))
 
 
 def principal_from_row(row: Iterable[Any]) -> principals.Principal:
-    key_id, name, role, leads = row
+    key_id, name, role, leads, groups, expires_at = row
     return principals.Principal(
         key_id=key_id, name=name, role=role,
         leads=None if leads is None else frozenset(json.loads(leads)),
+        groups=None if groups is None else frozenset(json.loads(groups)),
+        expires_at=expires_at,
+    )
+
+
+def key_from_row(row: Iterable[Any]) -> records.ApiKey:
+    key_id, name, role, leads, groups, created, expires, revoked, used = row
+    return records.ApiKey(
+        id=key_id, name=name, role=role, leads=_names(leads), groups=_names(groups),
+        created_at=created, expires_at=expires, revoked_at=revoked, last_used_at=used,
     )
 
 
 def add_key(
     conn: sqlite3.Connection, now: int, principal: principals.Principal, key_hash: str
-) -> None:
-    leads = None if principal.leads is None else json.dumps(sorted(principal.leads))
+) -> records.ApiKey:
     conn.execute(
-        "INSERT INTO api_keys (id, name, role, key_hash, leads, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (principal.key_id, principal.name, principal.role, key_hash, leads, now),
+        "INSERT INTO api_keys (id, name, role, key_hash, leads, groups, expires_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (principal.key_id, principal.name, principal.role, key_hash, _json(principal.leads),
+         _json(principal.groups), principal.expires_at, now),
     )
     audit_log.append(conn, now, principals.key_created(principal))
+    return principals.key_record(principal, now)
 
 
-def revoke_key(conn: sqlite3.Connection, now: int, key_id: str) -> None:
-    changed = conn.execute(
-        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id)
-    ).rowcount
-    if not changed:
-        raise errors.NotFound(f"no active key {key_id}")
-    audit_log.append(conn, now, principals.key_revoked(key_id))
+def revoke_key(conn: sqlite3.Connection, now: int, key_id: str) -> records.ApiKey:
+    row = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    revoked, event = principals.revoke(None if row is None else key_from_row(row), key_id, now)
+    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key_id))
+    audit_log.append(conn, now, event)
+    return revoked
+
+
+def touch_keys(conn: sqlite3.Connection, uses: Mapping[str, int]) -> None:
+    """Record when keys were last used; a later time never goes back to an earlier one."""
+    conn.executemany(
+        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+        [(at, key_id) for key_id, at in uses.items()],
+    )
 
 
 class KeyAdmin:
@@ -68,12 +98,6 @@ class KeyAdmin:
 
     def list(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
-            "SELECT id, name, role, leads, created_at, revoked_at FROM api_keys ORDER BY created_at"
+            f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         )
-        return [
-            {"id": key_id, "name": name, "role": role,
-             "leads": None if leads is None else json.loads(leads),
-             "createdAt": created, "revokedAt": revoked}
-            for key_id, name, role, leads, created, revoked in rows
-        ]
-
+        return [key_from_row(row).to_json() for row in rows]

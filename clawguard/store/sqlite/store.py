@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiosqlite
@@ -190,12 +190,36 @@ class SQLiteStore:
         seq, digest = rows[0] if rows else (0, audit.GENESIS)
         return records.AuditHead(seq=seq, hash=digest)
 
-    async def find_key(self, key_hash: str) -> principals.Principal | None:
+    async def spend_summary(
+        self, group_by: records.SpendGrouping, since: int | None, until: int | None
+    ) -> list[records.SpendGroup]:
         rows = await self._read(
-            "SELECT id, name, role, leads FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            "SELECT CASE ?1 WHEN 'agent' THEN agent_id WHEN 'mission' THEN mission_id"
+            " WHEN 'team' THEN team_id WHEN 'tenant' THEN tenant_id ELSE model END AS grp,"
+            " sum(cost_micros), count(*), coalesce(sum(input_tokens), 0),"
+            " coalesce(sum(output_tokens), 0) FROM spends"
+            " WHERE (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3)"
+            " GROUP BY grp ORDER BY 2 DESC, grp IS NULL, grp",
+            (group_by, since, until),
+        )
+        return [records.SpendGroup(key=key, spent_usd_micros=micros, spends=count,
+                                   input_tokens=tokens_in, output_tokens=tokens_out)
+                for key, micros, count, tokens_in, tokens_out in rows]
+
+    async def find_key(self, key_hash: str, now: int) -> principals.Principal | None:
+        rows = await self._read(
+            f"SELECT {keys.PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = ?"
+            " AND revoked_at IS NULL",
             (key_hash,),
         )
-        return keys.principal_from_row(rows[0]) if rows else None
+        principal = keys.principal_from_row(rows[0]) if rows else None
+        return principal if principal is not None and principal.usable(now) else None
+
+    async def list_keys(self) -> list[records.ApiKey]:
+        rows = await self._read(
+            f"SELECT {keys.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id", ()
+        )
+        return [keys.key_from_row(row) for row in rows]
 
     async def has_keys(self) -> bool:
         return bool(await self._read("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1", ()))
@@ -228,8 +252,20 @@ class SQLiteStore:
         )
         return result
 
-    async def add_key(self, principal: principals.Principal, key_hash: str) -> None:
-        await self._writer.write(lambda conn, now: keys.add_key(conn, now, principal, key_hash))
+    async def add_key(self, principal: principals.Principal, key_hash: str) -> records.ApiKey:
+        result: records.ApiKey = await self._writer.write(
+            lambda conn, now: keys.add_key(conn, now, principal, key_hash)
+        )
+        return result
+
+    async def revoke_key(self, key_id: str) -> records.ApiKey:
+        result: records.ApiKey = await self._writer.write(
+            lambda conn, now: keys.revoke_key(conn, now, key_id)
+        )
+        return result
+
+    async def touch_keys(self, uses: Mapping[str, int]) -> None:
+        await self._writer.write(lambda conn, now: keys.touch_keys(conn, uses))
 
     async def audit_event(self, event: audit.Event) -> None:
         await self._writer.write(lambda conn, now: audit_log.append(conn, now, event))
