@@ -26,9 +26,14 @@ def test_migrate_twice_is_a_no_op(db_path):
     assert versions == [m.version for m in migrations.available("sqlite")] and versions[0] == 1
 
 
+# Numbers handed to branches still in flight; each leaves this set when its branch lands.
+RESERVED = {6, 7}
+
+
 def test_migration_files_are_numbered_in_sequence():
     versions = [m.version for m in migrations.available("sqlite")]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions == sorted(set(range(1, max(versions) + 1)) - RESERVED)
+    assert versions == [m.version for m in migrations.available("postgres")]
 
 
 def test_the_audit_table_refuses_updates_and_deletes(db_path):
