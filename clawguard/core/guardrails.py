@@ -15,6 +15,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from clawguard.core import audit, documents, errors, principals
@@ -223,6 +224,13 @@ def readable(stored: Stored | None, policy_id: str, version: int | None) -> Stor
     return stored
 
 
+def history(versions: Sequence[Version], policy_id: str) -> Sequence[Version]:
+    """`/versions`: answered for a deleted policy too, only an unknown id is 404."""
+    if not versions:
+        raise errors.NotFound(f"no guardrail policy {policy_id}")
+    return versions
+
+
 def mentions_tool(rules: Sequence[Mapping[str, object]], tool: str) -> bool:
     """Seed 002's `tool` filter: a rule for this tool, or one with no tool matcher."""
     return any(rule.get("tool") in (None, tool) for rule in rules)
@@ -267,3 +275,110 @@ def page(
     data = tuple(chosen[:limit])
     more = len(chosen) > limit
     return Page(data, more, cursor_of(data[-1].head.seq) if more else None)
+
+
+# --- the dry run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """A dry run's request: the action, who proposes it, its context, and the policies to
+    evaluate instead of the stored ones (None: the stored ones)."""
+
+    action: gate_rules.Action
+    principal: gate_rules.Principal
+    context: Mapping[str, object] | None
+    policies: tuple[gate_rules.Policy, ...] | None
+
+
+def _strings(value: object, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"{field} must be an array of strings", {"field": field})
+    return tuple(value)
+
+
+def dry_run(action: object, policies: object, principal: object, context: object,
+            operator_id: object) -> DryRun:
+    """Seed 002's evaluate body, checked: `action` needs a `tool`; `operator_id` names an
+    operator, and clawguard has none."""
+    if operator_id is not None:
+        raise errors.NotFound("operator_id names no operator: clawguard has no embedded "
+                              "operator guardrails", {"field": "operator_id"})
+    if action is None:
+        raise MissingParameter("action is required", {"field": "action"})
+    if not isinstance(action, Mapping):
+        raise InvalidParameter("action must be an object", {"field": "action"})
+    unknown = sorted(str(k) for k in action if k not in ("connector", "tool", "value", "args"))
+    if unknown:
+        raise InvalidParameter(f"action.{unknown[0]} is not a field of an action "
+                               "(connector, tool, value, args)", {"field": f"action.{unknown[0]}"})
+    tool = action.get("tool")
+    if tool is None:
+        raise MissingParameter("action.tool is required", {"field": "action.tool"})
+    connector, value, args = action.get("connector"), action.get("value"), action.get("args")
+    if not isinstance(tool, str) or not tool:
+        raise InvalidParameter("action.tool must be a non-empty string", {"field": "action.tool"})
+    if connector is not None and (not isinstance(connector, str) or not connector):
+        raise InvalidParameter("action.connector must be a non-empty string",
+                               {"field": "action.connector"})
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | Decimal)):
+        raise InvalidParameter("action.value must be a number", {"field": "action.value"})
+    if args is not None and not isinstance(args, Mapping):
+        raise InvalidParameter("action.args must be an object", {"field": "action.args"})
+    if context is not None and not isinstance(context, Mapping):
+        raise InvalidParameter("context must be an object", {"field": "context"})
+    return DryRun(
+        gate_rules.Action(tool, connector, value, args or {}),
+        _principal(principal), context, None if policies is None else _hypothetical(policies),
+    )
+
+
+def _principal(value: object) -> gate_rules.Principal:
+    if value is None:
+        return gate_rules.ANONYMOUS
+    if not isinstance(value, Mapping):
+        raise InvalidParameter("principal must be an object {agentId, roles, scopes}",
+                               {"field": "principal"})
+    unknown = sorted(str(k) for k in value if k not in ("agentId", "roles", "scopes"))
+    if unknown:
+        raise InvalidParameter(f"principal.{unknown[0]} is not a field of a principal "
+                               "(agentId, roles, scopes)", {"field": f"principal.{unknown[0]}"})
+    agent = value.get("agentId")
+    if agent is not None and not isinstance(agent, str):
+        raise InvalidParameter("principal.agentId must be a string",
+                               {"field": "principal.agentId"})
+    return gate_rules.Principal(agent, _strings(value.get("roles"), "principal.roles"),
+                                _strings(value.get("scopes"), "principal.scopes"))
+
+
+def _hypothetical(value: object) -> tuple[gate_rules.Policy, ...]:
+    if not isinstance(value, list):
+        raise InvalidParameter("policies must be an array of policy documents",
+                               {"field": "policies"})
+    found = []
+    for i, body in enumerate(value):
+        try:
+            draft = gate_rules.validate_hypothetical(body)
+        except gate_rules.InvalidPolicy as exc:
+            # Seed 002: a hypothetical policy that fails validation is invalid_parameter.
+            raise InvalidParameter(str(exc.within(f"policies[{i}]")),
+                                   refusal(exc.within(f"policies[{i}]")).details) from None
+        found.append(gate_rules.Policy(f"policies[{i}]", draft.name or f"policies[{i}]", 0,
+                                       draft.rules, draft.status))
+    return tuple(found)
+
+
+def evaluation(verdict: gate_rules.Verdict) -> dict[str, Any]:
+    """Seed 002's guardrail_evaluation object."""
+    return {
+        "object": "guardrail_evaluation",
+        "decision": verdict.decision,
+        "matched": [
+            {"policy_id": m.policy_id, "policy_version": m.policy_version, "rule": dict(m.rule),
+             "constraint_failed": m.constraint_failed}
+            for m in verdict.matched
+        ],
+        "explanation": verdict.explanation,
+    }

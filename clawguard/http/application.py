@@ -11,7 +11,7 @@ from aiohttp import web
 from clawguard.core import principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import handshake, reaper
+from clawguard.services import gate, handshake, reaper
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     db.batch_observer = app[state.METRICS].observe_batch
     await db.open()
     app[state.STORE] = db
+    app[state.GATE] = gate.Gate(db)
     yield
     await db.close()
 
