@@ -62,7 +62,7 @@ ListLimit = Annotated[int, pydantic.BeforeValidator(_query_integer),
                       pydantic.WithJsonSchema({"type": "integer", "minimum": 1,
                                                "maximum": guardrails.LIST_LIMIT_MAX})]
 Short = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
-ToolName = Annotated[str, pydantic.StringConstraints(pattern=registry.TOOL_NAME.pattern + "$")]
+ToolName = Annotated[str, pydantic.StringConstraints(pattern=f"^{registry.TOOL_NAME.pattern}$")]
 
 
 # --- guardrails (seed 002) -------------------------------------------------------------
