@@ -17,6 +17,7 @@ import pytest
 
 from clawguard.core import audit, budgets, commands, errors, gate, guardrails, principals, records
 from clawguard.runtime import config
+from clawguard.services import gate as gate_service
 from clawguard.store import contract, engines, postgres, sqlite
 
 LEADER = principals.Principal("key_lead", "lead", "leader")
@@ -392,3 +393,37 @@ async def test_tool_policies_and_role_overrides(store: contract.Store) -> None:
         with pytest.raises(errors.NotFound):
             await delete
     assert await store.list_tool_policies() == [] and await store.list_role_overrides() == []
+
+
+async def test_gate_verdict_sees_another_daemons_change(
+    store: contract.Store, settings: config.StorageConfig, clock: Any
+) -> None:
+    """Two daemons on one database: the second's write reaches the first's compiled sets."""
+    other = engines.open_store(settings, clock)
+    await other.open()
+    try:
+        compiled = gate_service.Gate(store)
+        action = gate.Action("http.request", None, 10, {"url": "https://api.example.com/x"})
+        dev = gate.Principal("a1", ("developer",), ())
+        access, verdict = await gate_service.gate_verdict(compiled, action, dev, None)
+        assert (access.decision, access.decided_by) == ("BLOCK", "registry")
+        assert verdict.decision == "BLOCK"  # no policy: default-closed
+        await other.register_tool("http.request", ["external_comm"], None, OPS)
+        await other.create_tool_policy("http.request", True, ["example.com"], 64, OPS)
+        await other.create_guardrail(draft("http", {"tool": "http.request", "decision": "ALLOW",
+                                                    "max_value": 100}), None, OPS)
+        access, verdict = await gate_service.gate_verdict(compiled, action, dev, None)
+        assert (access.decision, access.decided_by) == ("ALLOW", "tool_policy")
+        assert access.obligations == {"max_response_size_kb": 64}
+        assert verdict.decision == "ALLOW" and verdict.policies[0].name == "http"
+        compilations = compiled.compilations
+        await gate_service.gate_verdict(compiled, action, dev, None)
+        assert compiled.compilations == compilations  # nothing changed: nothing recompiled
+        await other.create_role_override("developer", "http.request", False, OPS)
+        access, _ = await gate_service.gate_verdict(compiled, action, dev, None)
+        assert (access.decision, access.decided_by) == ("BLOCK", "role_override")
+        await other.archive_tool("http.request", OPS)
+        access, _ = await gate_service.gate_verdict(compiled, action, gate.ANONYMOUS, None)
+        assert (access.decision, access.decided_by) == ("BLOCK", "registry")
+    finally:
+        await other.close()
