@@ -218,3 +218,34 @@ def test_exit_codes_scripts_can_rely_on(served, tmp_path):
     assert helped.returncode == 0 and "exit codes:" in helped.stdout
     assert "5  the key" in helped.stdout
     assert cents.returncode == 2 and "whole" in cents.stderr and "not a number" not in cents.stderr
+
+
+def test_guardrails_and_tools(served, tmp_path):
+    name = unique("refunds")
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"name": name, "rules": [
+        {"tool": "order.refund", "decision": "ALLOW", "max_value": 250},
+        {"tool": "order.refund", "decision": "ALERT"}]}))
+    created = run(served, "guardrails", "create", "--file", str(policy), "--json")
+    assert created.returncode == 0, created.stderr
+    made = json.loads(created.stdout)
+    trial = tmp_path / "trial.json"
+    trial.write_text(json.dumps({"action": {"tool": "order.refund", "value": 180}}))
+    tool = unique("shell.exec")
+    listed, shown, verdict, registered = run_all(
+        served, ("guardrails", "list"), ("guardrails", "show", made["id"]),
+        ("guardrails", "evaluate", "--file", str(trial)),
+        ("tools", "create", tool, "--category", "other", "--category", "pii"))
+    assert name in listed.stdout and made["id"] in listed.stdout
+    assert json.loads(shown.stdout) == daemon_json(served, f"/api/guardrails/{made['id']}")
+    assert verdict.stdout.startswith("ALERT: "), verdict.stdout + verdict.stderr
+    assert registered.returncode == 0 and "other,pii" in registered.stdout
+    deprecated = run(served, "tools", "deprecate", tool, "--reason", "old")
+    assert "deprecated" in deprecated.stdout and "old" in deprecated.stdout
+    assert run(served, "tools", "archive", tool).returncode == 0
+    again = run(served, "tools", "archive", tool)
+    assert again.returncode != 0 and "archived" in again.stderr
+    assert tool not in run(served, "tools", "list").stdout
+    assert tool in run(served, "tools", "list", "--include-archived").stdout
+    duplicate = run(served, "guardrails", "create", "--file", str(policy))
+    assert duplicate.returncode != 0 and "state_conflict" in duplicate.stderr + duplicate.stdout

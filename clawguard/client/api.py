@@ -173,6 +173,42 @@ class Api(abc.ABC):
         """The daemon's OpenAPI 3.1 document (GET /openapi.json, no key needed)."""
         return await self._run(calls.openapi())
 
+    # --- guardrails and the tool registry (operator) -------------------------------------
+
+    async def list_guardrails(self, *, status: str | None = None, tool: str | None = None,
+                              limit: int | None = None, cursor: str | None = None
+                              ) -> dict[str, Any]:
+        """One page: `{object: "list", data, has_more, next_cursor}`."""
+        return await self._run(calls.list_guardrails(status, tool, limit, cursor))
+
+    async def get_guardrail(self, policy_id: str, *, version: int | None = None
+                            ) -> dict[str, Any]:
+        return await self._run(calls.get_guardrail(policy_id, version))
+
+    async def create_guardrail(self, document: Mapping[str, object], *,
+                               idempotency_key: str | None = None) -> dict[str, Any]:
+        """A policy from a create body; retried safely with its Idempotency-Key."""
+        key = idempotency_key or calls.new_idempotency_key()
+        return await self._run(calls.create_guardrail(document, key))
+
+    async def evaluate_guardrails(self, request: Mapping[str, object]) -> dict[str, Any]:
+        """The dry run: `{action, policies?, principal?, context?}` -> guardrail_evaluation."""
+        return await self._run(calls.evaluate_guardrails(request))
+
+    async def list_tools(self, *, include_archived: bool = False) -> list[dict[str, Any]]:
+        return await self._run(calls.list_tools(include_archived))
+
+    async def register_tool(self, name: str, categories: list[str], *,
+                            description: str | None = None) -> dict[str, Any]:
+        return await self._run(calls.register_tool(name, categories, description))
+
+    async def deprecate_tool(self, name: str, reason: str, *, replacement: str | None = None
+                             ) -> dict[str, Any]:
+        return await self._run(calls.deprecate_tool(name, reason, replacement))
+
+    async def archive_tool(self, name: str) -> dict[str, Any]:
+        return await self._run(calls.archive_tool(name))
+
     # --- budgets (operator) -----------------------------------------------------------
 
     async def list_budgets(self, *, scope: records.Scope | None = None,
