@@ -209,6 +209,42 @@ class Api(abc.ABC):
     async def archive_tool(self, name: str) -> dict[str, Any]:
         return await self._run(calls.archive_tool(name))
 
+    async def update_guardrail(self, policy_id: str, changes: Mapping[str, object]
+                               ) -> dict[str, Any]:
+        """PATCH {rules?, description?, status?, message?}: new rules mint a version."""
+        return await self._run(calls.update_guardrail(policy_id, changes))
+
+    async def delete_guardrail(self, policy_id: str) -> dict[str, Any]:
+        return await self._run(calls.delete_guardrail(policy_id))
+
+    async def guardrail_versions(self, policy_id: str) -> list[dict[str, Any]]:
+        return await self._run(calls.guardrail_versions(policy_id))
+
+    async def rollback_guardrail(self, policy_id: str, version: int, *,
+                                 message: str | None = None) -> dict[str, Any]:
+        return await self._run(calls.rollback_guardrail(policy_id, version, message))
+
+    async def list_tool_policies(self) -> list[dict[str, Any]]:
+        return await self._run(calls.list_tool_policies())
+
+    async def create_tool_policy(self, tool_name: str, allowed: bool, *,
+                                 restrictions: Mapping[str, object] | None = None
+                                 ) -> dict[str, Any]:
+        return await self._run(calls.create_tool_policy(tool_name, allowed, restrictions))
+
+    async def delete_tool_policy(self, policy_id: str) -> None:
+        await self._run(calls.delete_tool_policy(policy_id))
+
+    async def list_role_overrides(self) -> list[dict[str, Any]]:
+        return await self._run(calls.list_role_overrides())
+
+    async def create_role_override(self, role: str, tool_name: str, allowed: bool
+                                   ) -> dict[str, Any]:
+        return await self._run(calls.create_role_override(role, tool_name, allowed))
+
+    async def delete_role_override(self, override_id: str) -> None:
+        await self._run(calls.delete_role_override(override_id))
+
     # --- budgets (operator) -----------------------------------------------------------
 
     async def list_budgets(self, *, scope: records.Scope | None = None,

@@ -333,3 +333,52 @@ def deprecate_tool(name: str, reason: str, replacement: str | None) -> Call[dict
 
 def archive_tool(name: str) -> Call[dict[str, Any]]:
     return Call("POST", f"/api/tools/{_segment(name)}/archive", _document, replayable=False)
+
+
+def update_guardrail(policy_id: str, changes: Mapping[str, object]) -> Call[dict[str, Any]]:
+    return Call("PATCH", f"/api/guardrails/{_segment(policy_id)}", _document,
+                body=_json_text(changes).encode(), replayable=False)
+
+
+def delete_guardrail(policy_id: str) -> Call[dict[str, Any]]:
+    return Call("DELETE", f"/api/guardrails/{_segment(policy_id)}", _document, replayable=False)
+
+
+def guardrail_versions(policy_id: str) -> Call[list[dict[str, Any]]]:
+    return Call("GET", f"/api/guardrails/{_segment(policy_id)}/versions", _items("versions"))
+
+
+def rollback_guardrail(policy_id: str, version: int, message: str | None
+                       ) -> Call[dict[str, Any]]:
+    return Call("POST", f"/api/guardrails/{_segment(policy_id)}/versions/{int(version)}/rollback",
+                _document, body=_body({"message": message}), replayable=False)
+
+
+def list_tool_policies() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/api/tool-policies", _items("policies"))
+
+
+def create_tool_policy(tool_name: str, allowed: bool, restrictions: Mapping[str, object] | None
+                       ) -> Call[dict[str, Any]]:
+    body = {"tool_name": tool_name, "allowed": allowed, "restrictions": restrictions}
+    return Call("POST", "/api/tool-policies", _document, body=_body(body), replayable=False)
+
+
+def delete_tool_policy(policy_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/tool-policies/{_segment(policy_id)}", _nothing,
+                replayable=False)
+
+
+def list_role_overrides() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/api/role-policy-overrides", _items("overrides"))
+
+
+def create_role_override(role: str, tool_name: str, allowed: bool) -> Call[dict[str, Any]]:
+    body = {"role": role, "tool_name": tool_name, "allowed": allowed}
+    return Call("POST", "/api/role-policy-overrides", _document, body=_body(body),
+                replayable=False)
+
+
+def delete_role_override(override_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/role-policy-overrides/{_segment(override_id)}", _nothing,
+                replayable=False)
