@@ -226,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     for command in (create, listing, revoke):
         command.add_argument("--db", help="database file or url (default: the config's)")
     remote.add_commands(commands, add)
+    remote.add_gate_commands(commands, add)
     return parser
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from clawguard import client
@@ -595,3 +596,134 @@ def add_audit_tail(audit_commands: Any, add: Adder) -> None:
     tail.add_argument("--agent", metavar="ID")
     tail.add_argument("--interval", type=_positive(float), default=1.0,
                       help="seconds between reads with --follow (default 1)")
+
+
+# --- guardrails and tools ---------------------------------------------------------------------
+
+GUARDRAIL_HEADER = ("ID", "NAME", "STATUS", "VERSION", "UPDATED")
+TOOL_HEADER = ("NAME", "STATUS", "CATEGORIES", "NOTE")
+
+
+def _document_file(path: str) -> Any:
+    """A JSON document from a file ('-': stdin), numbers read exactly."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from exc
+
+
+def _guardrail_row(policy: dict[str, Any]) -> tuple[str, ...]:
+    return (policy["id"], policy["name"], policy["status"], str(policy["version"]),
+            policy["updated_at"])
+
+
+def _guardrails_list(args: argparse.Namespace, api: client.Client) -> int:
+    page = api.list_guardrails(status=args.status, tool=args.tool, limit=args.limit,
+                               cursor=args.cursor)
+    if args.json:
+        _print_json(page)
+    else:
+        _table(GUARDRAIL_HEADER, map(_guardrail_row, page["data"]))
+        if page["has_more"]:
+            print(f"more: --cursor {page['next_cursor']}")
+    return EXIT_OK
+
+
+def _guardrails_show(args: argparse.Namespace, api: client.Client) -> int:
+    _print_json(api.get_guardrail(args.policy_id, version=args.version))
+    return EXIT_OK
+
+
+def _guardrails_create(args: argparse.Namespace, api: client.Client) -> int:
+    policy = api.create_guardrail(_document_file(args.file), idempotency_key=args.idempotency_key)
+    if args.json:
+        _print_json(policy)
+    else:
+        _table(GUARDRAIL_HEADER, [_guardrail_row(policy)])
+    return EXIT_OK
+
+
+def _guardrails_evaluate(args: argparse.Namespace, api: client.Client) -> int:
+    verdict = api.evaluate_guardrails(_document_file(args.file))
+    if args.json:
+        _print_json(verdict)
+    else:
+        print(f"{verdict['decision']}: {verdict['explanation']}")
+    return EXIT_OK
+
+
+def _tool_row(tool: dict[str, Any]) -> tuple[str, ...]:
+    note = tool["deprecation_reason"] or ""
+    if tool["replacement"]:
+        note += f" (use {tool['replacement']})"
+    return (tool["name"], tool["status"], ",".join(tool["categories"]), note.strip())
+
+
+def _print_tools(args: argparse.Namespace, tools: list[dict[str, Any]]) -> int:
+    if args.json:
+        _print_json({"tools": tools})
+    else:
+        _table(TOOL_HEADER, map(_tool_row, tools))
+    return EXIT_OK
+
+
+def _tools_list(args: argparse.Namespace, api: client.Client) -> int:
+    return _print_tools(args, api.list_tools(include_archived=args.include_archived))
+
+
+def _tools_create(args: argparse.Namespace, api: client.Client) -> int:
+    return _print_tools(args, [api.register_tool(args.name, args.categories,
+                                                 description=args.description)])
+
+
+def _tools_deprecate(args: argparse.Namespace, api: client.Client) -> int:
+    return _print_tools(args, [api.deprecate_tool(args.name, args.reason,
+                                                  replacement=args.replacement)])
+
+
+def _tools_archive(args: argparse.Namespace, api: client.Client) -> int:
+    return _print_tools(args, [api.archive_tool(args.name)])
+
+
+def add_gate_commands(commands: Any, add: Adder) -> None:
+    """guardrails and tools, under the top-level `commands`."""
+    guardrails = commands.add_parser("guardrails", help="guardrail policies and dry runs (HTTP)")
+    guardrail_commands = guardrails.add_subparsers(dest="guardrails_command", required=True)
+    listing = _http(add, guardrail_commands, "list", "guardrail policies, newest first",
+                    _guardrails_list)
+    listing.add_argument("--status", choices=("active", "disabled"))
+    listing.add_argument("--tool", help="only policies with a rule for this tool (or any tool)")
+    listing.add_argument("--limit", type=_positive(int), help="at most this many (1-100)")
+    listing.add_argument("--cursor", help="the next page, as a previous list printed it")
+    showing = _http(add, guardrail_commands, "show", "one policy as JSON", _guardrails_show)
+    showing.add_argument("policy_id", metavar="ID")
+    showing.add_argument("--version", type=_positive(int), help="that version, verbatim")
+    creating = _http(add, guardrail_commands, "create",
+                     "create a policy from a JSON file {name, rules, ...}", _guardrails_create)
+    creating.add_argument("--file", required=True, help="the create body ('-': stdin)")
+    creating.add_argument("--idempotency-key",
+                          help="the same key answers the same policy (default: a new one)")
+    trying = _http(add, guardrail_commands, "evaluate",
+                   "dry run: a JSON file {action, policies?, principal?, context?}",
+                   _guardrails_evaluate)
+    trying.add_argument("--file", required=True, help="the evaluate body ('-': stdin)")
+
+    tools = commands.add_parser("tools", help="the tool registry (HTTP)")
+    tool_commands = tools.add_subparsers(dest="tools_command", required=True)
+    listing = _http(add, tool_commands, "list", "registered tools", _tools_list)
+    listing.add_argument("--include-archived", action="store_true")
+    creating = _http(add, tool_commands, "create", "register a tool", _tools_create)
+    creating.add_argument("name")
+    creating.add_argument("--category", dest="categories", action="append", required=True,
+                          choices=("external_comm", "public_writes", "permission_changes",
+                                   "financial", "pii", "other"), help="repeat for several")
+    creating.add_argument("--description")
+    deprecating = _http(add, tool_commands, "deprecate",
+                        "deprecate a tool: it still runs, with a warning", _tools_deprecate)
+    deprecating.add_argument("name")
+    deprecating.add_argument("--reason", required=True)
+    deprecating.add_argument("--replacement", help="the tool to use instead")
+    archiving = _http(add, tool_commands, "archive", "archive a tool, for good",
+                      _tools_archive)
+    archiving.add_argument("name")

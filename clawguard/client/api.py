@@ -173,6 +173,78 @@ class Api(abc.ABC):
         """The daemon's OpenAPI 3.1 document (GET /openapi.json, no key needed)."""
         return await self._run(calls.openapi())
 
+    # --- guardrails and the tool registry (operator) -------------------------------------
+
+    async def list_guardrails(self, *, status: str | None = None, tool: str | None = None,
+                              limit: int | None = None, cursor: str | None = None
+                              ) -> dict[str, Any]:
+        """One page: `{object: "list", data, has_more, next_cursor}`."""
+        return await self._run(calls.list_guardrails(status, tool, limit, cursor))
+
+    async def get_guardrail(self, policy_id: str, *, version: int | None = None
+                            ) -> dict[str, Any]:
+        return await self._run(calls.get_guardrail(policy_id, version))
+
+    async def create_guardrail(self, document: Mapping[str, object], *,
+                               idempotency_key: str | None = None) -> dict[str, Any]:
+        """A policy from a create body; retried safely with its Idempotency-Key."""
+        key = idempotency_key or calls.new_idempotency_key()
+        return await self._run(calls.create_guardrail(document, key))
+
+    async def evaluate_guardrails(self, request: Mapping[str, object]) -> dict[str, Any]:
+        """The dry run: `{action, policies?, principal?, context?}` -> guardrail_evaluation."""
+        return await self._run(calls.evaluate_guardrails(request))
+
+    async def list_tools(self, *, include_archived: bool = False) -> list[dict[str, Any]]:
+        return await self._run(calls.list_tools(include_archived))
+
+    async def register_tool(self, name: str, categories: list[str], *,
+                            description: str | None = None) -> dict[str, Any]:
+        return await self._run(calls.register_tool(name, categories, description))
+
+    async def deprecate_tool(self, name: str, reason: str, *, replacement: str | None = None
+                             ) -> dict[str, Any]:
+        return await self._run(calls.deprecate_tool(name, reason, replacement))
+
+    async def archive_tool(self, name: str) -> dict[str, Any]:
+        return await self._run(calls.archive_tool(name))
+
+    async def update_guardrail(self, policy_id: str, changes: Mapping[str, object]
+                               ) -> dict[str, Any]:
+        """PATCH {rules?, description?, status?, message?}: new rules mint a version."""
+        return await self._run(calls.update_guardrail(policy_id, changes))
+
+    async def delete_guardrail(self, policy_id: str) -> dict[str, Any]:
+        return await self._run(calls.delete_guardrail(policy_id))
+
+    async def guardrail_versions(self, policy_id: str) -> list[dict[str, Any]]:
+        return await self._run(calls.guardrail_versions(policy_id))
+
+    async def rollback_guardrail(self, policy_id: str, version: int, *,
+                                 message: str | None = None) -> dict[str, Any]:
+        return await self._run(calls.rollback_guardrail(policy_id, version, message))
+
+    async def list_tool_policies(self) -> list[dict[str, Any]]:
+        return await self._run(calls.list_tool_policies())
+
+    async def create_tool_policy(self, tool_name: str, allowed: bool, *,
+                                 restrictions: Mapping[str, object] | None = None
+                                 ) -> dict[str, Any]:
+        return await self._run(calls.create_tool_policy(tool_name, allowed, restrictions))
+
+    async def delete_tool_policy(self, policy_id: str) -> None:
+        await self._run(calls.delete_tool_policy(policy_id))
+
+    async def list_role_overrides(self) -> list[dict[str, Any]]:
+        return await self._run(calls.list_role_overrides())
+
+    async def create_role_override(self, role: str, tool_name: str, allowed: bool
+                                   ) -> dict[str, Any]:
+        return await self._run(calls.create_role_override(role, tool_name, allowed))
+
+    async def delete_role_override(self, override_id: str) -> None:
+        await self._run(calls.delete_role_override(override_id))
+
     # --- budgets (operator) -----------------------------------------------------------
 
     async def list_budgets(self, *, scope: records.Scope | None = None,

@@ -301,3 +301,109 @@ def finish(call: Call[T], status: int, data: Any, request_id: str | None) -> T:
             f"unexpected answer to {call.method} {call.path}: {exc}", status=status,
             code="unexpected_answer", request_id=request_id,
         ) from exc
+
+
+# --- the action gate's documents (seed 002 and seed 000 wire formats, as JSON) ------------
+
+
+def _snake_query(**params: object) -> dict[str, str]:
+    return {k: str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in params.items() if v is not None}
+
+
+def _items(key: str) -> Callable[[int, Any], list[dict[str, Any]]]:
+    def parse(status: int, data: Any) -> list[dict[str, Any]]:
+        return list(data[key])
+
+    return parse
+
+
+def list_guardrails(status: str | None, tool: str | None, limit: int | None,
+                    cursor: str | None) -> Call[dict[str, Any]]:
+    return Call("GET", "/api/guardrails", _document,
+                query=_snake_query(status=status, tool=tool, limit=limit, cursor=cursor))
+
+
+def get_guardrail(policy_id: str, version: int | None) -> Call[dict[str, Any]]:
+    return Call("GET", f"/api/guardrails/{_segment(policy_id)}", _document,
+                query=_snake_query(version=version))
+
+
+def create_guardrail(document: Mapping[str, object], key: str) -> Call[dict[str, Any]]:
+    # The Idempotency-Key makes a create safe to send again: the daemon answers the same policy.
+    return Call("POST", "/api/guardrails", _document, body=_json_text(document).encode(),
+                headers={"Idempotency-Key": key})
+
+
+def evaluate_guardrails(request: Mapping[str, object]) -> Call[dict[str, Any]]:
+    return Call("POST", "/api/guardrails/evaluate", _document,
+                body=_json_text(request).encode())
+
+
+def list_tools(include_archived: bool) -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/api/tools", _items("tools"),
+                query=_snake_query(include_archived=include_archived or None))
+
+
+def register_tool(name: str, categories: list[str], description: str | None
+                  ) -> Call[dict[str, Any]]:
+    body = _json_text({"name": name, "categories": categories, "description": description})
+    return Call("POST", "/api/tools", _document, body=body.encode(), replayable=False)
+
+
+def deprecate_tool(name: str, reason: str, replacement: str | None) -> Call[dict[str, Any]]:
+    return Call("POST", f"/api/tools/{_segment(name)}/deprecate", _document,
+                body=_body({"reason": reason, "replacement": replacement}), replayable=False)
+
+
+def archive_tool(name: str) -> Call[dict[str, Any]]:
+    return Call("POST", f"/api/tools/{_segment(name)}/archive", _document, replayable=False)
+
+
+def update_guardrail(policy_id: str, changes: Mapping[str, object]) -> Call[dict[str, Any]]:
+    return Call("PATCH", f"/api/guardrails/{_segment(policy_id)}", _document,
+                body=_json_text(changes).encode(), replayable=False)
+
+
+def delete_guardrail(policy_id: str) -> Call[dict[str, Any]]:
+    return Call("DELETE", f"/api/guardrails/{_segment(policy_id)}", _document, replayable=False)
+
+
+def guardrail_versions(policy_id: str) -> Call[list[dict[str, Any]]]:
+    return Call("GET", f"/api/guardrails/{_segment(policy_id)}/versions", _items("versions"))
+
+
+def rollback_guardrail(policy_id: str, version: int, message: str | None
+                       ) -> Call[dict[str, Any]]:
+    return Call("POST", f"/api/guardrails/{_segment(policy_id)}/versions/{int(version)}/rollback",
+                _document, body=_body({"message": message}), replayable=False)
+
+
+def list_tool_policies() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/api/tool-policies", _items("policies"))
+
+
+def create_tool_policy(tool_name: str, allowed: bool, restrictions: Mapping[str, object] | None
+                       ) -> Call[dict[str, Any]]:
+    body = {"tool_name": tool_name, "allowed": allowed, "restrictions": restrictions}
+    return Call("POST", "/api/tool-policies", _document, body=_body(body), replayable=False)
+
+
+def delete_tool_policy(policy_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/tool-policies/{_segment(policy_id)}", _nothing,
+                replayable=False)
+
+
+def list_role_overrides() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/api/role-policy-overrides", _items("overrides"))
+
+
+def create_role_override(role: str, tool_name: str, allowed: bool) -> Call[dict[str, Any]]:
+    body = {"role": role, "tool_name": tool_name, "allowed": allowed}
+    return Call("POST", "/api/role-policy-overrides", _document, body=_body(body),
+                replayable=False)
+
+
+def delete_role_override(override_id: str) -> Call[None]:
+    return Call("DELETE", f"/api/role-policy-overrides/{_segment(override_id)}", _nothing,
+                replayable=False)

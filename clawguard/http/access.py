@@ -41,6 +41,25 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("GET", "/api/keys"): ADMIN,
     ("POST", "/api/keys"): ADMIN,
     ("DELETE", "/api/keys/{id}"): ADMIN,
+    # The action gate's documents are an operator's to write, read and try out.
+    ("GET", "/api/guardrails"): OPERATOR,
+    ("POST", "/api/guardrails"): OPERATOR,
+    ("POST", "/api/guardrails/evaluate"): OPERATOR,
+    ("GET", "/api/guardrails/{id}"): OPERATOR,
+    ("PATCH", "/api/guardrails/{id}"): OPERATOR,
+    ("DELETE", "/api/guardrails/{id}"): OPERATOR,
+    ("GET", "/api/guardrails/{id}/versions"): OPERATOR,
+    ("POST", "/api/guardrails/{id}/versions/{n}/rollback"): OPERATOR,
+    ("GET", "/api/tools"): OPERATOR,
+    ("POST", "/api/tools"): OPERATOR,
+    ("POST", "/api/tools/{name}/deprecate"): OPERATOR,
+    ("POST", "/api/tools/{name}/archive"): OPERATOR,
+    ("GET", "/api/tool-policies"): OPERATOR,
+    ("POST", "/api/tool-policies"): OPERATOR,
+    ("DELETE", "/api/tool-policies/{id}"): OPERATOR,
+    ("GET", "/api/role-policy-overrides"): OPERATOR,
+    ("POST", "/api/role-policy-overrides"): OPERATOR,
+    ("DELETE", "/api/role-policy-overrides/{id}"): OPERATOR,
 }
 
 

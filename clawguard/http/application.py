@@ -13,7 +13,7 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import handshake, reaper, refusals
+from clawguard.services import gate, handshake, reaper, refusals
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     db.batch_observer = app[state.METRICS].observe_batch
     await db.open()
     app[state.STORE] = db
+    app[state.GATE] = gate.Gate(db)
     yield
     await db.close()
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from clawguard.core import errors, records
+from clawguard.core import documents, errors, records
 from clawguard.http import state
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -88,3 +88,9 @@ async def parse_body(request: web.Request, model: type[M], optional: bool = Fals
 def respond(model: records.Model, status: int = 200) -> web.Response:
     return web.Response(body=model.to_json_bytes(), status=status, content_type="application/json")
 
+
+
+def respond_document(value: Any, status: int = 200) -> web.Response:
+    """A JSON answer whose numbers are written exactly (a rule's Decimals), never as floats."""
+    return web.Response(body=documents.dumps(value).encode(), status=status,
+                        content_type="application/json")

@@ -52,6 +52,8 @@ class Endpoint:
     media_type: str = "application/json"
     store: bool = True  # reads or writes the store, so may answer 503
     tag: str = "governance"
+    # Bad input answers seed 002's `invalid_parameter` (the guardrail routes), not invalid_input.
+    seed_codes: bool = False
 
     def statuses(self, public: bool) -> list[int]:
         """Every error status this route can answer."""

@@ -10,9 +10,10 @@ from typing import NamedTuple
 import pydantic
 from aiohttp import web
 
-from clawguard.core import commands, records
-from clawguard.http import access, bodies, middleware, openapi, wire
-from clawguard.http.handlers import approvals, audit, budgets, keys, operations
+from clawguard.core import commands, errors, guardrails, records
+from clawguard.http import access, bodies, gatewire, middleware, openapi, wire
+from clawguard.http.handlers import approvals, audit, budgets, keys, operations, registry
+from clawguard.http.handlers import guardrails as guardrail_routes
 
 
 class Route(NamedTuple):
@@ -24,7 +25,23 @@ class Route(NamedTuple):
     endpoint: openapi.Endpoint
 
     def definition(self) -> web.RouteDef:
-        return web.route(self.method, self.path, _parsing(self.handler, self.endpoint))
+        handler = _parsing(self.handler, self.endpoint)
+        return web.route(self.method, self.path,
+                         _seed_codes(handler) if self.endpoint.seed_codes else handler)
+
+
+def _seed_codes(handler: middleware.Handler) -> middleware.Handler:
+    """Bad input as seed 002 names it: every 400 is `invalid_parameter` or `missing_parameter`."""
+
+    async def translated(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.InvalidInput as exc:
+            if isinstance(exc, guardrails.InvalidParameter | guardrails.MissingParameter):
+                raise
+            raise guardrails.InvalidParameter(exc.message, exc.details) from exc
+
+    return translated
 
 
 def _parsing(
@@ -257,6 +274,137 @@ ROUTES = [
         keys.revoke_key,
         Endpoint("Revoke an API key", wire.KeyOne, path=wire.ItemId, errors=(404, 409),
                  tag="keys"),
+    ),
+    Route(
+        "GET",
+        "/api/guardrails",
+        guardrail_routes.list_guardrails,
+        Endpoint("List guardrail policies, newest first", gatewire.GuardrailList,
+                 query=gatewire.GuardrailFilter, tag="guardrails", seed_codes=True),
+    ),
+    Route(
+        "POST",
+        "/api/guardrails",
+        guardrail_routes.create_guardrail,
+        Endpoint("Create a guardrail policy at version 1 (Idempotency-Key honoured)",
+                 gatewire.Guardrail, status=201, body=gatewire.GuardrailCreate, errors=(409,),
+                 tag="guardrails", seed_codes=True),
+    ),
+    # before {id}: "evaluate" is no id
+    Route(
+        "POST",
+        "/api/guardrails/evaluate",
+        guardrail_routes.evaluate,
+        Endpoint("Dry run: what the policies would say about an action; records nothing",
+                 gatewire.GuardrailEvaluation, body=gatewire.GuardrailEvaluate, errors=(404,),
+                 tag="guardrails", seed_codes=True),
+    ),
+    Route(
+        "GET",
+        "/api/guardrails/{id}",
+        guardrail_routes.get_guardrail,
+        Endpoint("One guardrail policy; with ?version=N, that version verbatim",
+                 gatewire.Guardrail, path=wire.ItemId, query=gatewire.GuardrailVersionQuery,
+                 errors=(404,), tag="guardrails", seed_codes=True),
+    ),
+    Route(
+        "PATCH",
+        "/api/guardrails/{id}",
+        guardrail_routes.update_guardrail,
+        Endpoint("Change rules (a new version), description or status", gatewire.Guardrail,
+                 path=wire.ItemId, body=gatewire.GuardrailUpdate, errors=(404,),
+                 tag="guardrails", seed_codes=True),
+    ),
+    Route(
+        "DELETE",
+        "/api/guardrails/{id}",
+        guardrail_routes.delete_guardrail,
+        Endpoint("Remove a guardrail policy from evaluation; its versions stay readable",
+                 gatewire.GuardrailDeleted, path=wire.ItemId, errors=(404,), tag="guardrails",
+                 seed_codes=True),
+    ),
+    Route(
+        "GET",
+        "/api/guardrails/{id}/versions",
+        guardrail_routes.list_versions,
+        Endpoint("A guardrail policy's versions, newest first", gatewire.GuardrailVersions,
+                 path=wire.ItemId, errors=(404,), tag="guardrails", seed_codes=True),
+    ),
+    Route(
+        "POST",
+        "/api/guardrails/{id}/versions/{n}/rollback",
+        guardrail_routes.rollback,
+        Endpoint("A new version with version n's rules", gatewire.GuardrailRolledBack,
+                 path=gatewire.GuardrailVersionPath, body=gatewire.GuardrailRollback,
+                 optional_body=True, errors=(404,), tag="guardrails", seed_codes=True),
+    ),
+    Route(
+        "GET",
+        "/api/tools",
+        registry.list_tools,
+        Endpoint("The tool registry", gatewire.ToolList, query=gatewire.ToolFilter, tag="tools"),
+    ),
+    Route(
+        "POST",
+        "/api/tools",
+        registry.register_tool,
+        Endpoint("Register a tool", gatewire.Tool, status=201, body=gatewire.ToolCreate,
+                 errors=(409,), tag="tools"),
+    ),
+    Route(
+        "POST",
+        "/api/tools/{name}/deprecate",
+        registry.deprecate_tool,
+        Endpoint("Deprecate a tool (it still runs, with a warning)", gatewire.Tool,
+                 path=gatewire.ToolKey, body=gatewire.ToolDeprecate, errors=(404, 409, 422),
+                 tag="tools"),
+    ),
+    Route(
+        "POST",
+        "/api/tools/{name}/archive",
+        registry.archive_tool,
+        Endpoint("Archive a tool, for good", gatewire.Tool, path=gatewire.ToolKey,
+                 errors=(404, 409), tag="tools"),
+    ),
+    Route(
+        "GET",
+        "/api/tool-policies",
+        registry.list_tool_policies,
+        Endpoint("Tool policies", gatewire.ToolPolicyList, tag="tools"),
+    ),
+    Route(
+        "POST",
+        "/api/tool-policies",
+        registry.create_tool_policy,
+        Endpoint("Set a registered tool's policy (one per tool)", gatewire.ToolPolicy,
+                 status=201, body=gatewire.ToolPolicyCreate, errors=(409, 422), tag="tools"),
+    ),
+    Route(
+        "DELETE",
+        "/api/tool-policies/{id}",
+        registry.delete_tool_policy,
+        Endpoint("Delete a tool policy", status=204, path=gatewire.ItemKey, errors=(404,),
+                 tag="tools"),
+    ),
+    Route(
+        "GET",
+        "/api/role-policy-overrides",
+        registry.list_role_overrides,
+        Endpoint("Role overrides", gatewire.RoleOverrideList, tag="tools"),
+    ),
+    Route(
+        "POST",
+        "/api/role-policy-overrides",
+        registry.create_role_override,
+        Endpoint("Allow or deny a registered tool to a role", gatewire.RoleOverride,
+                 status=201, body=gatewire.RoleOverrideCreate, errors=(409, 422), tag="tools"),
+    ),
+    Route(
+        "DELETE",
+        "/api/role-policy-overrides/{id}",
+        registry.delete_role_override,
+        Endpoint("Delete a role override", status=204, path=gatewire.ItemKey, errors=(404,),
+                 tag="tools"),
     ),
 ]
 

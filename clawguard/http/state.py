@@ -10,7 +10,7 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import handshake, reaper, refusals
+from clawguard.services import gate, handshake, reaper, refusals
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -19,6 +19,7 @@ STORE = web.AppKey("store", contract.Store)
 KEY_CACHE = web.AppKey("key_cache", access.KeyCache)
 PRINCIPAL = web.RequestKey("principal", principals.Principal)
 APPROVALS = web.AppKey("approvals", handshake.Approvals)
+GATE = web.AppKey("gate", gate.Gate)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 REFUSALS = web.AppKey("refusals", refusals.Refusals)
 METRICS = web.AppKey("metrics", metrics.Metrics)

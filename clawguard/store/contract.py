@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from clawguard.core import audit, commands, principals, records
+from clawguard.core import audit, commands, guardrails, principals, records, registry
+from clawguard.core import gate as gate_rules
 
 
 class Store(Protocol):
@@ -139,6 +140,69 @@ class Store(Protocol):
         """(scope, scopeId, status, mode, spent micros, limit cents) of every budget row."""
 
     async def count_pending_approvals(self, now: int) -> int: ...
+
+    # --- the action gate's documents (every write below moves gate_generation) -------
+
+    async def gate_generation(self) -> int:
+        """A number every write of policies, tools, tool policies or overrides changes."""
+
+    async def get_guardrail(self, policy_id: str, version: int | None
+                            ) -> guardrails.Stored | None:
+        """The policy at `version` (None: its current one), deleted or not."""
+
+    async def list_guardrails(self) -> list[guardrails.Stored]:
+        """Every undeleted policy at its current version, newest first."""
+
+    async def guardrail_versions(self, policy_id: str) -> list[guardrails.Version]:
+        """Every version of the policy, deleted or not, newest first ([]: no such policy)."""
+
+    async def create_guardrail(
+        self, draft: gate_rules.Draft, idempotency_key: str | None, actor: principals.Principal
+    ) -> tuple[guardrails.Stored, bool]:
+        """The new policy at version 1, or (replayed=True) the one this key already made;
+        guardrails.create and guardrails.replay decide."""
+
+    async def update_guardrail(
+        self, policy_id: str, patch: gate_rules.Update, actor: principals.Principal
+    ) -> guardrails.Stored: ...
+
+    async def rollback_guardrail(
+        self, policy_id: str, version: int, message: str | None, actor: principals.Principal
+    ) -> guardrails.Rollback: ...
+
+    async def delete_guardrail(self, policy_id: str, actor: principals.Principal) -> None: ...
+
+    async def list_tools(self, include_archived: bool) -> list[registry.Tool]:
+        """Registration order."""
+
+    async def register_tool(
+        self, name: str, categories: list[str], description: str | None,
+        actor: principals.Principal,
+    ) -> registry.Tool: ...
+
+    async def deprecate_tool(
+        self, name: str, reason: str, replacement: str | None, actor: principals.Principal
+    ) -> registry.Tool: ...
+
+    async def archive_tool(self, name: str, actor: principals.Principal) -> registry.Tool: ...
+
+    async def list_tool_policies(self) -> list[registry.ToolPolicy]: ...
+
+    async def create_tool_policy(
+        self, tool_name: str, allowed: bool, allowed_domains: list[str] | None,
+        max_response_size_kb: int | None, actor: principals.Principal,
+    ) -> registry.ToolPolicy: ...
+
+    async def delete_tool_policy(self, policy_id: str, actor: principals.Principal) -> None: ...
+
+    async def list_role_overrides(self) -> list[registry.RoleOverride]: ...
+
+    async def create_role_override(
+        self, role: str, tool_name: str, allowed: bool, actor: principals.Principal
+    ) -> registry.RoleOverride: ...
+
+    async def delete_role_override(self, override_id: str, actor: principals.Principal
+                                   ) -> None: ...
 
     async def close(self) -> None:
         """Finish every queued write, then close."""

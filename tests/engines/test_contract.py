@@ -18,9 +18,20 @@ from typing import Any
 import psycopg
 import pytest
 
-from clawguard.core import approvals, audit, budgets, commands, errors, principals, records
+from clawguard.core import (
+    approvals,
+    audit,
+    budgets,
+    commands,
+    errors,
+    gate,
+    guardrails,
+    principals,
+    records,
+)
 from clawguard.core import ledger as ledger_rules
 from clawguard.runtime import config
+from clawguard.services import gate as gate_service
 from clawguard.store import contract, engines
 from clawguard.store.postgres import connection as pg_connection
 
@@ -500,3 +511,174 @@ async def test_keys_made_listed_expired_revoked_and_touched(
     actions = [e.action for e in await store.list_audit(None, "verification", None, 10)]
     assert actions == ["key.revoked", "key.created", "key.created"]
     assert chain_ok(settings).ok
+
+
+# --- guardrail policies, the tool registry, tool policies, role overrides ----------------
+
+OPS = principals.Principal("key_ops", "ops", "operator")
+CEILING = {"tool": "order.refund", "decision": "ALLOW", "max_value": Decimal("250.10")}
+PAGER = {"tool": "order.refund", "decision": "ALERT"}
+
+
+def draft(name: str, *rules: dict[str, Any], message: str | None = None) -> gate.Draft:
+    body: dict[str, Any] = {"name": name, "rules": list(rules or [CEILING])}
+    if message is not None:
+        body["message"] = message
+    return gate.validate_create(body)
+
+
+async def test_guardrail_versions_rollback_and_delete(store: contract.Store, clock: Any,
+                                                      settings: config.StorageConfig) -> None:
+    generation = await store.gate_generation()
+    made, replayed = await store.create_guardrail(draft("refunds", message="first"), None, OPS)
+    assert not replayed and made.head.id.startswith("grd_") and made.version.version == 1
+    assert made.version.rules == (CEILING,)  # the Decimal comes back as written
+    assert await store.gate_generation() > generation
+    with pytest.raises(guardrails.StateConflict):
+        await store.create_guardrail(draft("refunds"), None, OPS)
+    pid = made.head.id
+    clock.advance(1_000)
+    described = await store.update_guardrail(
+        pid, gate.validate_update({"description": "d", "rules": [CEILING]}), OPS)
+    assert (described.version.version, described.head.description) == (1, "d")
+    bumped = await store.update_guardrail(
+        pid, gate.validate_update({"rules": [CEILING, PAGER], "message": "page"}), OPS)
+    assert bumped.version.version == bumped.head.version == 2
+    back = await store.rollback_guardrail(pid, 1, None, OPS)
+    assert (back.new_version, back.rolled_back_from, back.deployed_at) == (3, 1, clock())
+    current = await store.get_guardrail(pid, None)
+    assert current is not None and current.version.rules == (CEILING,)
+    old = await store.get_guardrail(pid, 2)
+    assert old is not None and old.version.rules == (CEILING, PAGER)
+    history = await store.guardrail_versions(pid)
+    assert [(v.version, v.created_by, v.message) for v in history] == [
+        (3, "ops", "rollback to version 1"), (2, "ops", "page"), (1, "ops", "first")]
+    with pytest.raises(errors.NotFound):
+        await store.rollback_guardrail(pid, 9, None, OPS)
+    await store.delete_guardrail(pid, OPS)
+    with pytest.raises(errors.NotFound):
+        await store.delete_guardrail(pid, OPS)
+    with pytest.raises(errors.NotFound):
+        await store.update_guardrail(pid, gate.validate_update({"status": "disabled"}), OPS)
+    assert await store.list_guardrails() == []
+    deleted = await store.get_guardrail(pid, None)
+    assert deleted is not None and deleted.head.deleted_at is not None
+    assert len(await store.guardrail_versions(pid)) == 3
+    assert await store.get_guardrail("grd_none", None) is None
+    actions = [e.action for e in await store.list_audit(None, "install", None, 20)]
+    assert actions == ["guardrail.delete", "guardrail.rollback", "guardrail.update",
+                       "guardrail.update", "guardrail.create"]
+    assert chain_ok(settings).ok
+
+
+async def test_guardrail_idempotency_key_answers_the_same_policy(store: contract.Store) -> None:
+    first, replayed = await store.create_guardrail(draft("one"), "k-1", OPS)
+    assert not replayed
+    again = await asyncio.gather(*(store.create_guardrail(draft("one"), "k-1", OPS)
+                                   for _ in range(5)))
+    assert {s.head.id for s, _ in again} == {first.head.id} and all(r for _, r in again)
+    with pytest.raises(guardrails.StateConflict):
+        await store.create_guardrail(draft("one", PAGER), "k-1", OPS)
+    assert len(await store.list_guardrails()) == 1
+
+
+async def test_guardrails_list_newest_first_and_page(store: contract.Store) -> None:
+    ids = [(await store.create_guardrail(draft(f"p-{n}"), None, OPS))[0].head.id
+           for n in range(5)]
+    listed = await store.list_guardrails()
+    assert [s.head.id for s in listed] == ids[::-1]
+    first = guardrails.page(listed, None, None, None, 2)
+    assert [s.head.id for s in first.data] == ids[:2:-1] and first.has_more
+    assert first.next_cursor is not None
+    second = guardrails.page(listed, None, None, first.next_cursor, 2)
+    assert [s.head.id for s in second.data] == ids[2:0:-1]
+    await store.delete_guardrail(ids[2], OPS)  # a cursor survives a deletion
+    rest = guardrails.page(await store.list_guardrails(), None, None, second.next_cursor, 2)
+    assert [s.head.id for s in rest.data] == ids[:1] and not rest.has_more
+
+
+async def test_tool_registry_lifecycle(store: contract.Store,
+                                       settings: config.StorageConfig) -> None:
+    tool = await store.register_tool("http.request", ["external_comm"], "fetch", OPS)
+    assert (tool.name, tool.status) == ("http.request", "active")
+    await store.register_tool("http.get", ["external_comm"], None, OPS)
+    with pytest.raises(errors.Conflict):
+        await store.register_tool("http.request", ["other"], None, OPS)
+    with pytest.raises(errors.InvalidInput):
+        await store.register_tool("approvals", ["other"], None, OPS)
+    with pytest.raises(errors.Unprocessable):
+        await store.deprecate_tool("http.request", "old", "nope", OPS)
+    old = await store.deprecate_tool("http.request", "old", "http.get", OPS)
+    assert (old.status, old.reason, old.replacement) == ("deprecated", "old", "http.get")
+    with pytest.raises(errors.Conflict):
+        await store.deprecate_tool("http.request", "again", None, OPS)
+    assert (await store.archive_tool("http.request", OPS)).status == "archived"
+    for transition in (store.archive_tool("http.request", OPS),
+                       store.deprecate_tool("http.request", "x", None, OPS)):
+        with pytest.raises(errors.Conflict):
+            await transition
+    with pytest.raises(errors.NotFound):
+        await store.archive_tool("nothing", OPS)
+    assert [t.name for t in await store.list_tools(False)] == ["http.get"]
+    assert [t.name for t in await store.list_tools(True)] == ["http.request", "http.get"]
+    assert chain_ok(settings).ok
+
+
+async def test_tool_policies_and_role_overrides(store: contract.Store) -> None:
+    await store.register_tool("http.request", ["external_comm"], None, OPS)
+    with pytest.raises(errors.Unprocessable):
+        await store.create_tool_policy("unknown.tool", True, None, None, OPS)
+    policy = await store.create_tool_policy("http.request", True, ["api.example.com"], 1024, OPS)
+    assert policy.id.startswith("tpol_") and policy.allowed_domains == ("api.example.com",)
+    with pytest.raises(errors.Conflict):
+        await store.create_tool_policy("http.request", False, None, None, OPS)
+    assert await store.list_tool_policies() == [policy]
+    override = await store.create_role_override("developer", "http.request", False, OPS)
+    with pytest.raises(errors.Conflict):
+        await store.create_role_override("developer", "http.request", True, OPS)
+    with pytest.raises(errors.Unprocessable):
+        await store.create_role_override("developer", "shell.exec", True, OPS)
+    assert await store.list_role_overrides() == [override]
+    generation = await store.gate_generation()
+    await store.delete_tool_policy(policy.id, OPS)
+    await store.delete_role_override(override.id, OPS)
+    assert await store.gate_generation() == generation + 2
+    for delete in (store.delete_tool_policy(policy.id, OPS),
+                   store.delete_role_override(override.id, OPS)):
+        with pytest.raises(errors.NotFound):
+            await delete
+    assert await store.list_tool_policies() == [] and await store.list_role_overrides() == []
+
+
+async def test_gate_verdict_sees_another_daemons_change(
+    store: contract.Store, settings: config.StorageConfig, clock: Any
+) -> None:
+    """Two daemons on one database: the second's write reaches the first's compiled sets."""
+    other = engines.open_store(settings, clock)
+    await other.open()
+    try:
+        compiled = gate_service.Gate(store)
+        action = gate.Action("http.request", None, 10, {"url": "https://api.example.com/x"})
+        dev = gate.Principal("a1", ("developer",), ())
+        access, verdict = await gate_service.gate_verdict(compiled, action, dev, None)
+        assert (access.decision, access.decided_by) == ("BLOCK", "registry")
+        assert verdict.decision == "BLOCK"  # no policy: default-closed
+        await other.register_tool("http.request", ["external_comm"], None, OPS)
+        await other.create_tool_policy("http.request", True, ["example.com"], 64, OPS)
+        await other.create_guardrail(draft("http", {"tool": "http.request", "decision": "ALLOW",
+                                                    "max_value": 100}), None, OPS)
+        access, verdict = await gate_service.gate_verdict(compiled, action, dev, None)
+        assert (access.decision, access.decided_by) == ("ALLOW", "tool_policy")
+        assert access.obligations == {"max_response_size_kb": 64}
+        assert verdict.decision == "ALLOW" and verdict.policies[0].name == "http"
+        compilations = compiled.compilations
+        await gate_service.gate_verdict(compiled, action, dev, None)
+        assert compiled.compilations == compilations  # nothing changed: nothing recompiled
+        await other.create_role_override("developer", "http.request", False, OPS)
+        access, _ = await gate_service.gate_verdict(compiled, action, dev, None)
+        assert (access.decision, access.decided_by) == ("BLOCK", "role_override")
+        await other.archive_tool("http.request", OPS)
+        access, _ = await gate_service.gate_verdict(compiled, action, gate.ANONYMOUS, None)
+        assert (access.decision, access.decided_by) == ("BLOCK", "registry")
+    finally:
+        await other.close()

@@ -209,7 +209,48 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
 
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)
+    await the_gate_routes(client, check)
     assert check.seen == set(ROUTES)
+
+
+async def the_gate_routes(client: Any, check: Checker) -> None:
+    grd, one = "/api/guardrails", "/api/guardrails/{id}"
+    rule = {"tool": "order.refund", "decision": "ALLOW", "max_value": 250.5}
+    made = await check(client, "POST", grd, grd, 201, {"name": "refunds", "rules": [rule]})
+    path = f"{grd}/{made['id']}"
+    await check(client, "POST", grd, grd, 409, {"name": "refunds", "rules": [rule]})
+    await check(client, "GET", grd, f"{grd}?limit=1&tool=order.refund", 200)
+    await check(client, "GET", one, path, 200)
+    await check(client, "PATCH", one, path, 200, {"rules": [rule, {"decision": "ALERT"}]})
+    await check(client, "PATCH", one, path, 400, {"name": "x"})
+    await check(client, "POST", f"{one}/versions/{{n}}/rollback", f"{path}/versions/1/rollback",
+                200, {"message": "back"})
+    await check(client, "GET", f"{one}/versions", f"{path}/versions", 200)
+    await check(client, "POST", f"{grd}/evaluate", f"{grd}/evaluate", 200,
+                {"action": {"tool": "order.refund", "value": 300}})
+    await check(client, "POST", f"{grd}/evaluate", f"{grd}/evaluate", 400, {})
+    await check(client, "DELETE", one, path, 200)
+    await check(client, "GET", one, path, 404)
+    tools = "/api/tools"
+    await check(client, "POST", tools, tools, 201, {"name": "http.get", "categories": ["other"]})
+    await check(client, "GET", tools, f"{tools}?include_archived=true", 200)
+    await check(client, "POST", f"{tools}/{{name}}/deprecate", f"{tools}/http.get/deprecate",
+                200, {"reason": "old"})
+    policy = await check(client, "POST", "/api/tool-policies", "/api/tool-policies", 201,
+                         {"tool_name": "http.get", "allowed": True,
+                          "restrictions": {"max_response_size_kb": 5}})
+    await check(client, "POST", "/api/tool-policies", "/api/tool-policies", 422,
+                {"tool_name": "nope", "allowed": True})
+    await check(client, "GET", "/api/tool-policies", "/api/tool-policies", 200)
+    await check(client, "DELETE", "/api/tool-policies/{id}", f"/api/tool-policies/{policy['id']}",
+                204)
+    rpo = "/api/role-policy-overrides"
+    override = await check(client, "POST", rpo, rpo, 201,
+                           {"role": "dev", "tool_name": "http.get", "allowed": False})
+    await check(client, "GET", rpo, rpo, 200)
+    await check(client, "DELETE", f"{rpo}/{{id}}", f"{rpo}/{override['id']}", 204)
+    await check(client, "POST", f"{tools}/{{name}}/archive", f"{tools}/http.get/archive", 200)
+    await check(client, "POST", f"{tools}/{{name}}/archive", f"{tools}/http.get/archive", 409)
 
 
 async def test_the_document_needs_no_key_and_keyed_routes_say_so(make_client, cfg, doc):

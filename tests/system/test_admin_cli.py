@@ -289,3 +289,34 @@ def test_spend_summary_over_http(served):
     assert groups == daemon_json(served, "/api/governance/spend/summary?groupBy=agent")["groups"]
     refused = run(served, "spend", "summary", key="executor")
     assert refused.returncode != 0 and "403 forbidden" in refused.stderr
+
+
+def test_guardrails_and_tools(served, tmp_path):
+    name = unique("refunds")
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"name": name, "rules": [
+        {"tool": "order.refund", "decision": "ALLOW", "max_value": 250},
+        {"tool": "order.refund", "decision": "ALERT"}]}))
+    created = run(served, "guardrails", "create", "--file", str(policy), "--json")
+    assert created.returncode == 0, created.stderr
+    made = json.loads(created.stdout)
+    trial = tmp_path / "trial.json"
+    trial.write_text(json.dumps({"action": {"tool": "order.refund", "value": 180}}))
+    tool = unique("shell.exec")
+    listed, shown, verdict, registered = run_all(
+        served, ("guardrails", "list"), ("guardrails", "show", made["id"]),
+        ("guardrails", "evaluate", "--file", str(trial)),
+        ("tools", "create", tool, "--category", "other", "--category", "pii"))
+    assert name in listed.stdout and made["id"] in listed.stdout
+    assert json.loads(shown.stdout) == daemon_json(served, f"/api/guardrails/{made['id']}")
+    assert verdict.stdout.startswith("ALERT: "), verdict.stdout + verdict.stderr
+    assert registered.returncode == 0 and "other,pii" in registered.stdout
+    deprecated = run(served, "tools", "deprecate", tool, "--reason", "old")
+    assert "deprecated" in deprecated.stdout and "old" in deprecated.stdout
+    assert run(served, "tools", "archive", tool).returncode == 0
+    again = run(served, "tools", "archive", tool)
+    assert again.returncode != 0 and "archived" in again.stderr
+    assert tool not in run(served, "tools", "list").stdout
+    assert tool in run(served, "tools", "list", "--include-archived").stdout
+    duplicate = run(served, "guardrails", "create", "--file", str(policy))
+    assert duplicate.returncode != 0 and "state_conflict" in duplicate.stderr + duplicate.stdout

@@ -171,6 +171,24 @@ METHODS = {
     ("GET", "/api/keys"): "list_keys",
     ("POST", "/api/keys"): "create_key",
     ("DELETE", "/api/keys/{id}"): "revoke_key",
+    ("GET", "/api/guardrails"): "list_guardrails",
+    ("POST", "/api/guardrails"): "create_guardrail",
+    ("POST", "/api/guardrails/evaluate"): "evaluate_guardrails",
+    ("GET", "/api/guardrails/{id}"): "get_guardrail",
+    ("PATCH", "/api/guardrails/{id}"): "update_guardrail",
+    ("DELETE", "/api/guardrails/{id}"): "delete_guardrail",
+    ("GET", "/api/guardrails/{id}/versions"): "guardrail_versions",
+    ("POST", "/api/guardrails/{id}/versions/{n}/rollback"): "rollback_guardrail",
+    ("GET", "/api/tools"): "list_tools",
+    ("POST", "/api/tools"): "register_tool",
+    ("POST", "/api/tools/{name}/deprecate"): "deprecate_tool",
+    ("POST", "/api/tools/{name}/archive"): "archive_tool",
+    ("GET", "/api/tool-policies"): "list_tool_policies",
+    ("POST", "/api/tool-policies"): "create_tool_policy",
+    ("DELETE", "/api/tool-policies/{id}"): "delete_tool_policy",
+    ("GET", "/api/role-policy-overrides"): "list_role_overrides",
+    ("POST", "/api/role-policy-overrides"): "create_role_override",
+    ("DELETE", "/api/role-policy-overrides/{id}"): "delete_role_override",
 }
 
 
@@ -605,3 +623,22 @@ def test_an_expired_or_undecided_approval_is_a_denial():
     assert api.settled(allowed) is allowed
     with pytest.raises(client.ApprovalDenied):  # the daemon's fail-closed answer
         api.allowed(records.Handshake(resolution="deny"))
+
+
+def test_the_gate_documents_round_trip(make, daemon):
+    c = make(daemon.url)
+    tool = unique("http.get")
+    c.register_tool(tool, ["external_comm"])
+    policy = c.create_tool_policy(tool, True, restrictions={"max_response_size_kb": 8})
+    assert policy in c.list_tool_policies()
+    override = c.create_role_override("dev", tool, False)
+    assert override in c.list_role_overrides()
+    c.delete_role_override(override["id"])
+    c.delete_tool_policy(policy["id"])
+    made = c.create_guardrail({"name": unique("p").lower(), "rules": [{"decision": "ALLOW"}]},
+                              idempotency_key=unique("k"))
+    changed = c.update_guardrail(made["id"], {"rules": [{"tool": tool, "decision": "ALERT"}]})
+    assert changed["version"] == 2
+    assert c.rollback_guardrail(made["id"], 1, message="back")["new_version"] == 3
+    assert [v["version"] for v in c.guardrail_versions(made["id"])] == [3, 2, 1]
+    assert c.delete_guardrail(made["id"])["deleted"] is True

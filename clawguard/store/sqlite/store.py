@@ -16,11 +16,12 @@ from typing import Any
 
 import aiosqlite
 
-from clawguard.core import audit, commands, errors, principals, records
+from clawguard.core import audit, commands, errors, guardrails, principals, records, registry
 from clawguard.core import budgets as budget_rules
+from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
 from clawguard.store import migrations
-from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, writer
+from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, policies, writer
 
 log = logging.getLogger(__name__)
 
@@ -356,3 +357,133 @@ class SQLiteStore:
             )
         )
         return result
+
+    # --- guardrail policies, tools, tool policies, role overrides ----------------------
+
+    async def gate_generation(self) -> int:
+        rows = await self._read("SELECT generation FROM gate_generation WHERE id = 1", ())
+        return int(rows[0][0])
+
+    async def get_guardrail(self, policy_id: str, version: int | None
+                            ) -> guardrails.Stored | None:
+        rows = await self._read(
+            policies.STORED + " WHERE p.id = ?1 AND v.version = coalesce(?2, p.version)",
+            (policy_id, version),
+        )
+        return policies.stored_from_row(rows[0]) if rows else None
+
+    async def list_guardrails(self) -> list[guardrails.Stored]:
+        rows = await self._read(
+            policies.STORED + " WHERE v.version = p.version AND p.deleted_at IS NULL"
+            " ORDER BY p.seq DESC", (),
+        )
+        return [policies.stored_from_row(row) for row in rows]
+
+    async def guardrail_versions(self, policy_id: str) -> list[guardrails.Version]:
+        rows = await self._read(
+            f"SELECT {policies.VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = ?"
+            " ORDER BY version DESC", (policy_id,),
+        )
+        return [policies.version_from_row(row) for row in rows]
+
+    async def create_guardrail(
+        self, draft: gate_rules.Draft, idempotency_key: str | None, actor: principals.Principal
+    ) -> tuple[guardrails.Stored, bool]:
+        result: tuple[guardrails.Stored, bool] = await self._writer.write(
+            lambda conn, now: policies.create_guardrail(conn, now, draft, idempotency_key, actor)
+        )
+        return result
+
+    async def update_guardrail(
+        self, policy_id: str, patch: gate_rules.Update, actor: principals.Principal
+    ) -> guardrails.Stored:
+        result: guardrails.Stored = await self._writer.write(
+            lambda conn, now: policies.update_guardrail(conn, now, policy_id, patch, actor)
+        )
+        return result
+
+    async def rollback_guardrail(
+        self, policy_id: str, version: int, message: str | None, actor: principals.Principal
+    ) -> guardrails.Rollback:
+        result: guardrails.Rollback = await self._writer.write(
+            lambda conn, now: policies.rollback_guardrail(
+                conn, now, policy_id, version, message, actor)
+        )
+        return result
+
+    async def delete_guardrail(self, policy_id: str, actor: principals.Principal) -> None:
+        await self._writer.write(
+            lambda conn, now: policies.delete_guardrail(conn, now, policy_id, actor)
+        )
+
+    async def list_tools(self, include_archived: bool) -> list[registry.Tool]:
+        rows = await self._read(
+            f"SELECT {policies.TOOL_COLUMNS} FROM tools WHERE ?1 OR status <> 'archived'"
+            " ORDER BY seq", (include_archived,),
+        )
+        return [policies.tool_from_row(row) for row in rows]
+
+    async def register_tool(
+        self, name: str, categories: list[str], description: str | None,
+        actor: principals.Principal,
+    ) -> registry.Tool:
+        result: registry.Tool = await self._writer.write(
+            lambda conn, now: policies.register_tool(conn, now, name, categories, description,
+                                                     actor)
+        )
+        return result
+
+    async def deprecate_tool(
+        self, name: str, reason: str, replacement: str | None, actor: principals.Principal
+    ) -> registry.Tool:
+        result: registry.Tool = await self._writer.write(
+            lambda conn, now: policies.deprecate_tool(conn, now, name, reason, replacement, actor)
+        )
+        return result
+
+    async def archive_tool(self, name: str, actor: principals.Principal) -> registry.Tool:
+        result: registry.Tool = await self._writer.write(
+            lambda conn, now: policies.archive_tool(conn, now, name, actor)
+        )
+        return result
+
+    async def list_tool_policies(self) -> list[registry.ToolPolicy]:
+        rows = await self._read(
+            f"SELECT {policies.TOOL_POLICY_COLUMNS} FROM tool_policies ORDER BY seq", ()
+        )
+        return [policies.tool_policy_from_row(row) for row in rows]
+
+    async def create_tool_policy(
+        self, tool_name: str, allowed: bool, allowed_domains: list[str] | None,
+        max_response_size_kb: int | None, actor: principals.Principal,
+    ) -> registry.ToolPolicy:
+        result: registry.ToolPolicy = await self._writer.write(
+            lambda conn, now: policies.create_tool_policy(
+                conn, now, tool_name, allowed, allowed_domains, max_response_size_kb, actor)
+        )
+        return result
+
+    async def delete_tool_policy(self, policy_id: str, actor: principals.Principal) -> None:
+        await self._writer.write(
+            lambda conn, now: policies.delete_tool_policy(conn, now, policy_id, actor)
+        )
+
+    async def list_role_overrides(self) -> list[registry.RoleOverride]:
+        rows = await self._read(
+            f"SELECT {policies.OVERRIDE_COLUMNS} FROM role_policy_overrides ORDER BY seq", ()
+        )
+        return [policies.override_from_row(row) for row in rows]
+
+    async def create_role_override(
+        self, role: str, tool_name: str, allowed: bool, actor: principals.Principal
+    ) -> registry.RoleOverride:
+        result: registry.RoleOverride = await self._writer.write(
+            lambda conn, now: policies.create_role_override(
+                conn, now, role, tool_name, allowed, actor)
+        )
+        return result
+
+    async def delete_role_override(self, override_id: str, actor: principals.Principal) -> None:
+        await self._writer.write(
+            lambda conn, now: policies.delete_role_override(conn, now, override_id, actor)
+        )
