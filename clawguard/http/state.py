@@ -10,7 +10,7 @@ from aiohttp import web
 from clawguard.core import principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import handshake, reaper, refusals
+from clawguard.services import handshake, reaper, refusals, runs
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -22,6 +22,7 @@ APPROVALS = web.AppKey("approvals", handshake.Approvals)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 REFUSALS = web.AppKey("refusals", refusals.Refusals)
 METRICS = web.AppKey("metrics", metrics.Metrics)
+RUNS = web.AppKey("runs", runs.Runs)
 OPENAPI = web.AppKey("openapi", bytes)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from clawguard.core import audit, commands, principals, records
+from clawguard.core import audit, commands, principals, records, runs
 
 
 class Store(Protocol):
@@ -111,6 +111,42 @@ class Store(Protocol):
         """(scope, scopeId, status, mode, spent micros, limit cents) of every budget row."""
 
     async def count_pending_approvals(self, now: int) -> int: ...
+
+    # --- runs and quotas -----------------------------------------------------------
+
+    async def start_run(
+        self, request: commands.RunStart, plan: dict[str, int], rules: runs.Rules
+    ) -> runs.Started:
+        """Start a run (or replay its idempotency key) unless a delegation cap or the tenant's
+        quota (plan defaults under its overrides) refuses it: then the refusal is audited and
+        raised (DelegationCap, QuotaExceeded) once that commits. Counted exactly, however
+        many starts race, on every engine."""
+
+    async def end_run(self, run_id: str) -> records.Run:
+        """NotFound; Conflict when expired or tripped; an ended run is answered as it is."""
+
+    async def run_events(
+        self, run_id: str, events: list[commands.RunEvent], rules: runs.Rules
+    ) -> runs.Applied:
+        """Apply breaker events in order, store the counters, renew the lease or trip the run
+        (audited once). NotFound; Conflict when the run is not running."""
+
+    async def get_run(self, run_id: str) -> records.Run | None:
+        """The row as stored (callers apply `Run.as_of`)."""
+
+    async def list_runs(
+        self, status: records.RunStatus | None, agent_id: str | None, now: int, limit: int
+    ) -> list[records.Run]:
+        """Newest first; `status` as the rows read at `now` (a lapsed lease is expired)."""
+
+    async def count_running_runs(self, now: int) -> int: ...
+
+    async def quota_overrides(self, tenant_id: str) -> dict[str, int]: ...
+
+    async def set_quota_overrides(
+        self, tenant_id: str, patch: dict[str, int | None]
+    ) -> dict[str, int]:
+        """Apply a checked patch (None removes a key), audited; the overrides after it."""
 
     async def close(self) -> None:
         """Finish every queued write, then close."""
