@@ -298,11 +298,14 @@ class RunEvents(Model):
     run: Run
     tripped: Trip | None = None
 
+    def _left_out(self) -> set[str] | None:
+        return {"tripped"} if self.tripped is None else None
+
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self.model_dump(mode="json", by_alias=True, exclude=self._left_out())
 
     def to_json_bytes(self) -> bytes:
-        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude=self._left_out())
 
 
 class Quota(Model):
