@@ -26,9 +26,16 @@ def test_migrate_twice_is_a_no_op(db_path):
     assert versions == [m.version for m in migrations.available("sqlite")] and versions[0] == 1
 
 
+# Numbers whose files come from branches developed in parallel (0006-0008, while the runs
+# branch holds 0009). Once they are merged the assertion below names them: empty this then.
+RESERVED_ON_OTHER_BRANCHES: set[int] = {6, 7, 8}
+
+
 def test_migration_files_are_numbered_in_sequence():
     versions = [m.version for m in migrations.available("sqlite")]
-    assert versions == list(range(1, len(versions) + 1))
+    assert not RESERVED_ON_OTHER_BRANCHES & set(versions), "merged: empty the reserved set"
+    numbered = sorted([*versions, *RESERVED_ON_OTHER_BRANCHES])
+    assert numbered == list(range(1, len(numbered) + 1))
 
 
 def test_the_audit_table_refuses_updates_and_deletes(db_path):
