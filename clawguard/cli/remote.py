@@ -206,6 +206,70 @@ def _grant_row(grant: records.Grant) -> tuple[str, ...]:
             _when(grant.created_at), _when(grant.expires_at), revoked)
 
 
+# --- runs and quotas -------------------------------------------------------------------------
+
+RUN_HEADER = ("ID", "AGENT", "STATUS", "DEPTH", "PARENT", "STARTED", "LEASE ENDS")
+RUN_STATUSES = ("running", "ended", "expired", "tripped")
+
+
+def _run_row(run: records.Run) -> tuple[str, ...]:
+    return (run.id, run.agent_id, run.status, str(run.depth), run.parent_run_id or "-",
+            _when(run.started_at), _when(run.lease_expires_at))
+
+
+def _runs_list(args: argparse.Namespace, api: client.Client) -> int:
+    rows = api.list_runs(status=args.status, agent_id=args.agent, limit=args.limit)
+    if args.json:
+        _print_json({"runs": [run.to_json() for run in rows]})
+    else:
+        _table(RUN_HEADER, map(_run_row, rows))
+    return EXIT_OK
+
+
+def _runs_show(args: argparse.Namespace, api: client.Client) -> int:
+    run = api.get_run(args.run_id)
+    if args.json:
+        _print_json({"run": run.to_json()})
+    else:
+        _table(("FIELD", "VALUE"), [(name, "-" if value is None else str(value))
+                                    for name, value in run.to_json().items()])
+    return EXIT_OK
+
+
+def _print_quota(quota: records.Quota, as_json: bool) -> None:
+    if as_json:
+        _print_json(quota.to_json())
+        return
+    print(f"plan: {quota.plan}")
+    _table(("KEY", "PLAN", "OVERRIDE", "EFFECTIVE"), [
+        (key, str(quota.limits[key]), str(quota.overrides.get(key, "-")),
+         str(quota.effective[key])) for key in quota.limits
+    ])
+
+
+def _quota_show(args: argparse.Namespace, api: client.Client) -> int:
+    _print_quota(api.quota(args.tenant_id), args.json)
+    return EXIT_OK
+
+
+def _override(text: str) -> tuple[str, int | None]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (VALUE a whole number,"
+                                         " or 'default' to remove the override)")
+    if value == "default":
+        return key, None
+    try:
+        return key, int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+
+
+def _quota_set(args: argparse.Namespace, api: client.Client) -> int:
+    _print_quota(api.set_quota(args.tenant_id, dict(args.overrides)), args.json)
+    return EXIT_OK
+
+
 # --- budgets ----------------------------------------------------------------------------------
 
 
@@ -567,6 +631,26 @@ def add_commands(commands: Any, add: Adder) -> None:
                          default="agent")
     summary.add_argument("--since", type=int, metavar="MS", help="epoch ms, inclusive")
     summary.add_argument("--until", type=int, metavar="MS", help="epoch ms, exclusive")
+
+    runs = commands.add_parser("runs", help="list and show runs (HTTP)")
+    run_commands = runs.add_subparsers(dest="runs_command", required=True)
+    listing = _http(add, run_commands, "list", "runs, newest first", _runs_list)
+    listing.add_argument("--status", choices=RUN_STATUSES)
+    listing.add_argument("--agent", metavar="ID", help="only this agent's")
+    listing.add_argument("--limit", type=_positive(int), help="at most this many (1..500)")
+    showing = _http(add, run_commands, "show", "one run", _runs_show)
+    showing.add_argument("run_id", metavar="ID")
+
+    quotas = commands.add_parser("quota", help="a tenant's run quota (HTTP)")
+    quota_commands = quotas.add_subparsers(dest="quota_command", required=True)
+    showing = _http(add, quota_commands, "show", "plan defaults, overrides, effective limits",
+                    _quota_show)
+    showing.add_argument("tenant_id", metavar="TENANT")
+    setting = _http(add, quota_commands, "set", "set or remove overrides", _quota_set)
+    setting.add_argument("tenant_id", metavar="TENANT")
+    setting.add_argument("overrides", metavar="KEY=VALUE", nargs="+", type=_override,
+                         help="runs_per_hour=500, concurrent_runs=default (removes it)")
+
     spending = _http(add, commands, "spend",
                      "record a spend (exit 3 when it fires the kill-switch)", _spend)
     spending.add_argument("cents", metavar="CENTS", type=_cents,

@@ -328,6 +328,43 @@ class Api(abc.ABC):
     async def revoke_key(self, key_id: str) -> records.ApiKey:
         return await self._run(calls.revoke_key(key_id))
 
+    # --- runs (executor; listing and quotas: operator) ----------------------------------
+
+    async def start_run(self, agent_id: str, *, mission_id: str | None = None,
+                        team_id: str | None = None, tenant_id: str | None = None,
+                        parent_run_id: str | None = None, idempotency_key: str | None = None
+                        ) -> records.Run:
+        """Start a run; QuotaExceeded (429) or Conflict (409, a delegation cap) refuse it."""
+        fields = {"agentId": agent_id, "missionId": mission_id, "teamId": team_id,
+                  "tenantId": tenant_id, "parentRunId": parent_run_id,
+                  "idempotencyKey": idempotency_key}
+        return await self._run(calls.start_run(
+            {key: value for key, value in fields.items() if value is not None}))
+
+    async def end_run(self, run_id: str) -> records.Run:
+        return await self._run(calls.end_run(run_id))
+
+    async def get_run(self, run_id: str) -> records.Run:
+        return await self._run(calls.get_run(run_id))
+
+    async def list_runs(self, *, status: str | None = None, agent_id: str | None = None,
+                        limit: int | None = None) -> list[records.Run]:
+        """Newest first."""
+        return await self._run(calls.list_runs(status, agent_id, limit))
+
+    async def run_events(self, run_id: str, events: list[Mapping[str, object]]
+                         ) -> records.RunEvents:
+        """Report tool calls, results, costs and denials; `tripped` says a breaker stopped it."""
+        return await self._run(calls.run_events(run_id, events))
+
+    async def quota(self, tenant_id: str) -> records.Quota:
+        return await self._run(calls.quota(tenant_id))
+
+    async def set_quota(self, tenant_id: str, overrides: Mapping[str, int | None]
+                        ) -> records.Quota:
+        """Set overrides (None removes one)."""
+        return await self._run(calls.set_quota(tenant_id, overrides))
+
     # --- audit (operator) -------------------------------------------------------------
 
     async def audit(self, *, agent_id: str | None = None, event_type: str | None = None,

@@ -183,6 +183,47 @@ def preflight(named: Mapping[str, str | None]) -> Call[records.Preflight]:
                 query=_query(**named))
 
 
+# --- runs and quotas ---------------------------------------------------------------------
+
+
+def start_run(fields: Mapping[str, object]) -> Call[records.Run]:
+    # Replayable only with an idempotency key (the daemon answers a retry with the same run).
+    return Call("POST", "/api/governance/runs", _one(records.Run, "run"), body=_body(fields),
+                replayable=fields.get("idempotencyKey") is not None)
+
+
+def list_runs(status: str | None, agent_id: str | None, limit: int | None
+              ) -> Call[list[records.Run]]:
+    return Call("GET", "/api/governance/runs", _many(records.Run, "runs"),
+                query=_query(status=status, agent_id=agent_id, limit=limit))
+
+
+def get_run(run_id: str) -> Call[records.Run]:
+    return Call("GET", f"/api/governance/runs/{_segment(run_id)}", _one(records.Run, "run"))
+
+
+def end_run(run_id: str) -> Call[records.Run]:
+    # Ending twice answers the ended run, so a replay is harmless.
+    return Call("POST", f"/api/governance/runs/{_segment(run_id)}/end", _one(records.Run, "run"))
+
+
+def run_events(run_id: str, events: list[Mapping[str, object]]) -> Call[records.RunEvents]:
+    # Not replayable: the counters would count the events twice.
+    return Call("POST", f"/api/governance/runs/{_segment(run_id)}/events",
+                _one(records.RunEvents), body=_json_text(list(events)).encode(),
+                replayable=False)
+
+
+def quota(tenant_id: str) -> Call[records.Quota]:
+    return Call("GET", f"/api/tenants/{_segment(tenant_id)}/quota", _one(records.Quota))
+
+
+def set_quota(tenant_id: str, overrides: Mapping[str, int | None]) -> Call[records.Quota]:
+    # Absolute values: safe to send again.
+    return Call("PATCH", f"/api/tenants/{_segment(tenant_id)}/quota", _one(records.Quota),
+                body=_json_text(dict(overrides)).encode())
+
+
 # --- audit ------------------------------------------------------------------------------
 
 

@@ -70,6 +70,10 @@ class Unprocessable(ClawguardError):
     pass
 
 
+class QuotaExceeded(ClawguardError):
+    """429: a tenant quota is used up; `details["retryAfterMs"]` says when to try again."""
+
+
 class ServerError(ClawguardError):
     pass
 
@@ -123,6 +127,7 @@ _BY_STATUS: dict[int, type[ClawguardError]] = {
     409: Conflict,
     413: InvalidRequest,
     422: Unprocessable,
+    429: QuotaExceeded,
     503: Unavailable,
 }
 

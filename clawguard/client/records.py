@@ -197,3 +197,32 @@ class HistoryRecord(Record):
     tool_name: str
     details: str | None  # JSON text, as Clawboo stores it
     created_at: int
+
+
+class Run(Record):
+    id: str
+    agent_id: str
+    status: str  # running | ended | expired | tripped
+    depth: int
+    parent_run_id: str | None
+    started_at: int
+    lease_expires_at: int
+    ended_at: int | None
+
+
+class Trip(Record):
+    reason: str
+    detail: str
+    counters: dict[str, int]
+
+
+class RunEvents(Record):
+    run: Run
+    tripped: Trip | None = None
+
+
+class Quota(Record):
+    plan: str
+    limits: dict[str, int]
+    overrides: dict[str, int]
+    effective: dict[str, int]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -59,6 +59,8 @@ class ScopeIds(Request):
     mission_id: Ident | None = None
     team_id: Ident | None = None
     tenant_id: Ident | None = None
+    # The run this is part of: preflight refuses a tripped run's step; a spend records it.
+    run_id: Ident | None = None
 
     def named(self) -> list[tuple[records.Scope, str]]:
         """The named scopes in kill-switch order: agent -> mission -> team -> tenant."""
@@ -159,3 +161,30 @@ class HistoryAppend(Request):
     action: records.HistoryAction
     tool_name: Ident
     details: JsonObject | None = None
+
+
+class RunStart(Request):
+    agent_id: Ident
+    mission_id: Ident | None = None
+    team_id: Ident | None = None
+    tenant_id: Ident | None = None
+    parent_run_id: Ident | None = None
+    idempotency_key: Ident | None = None
+
+
+Timestamp = Annotated[int, pydantic.Field(ge=0, le=2**53)]
+RunEventKind = Literal["tool-call", "tool-result", "cost", "policy-denied"]
+RUN_EVENTS_MAX = 256
+
+
+class RunEvent(Request):
+    kind: RunEventKind
+    ts: Timestamp | None = None
+    signature: Ident | None = None
+    ok: bool | None = None
+    tokens: Count | None = None
+
+
+RUN_EVENTS = pydantic.TypeAdapter(
+    RunEvent | Annotated[list[RunEvent], pydantic.Field(min_length=1, max_length=RUN_EVENTS_MAX)]
+)

@@ -7,8 +7,10 @@
      │    └── Refused               a decision this key may not make (its audit row attached)
      ├── NotFound              an id or scope that has no row
      ├── Conflict              a request that contradicts stored state
-     │    └── IdempotencyConflict   the same idempotency key with another body
+     │    ├── IdempotencyConflict   the same idempotency key with another body
+     │    └── DelegationCap         a run past a delegation cap (depth, children, roots)
      ├── Unprocessable         well-formed, but semantically refused
+     ├── QuotaExceeded         a run start past its tenant's quota (retry later)
      ├── RequestTimeout        a client too slow to send its request
      ├── StoreUnavailable      the database cannot be read or written
      └── ConfigError           a setting that stops start-up
@@ -65,8 +67,18 @@ class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
 
 
+class DelegationCap(Conflict):
+    code = "delegation_cap"
+
+
 class Unprocessable(ClawguardError):
     code = "unprocessable"
+
+
+class QuotaExceeded(ClawguardError):
+    """details carry retryAfterMs, which the HTTP layer also says in Retry-After."""
+
+    code = "quota_exceeded"
 
 
 class RequestTimeout(ClawguardError):

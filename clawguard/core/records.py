@@ -304,3 +304,66 @@ class HistoryRecord(Model):
     details: str | None  # JSON text, as Clawboo stores it
     created_at: int
 
+
+
+RunStatus = Literal["running", "ended", "expired", "tripped"]
+
+
+class Run(Model):
+    id: str
+    agent_id: str
+    status: RunStatus
+    depth: int
+    parent_run_id: str | None
+    started_at: int
+    lease_expires_at: int
+    ended_at: int | None
+
+    def as_of(self, now: int) -> Run:
+        """A running run past its lease reads as expired, everywhere, and holds no slot."""
+        if self.status == "running" and now >= self.lease_expires_at:
+            return self.model_copy(update={"status": "expired", "ended_at": self.lease_expires_at})
+        return self
+
+
+class Counters(Model):
+    tool_iterations: int
+    consec_failures: int
+    non_productive: int
+    consec_denials: int
+    window_tokens: int
+
+
+class Trip(Model):
+    reason: str
+    detail: str
+    counters: Counters
+
+
+class RunOne(Model):
+    run: Run
+
+
+class RunEvents(Model):
+    """The run after its events; `tripped` only when one of them tripped a breaker."""
+
+    run: Run
+    tripped: Trip | None = None
+
+    def _left_out(self) -> set[str] | None:
+        return {"tripped"} if self.tripped is None else None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude=self._left_out())
+
+    def to_json_bytes(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude=self._left_out())
+
+
+class Quota(Model):
+    """Seed 000's quota object; its keys are snake_case, as the seed spells them."""
+
+    plan: str
+    limits: dict[str, int]
+    overrides: dict[str, int]
+    effective: dict[str, int]

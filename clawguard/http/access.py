@@ -25,6 +25,14 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("POST", "/api/governance/spend"): EXECUTOR,
     ("GET", "/api/governance/preflight"): EXECUTOR,
     ("GET", "/api/governance/spend/summary"): OPERATOR,
+    # Runs: executors start, end and report them; operators read them and set quotas.
+    ("POST", "/api/governance/runs"): EXECUTOR,
+    ("GET", "/api/governance/runs"): OPERATOR,
+    ("GET", "/api/governance/runs/{id}"): EXECUTOR | OPERATOR,
+    ("POST", "/api/governance/runs/{id}/end"): EXECUTOR,
+    ("POST", "/api/governance/runs/{id}/events"): EXECUTOR,
+    ("GET", "/api/tenants/{tenantId}/quota"): OPERATOR,
+    ("PATCH", "/api/tenants/{tenantId}/quota"): OPERATOR,
     ("GET", "/api/governance/audit"): OPERATOR,
     ("GET", "/api/governance/audit/head"): OPERATOR,
     # Approvals: executors ask and re-attach, leaders read and decide;

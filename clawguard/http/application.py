@@ -13,7 +13,7 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import gate, handshake, reaper, refusals
+from clawguard.services import gate, handshake, reaper, refusals, runs
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def create_app(
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_key_usage_ctx)
     app.on_startup.append(_first_admin_key)
+    app.cleanup_ctx.append(_runs_ctx)
     app.cleanup_ctx.append(_refusals_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
     app.on_shutdown.append(_answer_parked_waits)
@@ -103,6 +104,12 @@ async def _first_admin_key(app: web.Application) -> None:
     await db.add_key(first, principals.hash_key(key))
     log.warning("no API key existed: created an admin key in %s (readable by its owner only)",
                 path)
+
+
+async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[state.RUNS] = runs.Runs(app[state.STORE], app[state.CONFIG], app[state.CLOCK],
+                                app[state.METRICS])
+    yield
 
 
 async def _refusals_ctx(app: web.Application) -> AsyncIterator[None]:

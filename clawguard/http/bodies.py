@@ -62,6 +62,32 @@ def validate(model: type[M], data: Any) -> M:
 
 async def parse_body(request: web.Request, model: type[M], optional: bool = False) -> M:
     """The JSON body as `model`; numbers are read as Decimal, never through a float."""
+    data = await _read_json(request, optional)
+    if not isinstance(data, dict):
+        raise errors.InvalidInput("the body must be a JSON object")
+    return validate(model, data)
+
+
+async def parse_many(request: web.Request, model: type[M], most: int) -> list[M]:
+    """A JSON object as `model`, or a list of 1..`most` of them, in order."""
+    data = await _read_json(request, False)
+    if isinstance(data, dict):
+        return [validate(model, data)]
+    if not isinstance(data, list) or not 1 <= len(data) <= most:
+        raise errors.InvalidInput(f"the body must be a JSON object or a list of 1..{most}")
+    items = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise errors.InvalidInput(f"item {index} of the body is not a JSON object")
+        try:
+            items.append(model.model_validate(item))
+        except pydantic.ValidationError as exc:
+            details = [{**d, "field": f"{index}.{d['field']}"} for d in _validation_details(exc)]
+            raise errors.InvalidInput("invalid request", details) from exc
+    return items
+
+
+async def _read_json(request: web.Request, optional: bool) -> Any:
     if request.content.is_eof():  # the whole body came with the headers: no wait, no timer
         raw = await request.read()
     else:
@@ -71,7 +97,7 @@ async def parse_body(request: web.Request, model: type[M], optional: bool = Fals
         except TimeoutError as exc:
             raise errors.RequestTimeout("the request body did not arrive in time") from exc
     if not raw.strip() and optional:
-        return validate(model, {})
+        return {}
     try:
         data = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except _DuplicateKey as exc:
@@ -80,9 +106,7 @@ async def parse_body(request: web.Request, model: type[M], optional: bool = Fals
         ) from exc
     except (ValueError, ArithmeticError, RecursionError) as exc:  # 1e999999999, [[[[...
         raise errors.InvalidInput("the body is not valid JSON", str(exc)) from exc
-    if not isinstance(data, dict):
-        raise errors.InvalidInput("the body must be a JSON object")
-    return validate(model, data)
+    return data
 
 
 def respond(model: records.Model, status: int = 200) -> web.Response:

@@ -26,6 +26,7 @@ STATUS: dict[type[errors.ClawguardError], int] = {
     errors.Conflict: 409,
     errors.Unprocessable: 422,
     errors.RequestTimeout: 408,
+    errors.QuotaExceeded: 429,
     errors.StoreUnavailable: 503,
 }
 
@@ -48,7 +49,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except errors.ClawguardError as exc:
-        return error_response(_status_of(exc), exc.code, exc.message, exc.details)
+        response = error_response(_status_of(exc), exc.code, exc.message, exc.details)
+        if isinstance(exc, errors.QuotaExceeded):  # whole seconds, rounded up
+            response.headers["Retry-After"] = str(-(-exc.details["retryAfterMs"] // 1000))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

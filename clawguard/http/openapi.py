@@ -32,6 +32,7 @@ ERRORS: dict[int, str] = {
     409: "Conflicts with the stored state",
     413: "The body is over 1 MiB",
     422: "Well-formed but refused by the rules",
+    429: "A quota is used up: retry after `details.retryAfterMs` (also in Retry-After)",
     503: "The store is unavailable; nothing was done",
 }
 
@@ -46,6 +47,7 @@ class Endpoint:
     status: int = 200
     body: type[commands.Request] | None = None
     optional_body: bool = False  # an empty body reads as {}
+    many: bool = False  # the body may also be a non-empty list of `body` objects
     query: type[records.Model] | None = None
     path: type[commands.Request] | None = None
     errors: tuple[int, ...] = ()  # beyond those every route of its kind can give
@@ -117,7 +119,7 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
         if ep.body:
             operation["requestBody"] = {
                 "required": not ep.optional_body,
-                "content": {"application/json": {"schema": schema(ep.body, "validation")}},
+                "content": {"application/json": {"schema": _body_schema(ep, schema)}},
             }
         if op.public:
             operation["security"] = []
@@ -157,6 +159,14 @@ def document(operations: Iterable[Operation]) -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {"apiKey": []}],
     }
+
+
+def _body_schema(ep: Endpoint, schema: Any) -> dict[str, Any]:
+    one: dict[str, Any] = schema(ep.body, "validation")
+    if not ep.many:
+        return one
+    return {"oneOf": [one, {"type": "array", "items": one, "minItems": 1,
+                            "maxItems": commands.RUN_EVENTS_MAX}]}
 
 
 def _responses(ep: Endpoint, public: bool, schema: Any) -> dict[str, Any]:

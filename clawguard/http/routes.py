@@ -12,7 +12,7 @@ from aiohttp import web
 
 from clawguard.core import commands, errors, guardrails, records
 from clawguard.http import access, bodies, gatewire, middleware, openapi, wire
-from clawguard.http.handlers import approvals, audit, budgets, keys, operations, registry
+from clawguard.http.handlers import approvals, audit, budgets, keys, operations, registry, runs
 from clawguard.http.handlers import guardrails as guardrail_routes
 
 
@@ -51,6 +51,15 @@ def _parsing(
     if not (ep.path or ep.query or ep.body):
         return handler
     path, query, body, optional = ep.path, ep.query, ep.body, ep.optional_body
+    if ep.many:
+        assert body is not None and query is None
+
+        async def parse_many(request: web.Request) -> web.StreamResponse:
+            parsed_path = None if path is None else bodies.validate(path, dict(request.match_info))
+            items = await bodies.parse_many(request, body, commands.RUN_EVENTS_MAX)
+            return await handler(request, path=parsed_path, body=items)
+
+        return parse_many
     if body is not None and path is None and query is None:  # the spend path: nothing more
 
         async def parse_the_body(request: web.Request) -> web.StreamResponse:
@@ -154,6 +163,70 @@ ROUTES = [
         "/api/governance/preflight",
         budgets.preflight,
         Endpoint("May these scopes spend?", records.Preflight, query=commands.ScopeIds),
+    ),
+    Route(
+        "POST",
+        "/api/governance/runs",
+        runs.start_run,
+        Endpoint(
+            "Start a run (quotas and delegation caps apply)",
+            records.RunOne,
+            status=201,
+            body=commands.RunStart,
+            errors=(404, 409, 429),
+            tag="runs",
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/governance/runs",
+        runs.list_runs,
+        Endpoint("List runs, newest first", wire.RunList, query=wire.RunFilter, tag="runs"),
+    ),
+    Route(
+        "GET",
+        "/api/governance/runs/{id}",
+        runs.get_run,
+        Endpoint("One run", records.RunOne, path=wire.ItemId, errors=(404,), tag="runs"),
+    ),
+    Route(
+        "POST",
+        "/api/governance/runs/{id}/end",
+        runs.end_run,
+        Endpoint("End a run", records.RunOne, path=wire.ItemId, errors=(404, 409), tag="runs"),
+    ),
+    Route(
+        "POST",
+        "/api/governance/runs/{id}/events",
+        runs.run_events,
+        Endpoint(
+            "Report a run's tool calls, results, costs and denials (circuit breakers)",
+            records.RunEvents,
+            path=wire.ItemId,
+            body=commands.RunEvent,
+            many=True,
+            errors=(404, 409),
+            tag="runs",
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/tenants/{tenantId}/quota",
+        runs.get_quota,
+        Endpoint("A tenant's run quota", records.Quota, path=wire.TenantKey, tag="runs"),
+    ),
+    Route(
+        "PATCH",
+        "/api/tenants/{tenantId}/quota",
+        runs.set_quota,
+        Endpoint(
+            "Set or remove a tenant's quota overrides",
+            records.Quota,
+            path=wire.TenantKey,
+            body=wire.QuotaPatch,
+            errors=(422,),
+            tag="runs",
+        ),
     ),
     Route(
         "GET",

@@ -10,7 +10,7 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import gate, handshake, reaper, refusals
+from clawguard.services import gate, handshake, reaper, refusals, runs
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -23,6 +23,7 @@ GATE = web.AppKey("gate", gate.Gate)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 REFUSALS = web.AppKey("refusals", refusals.Refusals)
 METRICS = web.AppKey("metrics", metrics.Metrics)
+RUNS = web.AppKey("runs", runs.Runs)
 OPENAPI = web.AppKey("openapi", bytes)
 PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
 KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)

@@ -104,6 +104,53 @@ class ItemId(commands.Request):
     id: commands.Ident
 
 
+RUNS_LIMIT_DEFAULT, RUNS_LIMIT_MAX = 100, 500
+
+
+def _runs_limit(value: object) -> object:
+    value = _query_integer(value)
+    if isinstance(value, int) and not 1 <= value <= RUNS_LIMIT_MAX:
+        raise ValueError(f"must be between 1 and {RUNS_LIMIT_MAX}")
+    return value
+
+
+RunsLimit = Annotated[
+    int, pydantic.BeforeValidator(_runs_limit),
+    pydantic.WithJsonSchema({"type": "integer", "minimum": 1, "maximum": RUNS_LIMIT_MAX}),
+]
+
+
+class RunFilter(Query):
+    status: records.RunStatus | None = None
+    agent_id: AgentFilter = None
+    limit: RunsLimit = RUNS_LIMIT_DEFAULT
+
+
+class TenantKey(commands.Request):
+    """The path of a tenant's quota: /api/tenants/{tenantId}/quota."""
+
+    tenant_id: commands.Ident
+
+
+QuotaValue = Annotated[int | None, pydantic.Field(description="null removes the override")]
+
+
+class QuotaPatch(commands.Request):
+    """Overrides to set; keys as seed 000 spells them (snake_case), null removes one."""
+
+    model_config = pydantic.ConfigDict(alias_generator=None)
+
+    runs_per_hour: QuotaValue = None
+    concurrent_runs: QuotaValue = None
+
+    def patch(self) -> dict[str, object]:
+        return {key: getattr(self, key) for key in sorted(self.model_fields_set)}
+
+
+class RunList(records.Model):
+    runs: list[records.Run]
+
+
 class BudgetFilter(Query):
     scope: records.Scope | None = None
     status: records.Status | None = None

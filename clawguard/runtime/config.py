@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 from clawguard.core import errors, pricing
+from clawguard.core import runs as run_rules
 
 ENV_PREFIX = "CLAWGUARD_"
 ADMIN_KEY_FILE = "clawguard-admin.key"
@@ -107,6 +108,49 @@ class PriceConfig(_Section):
         return pricing.Price(self.input_per_mtok_usd, self.output_per_mtok_usd)
 
 
+class RunsConfig(_Section):
+    lease_ms: int = pydantic.Field(default=3_600_000, gt=0)  # renewed by every event
+
+
+class PlanConfig(_Section):
+    runs_per_hour: int = pydantic.Field(default=300, gt=0)
+    concurrent_runs: int = pydantic.Field(default=10, gt=0)
+
+
+class QuotasConfig(_Section):
+    """Every tenant is on `plan`; its defaults are `plans[plan]`, under each tenant's overrides."""
+
+    plan: str = "default"
+    plans: dict[str, PlanConfig] = pydantic.Field(
+        default_factory=lambda: {"default": PlanConfig()}
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _plan_exists(self) -> QuotasConfig:
+        if self.plan not in self.plans:
+            raise ValueError(f"plan {self.plan!r} is not among quotas.plans")
+        return self
+
+    def defaults(self) -> dict[str, int]:
+        return self.plans[self.plan].model_dump()
+
+
+class BreakersConfig(_Section):
+    max_tool_iterations: int = pydantic.Field(default=30, gt=0)
+    repeat_failure_threshold: int = pydantic.Field(default=3, gt=0)
+    no_progress_threshold: int = pydantic.Field(default=6, gt=0)
+    token_velocity_ceiling: int = pydantic.Field(default=200_000, gt=0)
+    velocity_min_window_ms: int = pydantic.Field(default=15_000, gt=0)
+    repeat_policy_denied_threshold: int = pydantic.Field(default=2, gt=0)
+
+
+class DelegationConfig(_Section):
+    max_depth: int = pydantic.Field(default=2, ge=0)
+    max_children: int = pydantic.Field(default=24, ge=0)
+    max_root_runs: int = pydantic.Field(default=30, ge=0)
+    root_window_ms: int = pydantic.Field(default=300_000, gt=0)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
@@ -118,6 +162,17 @@ class Config(_Section):
     def price_table(self) -> dict[str, pricing.Price]:
         """The bundled prices, overridden and extended by [prices."MODEL"]."""
         return pricing.table({model: entry.price() for model, entry in self.prices.items()})
+    runs: RunsConfig = RunsConfig()
+    quotas: QuotasConfig = QuotasConfig()
+    breakers: BreakersConfig = BreakersConfig()
+    delegation: DelegationConfig = DelegationConfig()
+
+    def run_rules(self) -> run_rules.Rules:
+        return run_rules.Rules(
+            lease_ms=self.runs.lease_ms,
+            breakers=run_rules.Breakers(**self.breakers.model_dump()),
+            delegation=run_rules.Delegation(**self.delegation.model_dump()),
+        )
 
     @property
     def admin_key_file(self) -> Path:

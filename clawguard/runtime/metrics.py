@@ -70,6 +70,20 @@ class Metrics:
             "clawguard_reaper_sweeps", "Background sweeps run", registry=r)
         self.expired = prom.Counter(
             "clawguard_expired", "Rows expired by the reaper", ["kind"], registry=r)
+        self.runs_running = prom.Gauge(
+            "clawguard_runs_running", "Runs holding a concurrency slot (lease not lapsed)",
+            registry=r)
+        self.runs_started = prom.Counter(
+            "clawguard_runs_started", "Runs started", registry=r)
+        self.quota_refusals = prom.Counter(
+            "clawguard_quota_refusals", "Run starts refused by a tenant quota", ["key"],
+            registry=r)
+        self.delegation_refusals = prom.Counter(
+            "clawguard_delegation_refusals", "Run starts refused by a delegation cap", ["cap"],
+            registry=r)
+        self.breaker_trips = prom.Counter(
+            "clawguard_breaker_trips", "Runs stopped by a circuit breaker", ["reason"],
+            registry=r)
 
         # Labelled children by label values: labels() takes a lock and builds a tuple,
         # which the spend path would pay several times a request.

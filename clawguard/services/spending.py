@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from clawguard.core import budgets, commands, errors, pricing, records
+from clawguard.core import budgets, commands, errors, pricing, records, runs
 from clawguard.runtime import metrics
 from clawguard.store import contract
 
@@ -60,8 +60,12 @@ async def preflight(db: contract.Store, scope_ids: commands.ScopeIds) -> records
         if not await db.writable():
             raise errors.StoreUnavailable("the database cannot be written")
         scopes = await db.scope_states(scope_ids)
+        tripped = None if scope_ids.run_id is None else runs.preflight_refusal(
+            await db.get_run(scope_ids.run_id), scope_ids.run_id)
     except errors.StoreUnavailable:
         return records.Preflight(allowed=False, reason="store_unavailable", scopes=[])
+    if tripped is not None:
+        return records.Preflight(allowed=False, reason=tripped, scopes=scopes)
     reason = budgets.stop_reason(scopes)
     return records.Preflight(
         allowed=reason is None, reason=None if reason is None else "budget_paused", scopes=scopes

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from clawguard.core import audit, commands, guardrails, principals, records, registry
+from clawguard.core import audit, commands, guardrails, principals, records, registry, runs
 from clawguard.core import gate as gate_rules
 
 
@@ -203,6 +203,42 @@ class Store(Protocol):
 
     async def delete_role_override(self, override_id: str, actor: principals.Principal
                                    ) -> None: ...
+
+    # --- runs and quotas -----------------------------------------------------------
+
+    async def start_run(
+        self, request: commands.RunStart, plan: dict[str, int], rules: runs.Rules
+    ) -> runs.Started:
+        """Start a run (or replay its idempotency key) unless a delegation cap or the tenant's
+        quota (plan defaults under its overrides) refuses it: then the refusal is audited and
+        raised (DelegationCap, QuotaExceeded) once that commits. Counted exactly, however
+        many starts race, on every engine."""
+
+    async def end_run(self, run_id: str) -> records.Run:
+        """NotFound; Conflict when expired or tripped; an ended run is answered as it is."""
+
+    async def run_events(
+        self, run_id: str, events: list[commands.RunEvent], rules: runs.Rules
+    ) -> runs.Applied:
+        """Apply breaker events in order, store the counters, renew the lease or trip the run
+        (audited once). NotFound; Conflict when the run is not running."""
+
+    async def get_run(self, run_id: str) -> records.Run | None:
+        """The row as stored (callers apply `Run.as_of`)."""
+
+    async def list_runs(
+        self, status: records.RunStatus | None, agent_id: str | None, now: int, limit: int
+    ) -> list[records.Run]:
+        """Newest first; `status` as the rows read at `now` (a lapsed lease is expired)."""
+
+    async def count_running_runs(self, now: int) -> int: ...
+
+    async def quota_overrides(self, tenant_id: str) -> dict[str, int]: ...
+
+    async def set_quota_overrides(
+        self, tenant_id: str, patch: dict[str, int | None]
+    ) -> dict[str, int]:
+        """Apply a checked patch (None removes a key), audited; the overrides after it."""
 
     async def close(self) -> None:
         """Finish every queued write, then close."""

@@ -28,6 +28,7 @@ from clawguard.core import (
     guardrails,
     principals,
     records,
+    runs,
 )
 from clawguard.core import ledger as ledger_rules
 from clawguard.runtime import config
@@ -682,3 +683,139 @@ async def test_gate_verdict_sees_another_daemons_change(
         assert (access.decision, access.decided_by) == ("BLOCK", "registry")
     finally:
         await other.close()
+
+
+# --- runs, quotas, breakers, caps ---------------------------------------------------------
+
+RULES = runs.Rules()
+PLAN = {"runs_per_hour": 300, "concurrent_runs": 10}
+
+
+def run_start(**fields: Any) -> commands.RunStart:
+    return commands.RunStart.model_validate({"agentId": "a1", **fields})
+
+
+def run_event(kind: str, **fields: Any) -> commands.RunEvent:
+    return commands.RunEvent.model_validate({"kind": kind, **fields})
+
+
+async def test_runs_start_end_and_expire_with_the_clock(store: contract.Store, clock: Any
+                                                         ) -> None:
+    started = await store.start_run(run_start(tenantId="org"), PLAN, RULES)
+    run = started.run
+    assert (run.status, run.depth, run.lease_expires_at) == (
+        "running", 0, clock.now + RULES.lease_ms)
+    assert await store.get_run(run.id) == run
+    assert await store.count_running_runs(clock.now) == 1
+    other = (await store.start_run(run_start(), PLAN, RULES)).run
+    clock.advance(1)
+    ended = await store.end_run(run.id)
+    assert (ended.status, ended.ended_at) == ("ended", clock.now)
+    assert await store.end_run(run.id) == ended  # twice: as it is
+    clock.advance(RULES.lease_ms)
+    assert await store.count_running_runs(clock.now) == 0
+    [expired] = await store.list_runs("expired", None, clock.now, 10)
+    assert expired.id == other.id and expired.as_of(clock.now).status == "expired"
+    assert [r.id for r in await store.list_runs(None, "a1", clock.now, 10)] == [other.id, run.id]
+    with pytest.raises(errors.Conflict):
+        await store.end_run(other.id)
+    with pytest.raises(errors.NotFound):
+        await store.end_run("run_nope")
+
+
+async def test_run_quotas_refuse_audit_and_free_with_the_lease(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    assert await store.set_quota_overrides("org", {"concurrent_runs": 2}) == {
+        "concurrent_runs": 2}
+    assert await store.quota_overrides("org") == {"concurrent_runs": 2}
+    for _ in range(2):
+        await store.start_run(run_start(tenantId="org"), PLAN, RULES)
+        clock.advance(1000)
+    with pytest.raises(errors.QuotaExceeded) as refused:
+        await store.start_run(run_start(tenantId="org"), PLAN, RULES)
+    assert refused.value.details == {"key": "concurrent_runs", "limit": 2,
+                                     "retryAfterMs": RULES.lease_ms - 2000}
+    await store.start_run(run_start(), PLAN, RULES)  # tenant "default" is another tenant
+    clock.advance(RULES.lease_ms - 2000)  # the first lease lapses
+    await store.start_run(run_start(tenantId="org"), PLAN, RULES)
+    # The hour now holds the second start and the last one (the first is an hour old).
+    await store.set_quota_overrides("org", {"concurrent_runs": None, "runs_per_hour": 2})
+    with pytest.raises(errors.QuotaExceeded) as refused:
+        await store.start_run(run_start(tenantId="org"), PLAN, RULES)
+    assert refused.value.details["key"] == "runs_per_hour"
+    actions = [e.action for e in await store.list_audit(None, "cap_hit", None, 10)]
+    assert actions == ["quota.exceeded", "quota.exceeded"]
+    assert chain_ok(settings).ok
+
+
+async def test_events_and_trips_are_stored(
+    store: contract.Store, settings: config.StorageConfig, clock: Any
+) -> None:
+    run = (await store.start_run(run_start(), PLAN, RULES)).run
+    clock.advance(10)
+    applied = await store.run_events(run.id, [run_event("tool-result", signature="x",
+                                                        ok=False)] * 2, RULES)
+    assert applied.tripped is None and applied.run.lease_expires_at == clock.now + RULES.lease_ms
+    assert (await store.get_run(run.id)).lease_expires_at == clock.now + RULES.lease_ms  # type: ignore[union-attr]
+    # The third failure trips only because the first two were stored with the run.
+    applied = await store.run_events(run.id, [run_event("tool-result", signature="x")], RULES)
+    assert applied.tripped is not None and applied.tripped.reason == "repeat-failure"
+    assert applied.tripped.counters.consec_failures == 3
+    assert (await store.get_run(run.id)).status == "tripped"  # type: ignore[union-attr]
+    with pytest.raises(errors.Conflict):
+        await store.run_events(run.id, [run_event("tool-call")], RULES)
+    with pytest.raises(errors.NotFound):
+        await store.run_events("run_nope", [run_event("tool-call")], RULES)
+    trips = await store.list_audit(None, "circuit_break", None, 10)
+    assert [e.action for e in trips] == ["breaker.repeat-failure"]
+    assert chain_ok(settings).ok
+
+
+async def test_delegation_caps_and_idempotent_starts(store: contract.Store) -> None:
+    rules = runs.Rules(delegation=runs.Delegation(max_depth=1, max_children=1, max_root_runs=2))
+    root = (await store.start_run(run_start(idempotencyKey="k"), PLAN, rules)).run
+    replayed = await store.start_run(run_start(idempotencyKey="k"), PLAN, rules)
+    assert replayed.replayed and replayed.run == root
+    with pytest.raises(errors.IdempotencyConflict):
+        await store.start_run(run_start(idempotencyKey="k", tenantId="x"), PLAN, rules)
+    child = (await store.start_run(run_start(parentRunId=root.id), PLAN, rules)).run
+    assert child.depth == 1 and child.parent_run_id == root.id
+    with pytest.raises(errors.DelegationCap) as capped:
+        await store.start_run(run_start(parentRunId=child.id), PLAN, rules)
+    assert capped.value.details == {"cap": "max_depth", "limit": 1}
+    await store.end_run(child.id)
+    with pytest.raises(errors.DelegationCap) as capped:  # ended children count
+        await store.start_run(run_start(parentRunId=root.id), PLAN, rules)
+    assert capped.value.details["cap"] == "max_children"
+    await store.start_run(run_start(), PLAN, rules)
+    with pytest.raises(errors.DelegationCap) as capped:
+        await store.start_run(run_start(), PLAN, rules)
+    assert capped.value.details["cap"] == "max_root_runs"
+    await store.start_run(run_start(agentId="a2"), PLAN, rules)  # per agent
+    with pytest.raises(errors.NotFound):
+        await store.start_run(run_start(parentRunId="run_nope"), PLAN, rules)
+
+
+async def test_200_concurrent_starts_take_exactly_the_concurrency_limit(
+    store: contract.Store, settings: config.StorageConfig, clock: Any
+) -> None:
+    # On PostgreSQL, half the starts go through a second daemon's store on the same database.
+    stores = [store]
+    if settings.engine == "postgres":
+        second = engines.open_store(settings, clock)
+        await second.open()
+        stores.append(second)
+    try:
+        outcomes = await asyncio.gather(*(
+            stores[i % len(stores)].start_run(run_start(agentId=f"a{i}"), PLAN, RULES)
+            for i in range(200)
+        ), return_exceptions=True)
+    finally:
+        for extra in stores[1:]:
+            await extra.close()
+    started = [o for o in outcomes if isinstance(o, runs.Started)]
+    refused = [o for o in outcomes if isinstance(o, errors.QuotaExceeded)]
+    assert (len(started), len(refused)) == (10, 190), [
+        o for o in outcomes if isinstance(o, BaseException) and o not in refused][:3]
+    assert await store.count_running_runs(clock.now) == 10

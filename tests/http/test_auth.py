@@ -54,6 +54,16 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/tools/approvals/grants"): ("/api/tools/approvals/grants", None),
     ("DELETE", "/api/tools/approvals/grants/{id}"): (
         "/api/tools/approvals/grants/grt_0000000000000000", None),
+    ("POST", "/api/governance/runs"): ("/api/governance/runs", {"agentId": "a1"}),
+    ("GET", "/api/governance/runs"): ("/api/governance/runs", None),
+    ("GET", "/api/governance/runs/{id}"): ("/api/governance/runs/run_0000000000000000", None),
+    ("POST", "/api/governance/runs/{id}/end"): (
+        "/api/governance/runs/run_0000000000000000/end", None),
+    ("POST", "/api/governance/runs/{id}/events"): (
+        "/api/governance/runs/run_0000000000000000/events", {"kind": "tool-call"}),
+    ("GET", "/api/tenants/{tenantId}/quota"): ("/api/tenants/org/quota", None),
+    ("PATCH", "/api/tenants/{tenantId}/quota"): (
+        "/api/tenants/org/quota", {"runs_per_hour": 5}),
     ("GET", "/api/approvals"): ("/api/approvals", None),
     ("POST", "/api/approvals"): (
         "/api/approvals", {"agentId": "a1", "action": "deny", "toolName": "rm"}),

@@ -43,6 +43,9 @@ HISTORY = "/api/approvals"
 SUMMARY = "/api/governance/spend/summary"
 KEYS = "/api/keys"
 UNKNOWN_APPROVAL = f"{TOOLS}/apr_0000000000000000"
+RUNS = "/api/governance/runs"
+UNKNOWN_RUN = f"{RUNS}/run_0000000000000000"
+QUOTA = "/api/tenants/org/quota"
 MIB = 1024 * 1024
 ERROR_KEYS = {"error", "message", "details"}
 
@@ -405,6 +408,60 @@ CASES: list[Case] = [
          raw('{"decision": "deny", "decision": "allow_always"}')),
     Case("dup-history-action", "POST", HISTORY, 400, raw(
         '{"agentId": "a1", "action": "deny", "action": "allow-always", "toolName": "rm"}')),
+    # --- runs -------------------------------------------------------------------------------
+    Case("runs-malformed-json", "POST", RUNS, 400, raw('{"agentId": ')),
+    Case("runs-array", "POST", RUNS, 400, j([{"agentId": "a1"}])),
+    Case("runs-missing-agent", "POST", RUNS, 400, j({"tenantId": "org"})),
+    Case("runs-agent-number", "POST", RUNS, 400, j({"agentId": 7})),
+    Case("runs-unknown-field", "POST", RUNS, 400, j({"agentId": "a1", "depth": 0})),
+    Case("runs-parent-too-long", "POST", RUNS, 400, j({"agentId": "a1", "parentRunId": LONG_ID})),
+    Case("runs-key-empty", "POST", RUNS, 400, j({"agentId": "a1", "idempotencyKey": ""})),
+    Case("runs-unknown-parent", "POST", RUNS, 404,
+         j({"agentId": "a1", "parentRunId": "run_nope"})),
+    Case("runs-list-unknown-status", "GET", f"{RUNS}?status=paused", 400),
+    Case("runs-list-limit-zero", "GET", f"{RUNS}?limit=0", 400),
+    Case("runs-list-limit-text", "GET", f"{RUNS}?limit=x", 400),
+    Case("runs-list-limit-over", "GET", f"{RUNS}?limit=501", 400),
+    Case("runs-list-agent-too-long", "GET", f"{RUNS}?agentId={LONG_ID}", 400),
+    Case("run-id-too-long", "GET", f"{RUNS}/{LONG_ID}", 400),
+    Case("run-unknown", "GET", UNKNOWN_RUN, 404),
+    Case("run-end-unknown", "POST", f"{UNKNOWN_RUN}/end", 404),
+    Case("run-end-id-too-long", "POST", f"{RUNS}/{LONG_ID}/end", 400),
+    Case("events-unknown-run", "POST", f"{UNKNOWN_RUN}/events", 404, j({"kind": "tool-call"})),
+    Case("events-unknown-kind", "POST", f"{UNKNOWN_RUN}/events", 400, j({"kind": "think"})),
+    Case("events-empty-list", "POST", f"{UNKNOWN_RUN}/events", 400, j([])),
+    Case("events-list-too-long", "POST", f"{UNKNOWN_RUN}/events", 400,
+         j([{"kind": "tool-call"}] * 257)),
+    Case("events-item-not-object", "POST", f"{UNKNOWN_RUN}/events", 400,
+         j([{"kind": "tool-call"}, 5])),
+    Case("events-second-item-bad", "POST", f"{UNKNOWN_RUN}/events", 400,
+         j([{"kind": "tool-call"}, {"kind": "cost", "tokens": -1}])),
+    Case("events-null", "POST", f"{UNKNOWN_RUN}/events", 400, b"null"),
+    Case("events-ok-string", "POST", f"{UNKNOWN_RUN}/events", 400,
+         j({"kind": "tool-result", "ok": "true"})),
+    Case("events-tokens-fractional", "POST", f"{UNKNOWN_RUN}/events", 400,
+         raw('{"kind": "cost", "tokens": 1.5}')),
+    Case("events-ts-string", "POST", f"{UNKNOWN_RUN}/events", 400, j({"kind": "cost", "ts": "1"})),
+    Case("events-signature-too-long", "POST", f"{UNKNOWN_RUN}/events", 400,
+         j({"kind": "tool-call", "signature": LONG_ID})),
+    Case("events-unknown-field", "POST", f"{UNKNOWN_RUN}/events", 400,
+         j({"kind": "tool-call", "tool": "x"})),
+    Case("quota-tenant-too-long", "GET", f"/api/tenants/{LONG_ID}/quota", 400),
+    Case("quota-patch-unknown-key", "PATCH", QUOTA, 400, j({"memory_mb": 5})),
+    Case("quota-patch-camel-key", "PATCH", QUOTA, 400, j({"runsPerHour": 5})),
+    Case("quota-patch-string", "PATCH", QUOTA, 400, j({"runs_per_hour": "5"})),
+    Case("quota-patch-float", "PATCH", QUOTA, 400, raw('{"runs_per_hour": 5.0}')),
+    Case("quota-patch-bool", "PATCH", QUOTA, 400, j({"concurrent_runs": True})),
+    Case("quota-patch-array", "PATCH", QUOTA, 400, j([{"runs_per_hour": 5}])),
+    Case("quota-patch-malformed", "PATCH", QUOTA, 400, raw('{"runs_per_hour": ')),
+    Case("quota-patch-zero", "PATCH", QUOTA, 422, j({"runs_per_hour": 0})),
+    Case("quota-patch-negative", "PATCH", QUOTA, 422, j({"concurrent_runs": -1})),
+    Case("quota-patch-over-100x", "PATCH", QUOTA, 422, j({"concurrent_runs": 1001})),
+    Case("quota-patch-dup-key", "PATCH", QUOTA, 400,
+         raw('{"runs_per_hour": 5, "runs_per_hour": 6}')),
+    Case("preflight-unknown-run", "GET", f"{PREFLIGHT}?agentId=a1&runId=run_nope", 404),
+    Case("preflight-run-too-long", "GET", f"{PREFLIGHT}?agentId=a1&runId={LONG_ID}", 400),
+    Case("spend-run-too-long", "POST", SPEND, 400, spend_with(runId=LONG_ID)),
 ]
 
 # case id -> what the daemon gets wrong. Empty since 1ce6722 fixed what this file first found:
@@ -497,6 +554,8 @@ async def seed(client: TestClient[Any, Any]) -> None:
     last = await post_ok(client, SPEND, {"agentId": "a1", "teamId": "t1", "costUsdCents": 120,
                                          "idempotencyKey": "run-1/evt-4", "taskId": "task-9"})
     assert last["stop"] is True and last["stopReason"] == "budget_paused:agent"
+    async with client.post(RUNS, json={"agentId": "a1", "tenantId": "org"}) as started:
+        assert started.status == 201
     states = {(s["scope"], s["status"], s["mode"]) for s in last["scopes"]}
     assert states == {("agent", "paused", "cap"), ("team", "soft_capped", "warn")}
 

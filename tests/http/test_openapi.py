@@ -47,6 +47,9 @@ def test_each_handler_is_handed_exactly_the_declared_models(key):
     hints = typing.get_type_hints(route.handler, vars(inspect.getmodule(route.handler)))
     del hints["return"], hints["request"]
     declared = {name: getattr(route.endpoint, name) for name in ("path", "query", "body")}
+    if route.endpoint.many:  # one object or a list: handed as a list
+        item = declared["body"]
+        declared["body"] = list[item]  # type: ignore[valid-type]
     assert hints == {name: model for name, model in declared.items() if model is not None}
     # ... and reads no other input of its own.
     source = inspect.getsource(route.handler)
@@ -62,7 +65,12 @@ def test_request_schemas_are_the_parsed_models(doc, key):
     if ep.body is None:
         assert "requestBody" not in op
     else:
-        ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        if ep.many:  # one object, or a list of them
+            one, many = body["oneOf"]
+            assert many["items"] == one
+            body = one
+        ref = body["$ref"]
         own = ep.body.model_json_schema(by_alias=True, ref_template=openapi.REF)
         own.pop("$defs", None)
         assert schemas[ref.rsplit("/", 1)[1]] == own
@@ -206,6 +214,24 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
     await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 200)
     await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 409)
     await check(client, "DELETE", one_key, "/api/keys/key_nope", 404)
+    runs, one_run = "/api/governance/runs", "/api/governance/runs/{id}"
+    started = await check(client, "POST", runs, runs, 201, {"agentId": "a1"})
+    run_id = started["run"]["id"]
+    await check(client, "POST", runs, runs, 404, {"agentId": "a1", "parentRunId": "run_x"})
+    await check(client, "GET", runs, f"{runs}?status=running", 200)
+    await check(client, "GET", one_run, f"{runs}/{run_id}", 200)
+    await check(client, "POST", f"{one_run}/events", f"{runs}/{run_id}/events", 200,
+                [{"kind": "tool-call"}, {"kind": "cost", "tokens": 5}])
+    tripped = await check(client, "POST", f"{one_run}/events", f"{runs}/{run_id}/events", 200,
+                          [{"kind": "policy-denied", "signature": "rm"}] * 2)
+    assert tripped["tripped"]["reason"] == "repeat-policy-denied"
+    await check(client, "POST", f"{one_run}/end", f"{runs}/{run_id}/end", 409)
+    quota = "/api/tenants/{tenantId}/quota"
+    await check(client, "GET", quota, "/api/tenants/org/quota", 200)
+    await check(client, "PATCH", quota, "/api/tenants/org/quota", 200, {"runs_per_hour": 1})
+    await check(client, "PATCH", quota, "/api/tenants/org/quota", 422, {"runs_per_hour": 0})
+    await check(client, "POST", runs, runs, 201, {"agentId": "a1", "tenantId": "org"})
+    await check(client, "POST", runs, runs, 429, {"agentId": "a1", "tenantId": "org"})
 
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)

@@ -320,3 +320,24 @@ def test_guardrails_and_tools(served, tmp_path):
     assert tool in run(served, "tools", "list", "--include-archived").stdout
     duplicate = run(served, "guardrails", "create", "--file", str(policy))
     assert duplicate.returncode != 0 and "state_conflict" in duplicate.stderr + duplicate.stdout
+
+
+def test_runs_and_quota_commands(served):
+    daemon, keys = served
+    with client.Client(daemon.url, api_key=keys["executor"]) as executor:
+        run_id = executor.start_run(unique("agent"), tenant_id="cli-org").id
+        assert executor.run_events(run_id, [{"kind": "tool-call"}]).tripped is None
+    shown, listed, quota = run_all(
+        served, ("runs", "show", run_id, "--json"), ("runs", "list", "--status", "running"),
+        ("quota", "set", "cli-org", "runs_per_hour=500", "concurrent_runs=default"))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == daemon_json(served, f"/api/governance/runs/{run_id}")
+    assert listed.returncode == 0 and run_id in listed.stdout
+    assert quota.returncode == 0, quota.stderr
+    assert "500" in quota.stdout
+    shown = run(served, "quota", "show", "cli-org", "--json")
+    assert json.loads(shown.stdout)["overrides"] == {"runs_per_hour": 500}
+    refused = run(served, "quota", "set", "cli-org", "runs_per_hour=0")
+    assert refused.returncode == 1 and "runs_per_hour" in refused.stderr
+    unknown = run(served, "runs", "show", "run_nope")
+    assert unknown.returncode == 1

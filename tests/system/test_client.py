@@ -189,6 +189,13 @@ METHODS = {
     ("GET", "/api/role-policy-overrides"): "list_role_overrides",
     ("POST", "/api/role-policy-overrides"): "create_role_override",
     ("DELETE", "/api/role-policy-overrides/{id}"): "delete_role_override",
+    ("POST", "/api/governance/runs"): "start_run",
+    ("GET", "/api/governance/runs"): "list_runs",
+    ("GET", "/api/governance/runs/{id}"): "get_run",
+    ("POST", "/api/governance/runs/{id}/end"): "end_run",
+    ("POST", "/api/governance/runs/{id}/events"): "run_events",
+    ("GET", "/api/tenants/{tenantId}/quota"): "quota",
+    ("PATCH", "/api/tenants/{tenantId}/quota"): "set_quota",
 }
 
 
@@ -282,6 +289,24 @@ def test_every_route_answers_its_model(make, daemon):
         c.request_delegation_approval("lead-" + agent, target_agent_name="bob", wait_ms=0)
     assert delegated.value.resolution == "timeout"
     assert c.get_approval(delegated.value.approval_id).tool_name == "delegate:code"
+
+    tenant = unique("org")
+    run = c.start_run(agent, tenant_id=tenant, idempotency_key=unique("k"))
+    assert isinstance(run, records.Run) and run.status == "running"
+    assert c.get_run(run.id) == run and run.id in {r.id for r in c.list_runs(agent_id=agent)}
+    reported = c.run_events(run.id, [{"kind": "policy-denied", "signature": "rm"}] * 2)
+    assert isinstance(reported, records.RunEvents) and reported.tripped is not None
+    assert reported.tripped.reason == "repeat-policy-denied"
+    with pytest.raises(client.Conflict):
+        c.end_run(run.id)
+    assert c.end_run(c.start_run(agent, tenant_id=tenant).id).status == "ended"
+    quota = c.set_quota(tenant, {"concurrent_runs": 1})
+    assert isinstance(quota, records.Quota) and quota.effective["concurrent_runs"] == 1
+    assert c.quota(tenant) == quota
+    c.start_run(agent, tenant_id=tenant)
+    with pytest.raises(client.QuotaExceeded) as refused:
+        c.start_run(agent, tenant_id=tenant)
+    assert refused.value.details["key"] == "concurrent_runs"
     assert c.sleeps == lead.sleeps == []
 
 

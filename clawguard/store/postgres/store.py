@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from clawguard.core import audit, commands, errors, guardrails, principals, records, registry
+from clawguard.core import audit, commands, errors, guardrails, principals, records, registry, runs
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
@@ -35,6 +35,7 @@ from clawguard.store.postgres import (
     policies,
     schema,
 )
+from clawguard.store.postgres import runs as run_rows
 
 log = logging.getLogger(__name__)
 
@@ -482,6 +483,73 @@ class PostgresStore:
         await self._write(
             lambda conn, now: policies.delete_role_override(conn, now, override_id, actor)
         )
+
+
+    # --- runs and quotas -------------------------------------------------------------
+
+    async def start_run(
+        self, request: commands.RunStart, plan: dict[str, int], rules: runs.Rules
+    ) -> runs.Started:
+        result: runs.Started | runs.Refused = await self._write(
+            lambda conn, now: run_rows.start_run(conn, now, request, plan, rules)
+        )
+        return runs.outcome(result)
+
+    async def end_run(self, run_id: str) -> records.Run:
+        result: records.Run = await self._write(
+            lambda conn, now: run_rows.end_run(conn, now, run_id)
+        )
+        return result
+
+    async def run_events(
+        self, run_id: str, events: list[commands.RunEvent], rules: runs.Rules
+    ) -> runs.Applied:
+        result: runs.Applied = await self._write(
+            lambda conn, now: run_rows.run_events(conn, now, run_id, events, rules)
+        )
+        return result
+
+    async def get_run(self, run_id: str) -> records.Run | None:
+        rows = await self._db.read(
+            f"SELECT {run_rows.RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
+        )
+        return run_rows.run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self, status: records.RunStatus | None, agent_id: str | None, now: int, limit: int
+    ) -> list[records.Run]:
+        rows = await self._db.read(
+            f"SELECT {run_rows.RUN_COLUMNS} FROM runs"
+            " WHERE (%(agent)s::text IS NULL OR agent_id = %(agent)s)"
+            " AND (%(status)s::text IS NULL"
+            " OR (%(status)s = 'running' AND status = 'running' AND lease_expires_at > %(now)s)"
+            " OR (%(status)s = 'expired' AND (status = 'expired'"
+            "     OR (status = 'running' AND lease_expires_at <= %(now)s)))"
+            " OR (%(status)s IN ('ended', 'tripped') AND status = %(status)s))"
+            " ORDER BY started_at DESC, row_seq DESC LIMIT %(limit)s",
+            {"status": status, "agent": agent_id, "now": now, "limit": limit},
+        )
+        return [run_rows.run_from_row(row) for row in rows]
+
+    async def count_running_runs(self, now: int) -> int:
+        rows = await self._db.read(
+            "SELECT count(*) FROM runs WHERE status = 'running' AND lease_expires_at > %s", (now,)
+        )
+        return int(rows[0][0])
+
+    async def quota_overrides(self, tenant_id: str) -> dict[str, int]:
+        rows = await self._db.read(
+            "SELECT overrides FROM tenant_quotas WHERE tenant_id = %s", (tenant_id,)
+        )
+        return run_rows.decode_overrides(rows[0][0] if rows else None)
+
+    async def set_quota_overrides(
+        self, tenant_id: str, patch: dict[str, int | None]
+    ) -> dict[str, int]:
+        result: dict[str, int] = await self._write(
+            lambda conn, now: run_rows.set_overrides(conn, now, tenant_id, patch)
+        )
+        return result
 
     # --- spends, in batches ------------------------------------------------------------
 

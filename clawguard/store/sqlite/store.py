@@ -16,12 +16,13 @@ from typing import Any
 
 import aiosqlite
 
-from clawguard.core import audit, commands, errors, guardrails, principals, records, registry
+from clawguard.core import audit, commands, errors, guardrails, principals, records, registry, runs
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
 from clawguard.store import migrations
 from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, policies, writer
+from clawguard.store.sqlite import runs as run_rows
 
 log = logging.getLogger(__name__)
 
@@ -487,3 +488,68 @@ class SQLiteStore:
         await self._writer.write(
             lambda conn, now: policies.delete_role_override(conn, now, override_id, actor)
         )
+
+    # --- runs and quotas -------------------------------------------------------------
+
+    async def start_run(
+        self, request: commands.RunStart, plan: dict[str, int], rules: runs.Rules
+    ) -> runs.Started:
+        result: runs.Started | runs.Refused = await self._writer.write(
+            lambda conn, now: run_rows.start_run(conn, now, request, plan, rules)
+        )
+        return runs.outcome(result)
+
+    async def end_run(self, run_id: str) -> records.Run:
+        result: records.Run = await self._writer.write(
+            lambda conn, now: run_rows.end_run(conn, now, run_id)
+        )
+        return result
+
+    async def run_events(
+        self, run_id: str, events: list[commands.RunEvent], rules: runs.Rules
+    ) -> runs.Applied:
+        result: runs.Applied = await self._writer.write(
+            lambda conn, now: run_rows.run_events(conn, now, run_id, events, rules)
+        )
+        return result
+
+    async def get_run(self, run_id: str) -> records.Run | None:
+        rows = await self._read(
+            f"SELECT {run_rows.RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+        )
+        return run_rows.run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self, status: records.RunStatus | None, agent_id: str | None, now: int, limit: int
+    ) -> list[records.Run]:
+        rows = await self._read(
+            f"SELECT {run_rows.RUN_COLUMNS} FROM runs WHERE (?2 IS NULL OR agent_id = ?2)"
+            " AND (?1 IS NULL"
+            " OR (?1 = 'running' AND status = 'running' AND lease_expires_at > ?3)"
+            " OR (?1 = 'expired' AND (status = 'expired'"
+            "     OR (status = 'running' AND lease_expires_at <= ?3)))"
+            " OR (?1 IN ('ended', 'tripped') AND status = ?1))"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?4",
+            (status, agent_id, now, limit),
+        )
+        return [run_rows.run_from_row(row) for row in rows]
+
+    async def count_running_runs(self, now: int) -> int:
+        rows = await self._read(
+            "SELECT count(*) FROM runs WHERE status = 'running' AND lease_expires_at > ?", (now,)
+        )
+        return int(rows[0][0])
+
+    async def quota_overrides(self, tenant_id: str) -> dict[str, int]:
+        rows = await self._read(
+            "SELECT overrides FROM tenant_quotas WHERE tenant_id = ?", (tenant_id,)
+        )
+        return run_rows.decode_overrides(rows[0][0] if rows else None)
+
+    async def set_quota_overrides(
+        self, tenant_id: str, patch: dict[str, int | None]
+    ) -> dict[str, int]:
+        result: dict[str, int] = await self._writer.write(
+            lambda conn, now: run_rows.set_overrides(conn, now, tenant_id, patch)
+        )
+        return result
