@@ -152,7 +152,7 @@ async def a_round(
         assert app[state.APPROVALS].parked == waits
         collecting.tick()  # busy: the parked waits are frozen
         peak = tracked()
-        pending = await db.list_pending_approvals(app[state.CLOCK]())
+        pending = await db.list_pending_approvals(app[state.CLOCK](), waits)
         gate = asyncio.Semaphore(64)
 
         async def resolve(approval_id: str) -> None:
