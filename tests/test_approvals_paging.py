@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clawguard.client import AsyncClient
 from clawguard.core import principals, records
 from clawguard.http import state, wire
 
@@ -95,3 +96,14 @@ async def test_a_leaders_pages_are_full_pages_of_its_own_agents(client, clock):
     assert [i for page in seen for i in page] == theirs
     nobody = principals.Principal("key_none", "none", "leader", leads=frozenset())
     assert await approvals.pending(nobody, 4) == ([], None)
+
+
+async def test_the_client_reads_a_page_and_its_pager_reads_them_all(client, clock):
+    newest_first = await open_pending(client, clock, 25)
+    async with AsyncClient(str(client.make_url(""))) as api:
+        page = await api.pending_page(limit=10)
+        assert [a.id for a in page.approvals] == newest_first[:10]
+        after = await api.pending_page(limit=10, cursor=page.next_cursor)
+        assert [a.id for a in after.approvals] == newest_first[10:20]
+        assert [a.id for a in await api.pending_approvals(page_size=10)] == newest_first
+        assert (await api.pending_page()).next_cursor is None

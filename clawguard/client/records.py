@@ -135,6 +135,14 @@ class Approval(Record):
     resolved_by: str | None
 
 
+class ApprovalPage(Record):
+    """A page of the pending queue, newest first; `next_cursor` asks for the next one (None:
+    this was the last)."""
+
+    approvals: list[Approval]
+    next_cursor: str | None = None
+
+
 class Grant(Record):
     """A sticky allow_always; live while unrevoked and unexpired."""
 
