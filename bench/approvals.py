@@ -85,6 +85,36 @@ def watch(phase, info):
         took = (time.perf_counter() - _started[0]) * 1000
         print(f"BENCH auto-gen2 {took:.2f}", file=sys.stderr, flush=True)
 
+# Every stall of the daemon's loop over 50 ms, whatever its cause (BENCH lag <ms>), and
+# every young collection over 20 ms.
+import asyncio
+from clawguard.runtime import server as _server
+_serve = _server.serve
+async def _lagging(cfg):
+    async def watch_lag():
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(0.01)
+            late = (loop.time() - started - 0.01) * 1000
+            if late > 50:
+                print(f"BENCH lag {late:.1f} {time.time():.3f}", file=sys.stderr, flush=True)
+    watching = asyncio.ensure_future(watch_lag())
+    try:
+        await _serve(cfg)
+    finally:
+        watching.cancel()
+_server.serve = _lagging
+_young = [0.0]
+def watch_young(phase, info):
+    if info["generation"] == 2:
+        return
+    if phase == "start":
+        _young[0] = time.perf_counter()
+    elif (took := (time.perf_counter() - _young[0]) * 1000) > 20:
+        print(f"BENCH young-gc {took:.2f} gen{info['generation']}", file=sys.stderr, flush=True)
+gc.callbacks.append(watch_young)
+
 signal.signal(signal.SIGUSR1, collect)
 signal.signal(signal.SIGUSR2, count)
 gc.callbacks.append(watch)
@@ -351,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         finally:
             daemon.stop()
+            log_text = daemon.log()
             if args.log:
                 Path(args.log).write_text(daemon.log())
 
@@ -378,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     resolving = ", ".join(f"{ms:.0f} ms" for ms in result["auto_gen2_resolving"]) or "none"
     print(f"automatic full collections: {len(auto)} in all, "
           f"longest {max(auto, default=0.0):.1f} ms; while resolving: {resolving}")
+    lags = [float(line.split()[2]) for line in log_text.splitlines()
+            if line.startswith("BENCH lag ")]
+    print(f"daemon loop stalls over 50 ms: {len(lags)} in all, longest "
+          f"{max(lags, default=0.0):.0f} ms (any cause: bursts of work, the CPU taken by others)")
     healthz = result["healthz_resolving"]
     print(f"healthz while resolving: {len(healthz)} probes  p50 {pct(healthz, 0.5):.2f} ms  "
           f"worst {max(healthz):.2f} ms")

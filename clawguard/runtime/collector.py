@@ -9,15 +9,16 @@ behind, so reference counting frees it, frozen or not.
 
 So automatic full collections are off (the oldest generation's threshold is
 out of reach; the young generations are collected as usual), and a tick
-each second either
+every quarter-second collects what is not frozen (what came since the last
+tick: a short walk), then
 
-- freezes what survived the young collections, while many connections are
-  open (`gc.freeze()` splices two lists: no walk, no pause); or
-- when few are (a quiet moment), collects what is not frozen (little), and
-  at most every `QUIET_FULL_S` unfreezes everything for one full collection
-  (then a walk of the start-up objects and the few connections), which frees
-  the cycles that became garbage while frozen (connections cut off mid-way
-  leave some: an exception's traceback), then freezes the survivors again.
+- while many connections are open, freezes the survivors (`gc.freeze()`
+  splices two lists: no walk, no pause);
+- at a quiet moment (few are open), at most every `QUIET_FULL_S`, unfreezes
+  everything for one full collection (then a walk of the start-up objects
+  and the few connections), which frees the cycles that became garbage while
+  frozen (connections cut off mid-way leave some: an exception's traceback),
+  then freezes the survivors again.
 
 A daemon never quiet still gets a full collection every `FULL_EVERY_S`: one
 pause of a quarter-second or so at 10,000 parked waits, the price of never
@@ -35,7 +36,8 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
-TICK_S = 1.0
+# Short, so that each tick's walk over what is new stays short while waits pile up.
+TICK_S = 0.25
 # At most this many open connections makes a quiet moment.
 QUIET_CONNECTIONS = 100
 QUIET_FULL_S = 60.0
@@ -61,11 +63,9 @@ class Collector:
         if since_full >= FULL_EVERY_S or (
                 quiet and self._frozen_since_full and since_full >= QUIET_FULL_S):
             self.collect_fully()
-        elif quiet:
-            gc.collect()  # walks only what is not frozen: little, when few are connected
-        else:
-            # Young cycles are freed now rather than frozen; what is left lives on.
-            gc.collect(1)
+            return
+        gc.collect()  # walks only what is not frozen: what came since the last tick
+        if not quiet:
             gc.freeze()
             self._frozen_since_full = True
 
