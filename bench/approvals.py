@@ -12,20 +12,24 @@ from this process with one aiohttp session (``TCPConnector(limit=0)``):
    full ``gc.collect()`` on its event loop thread (a hook this bench installs,
    not part of clawguard) while ``/healthz`` is probed: does a full collection
    stall other requests, and for how long;
-4. resolves every request (``--concurrency`` at a time) and measures, per
-   request, the delay from the resolve's response to its waiter's response
-   (p50/p99; negative means the waiter heard first, which is the design:
-   the daemon answers woken waiters before their resolver), and the time
-   from sending the resolve to the waiter's answer (the decision's commit
-   included).
+4. resolves every request (``--concurrency`` at a time) while ``/healthz`` is
+   probed, and measures, per request, the time from sending the resolve to
+   its waiter's answer (the decision's commit included), and the delay from
+   the resolve's response to its waiter's (negative: the waiter heard first,
+   which is the design).
 
-Targets: at most 16 KB per parked wait, p99 delay under 50 ms; exit status 1
-when missed. Run from the repository root with the package importable::
+``--store postgresql --instances 2`` runs two daemons on a fresh PostgreSQL
+database: waits are parked on both and decisions made on either.
+
+Targets: decision -> waiter p99 <= 50 ms, /healthz worst <= 50 ms while
+resolving, at most 12 KB per parked wait; exit status 1 when missed. Run
+from the repository root with the package importable::
 
     python bench/approvals.py [--waits 10000] [--concurrency 64] [--no-freeze] [--log PATH]
+                              [--store sqlite|postgresql] [--instances 1|2]
 
-``--no-freeze`` stops the daemon from calling ``gc.freeze()`` after start-up,
-to compare the pause of a full collection with and without it.
+``--no-freeze`` leaves collection to CPython (no freezing, no collector), to
+compare the pause of a full collection with and without it.
 """
 
 from __future__ import annotations
