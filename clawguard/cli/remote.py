@@ -314,9 +314,10 @@ def _budgets_resume(args: argparse.Namespace, api: client.Client) -> int:
 
 
 def _approvals_list(args: argparse.Namespace, api: client.Client) -> int:
-    pending = api.pending_approvals(every=args.all)
+    pending = api.pending_approvals(every=args.all)  # every page
     if args.json:
-        _print_json({"ok": True, "approvals": [a.to_json() for a in pending]})
+        _print_json({"ok": True, "approvals": [a.to_json() for a in pending],
+                     "nextCursor": None})
     else:
         _approvals_table(pending)
     return EXIT_OK

@@ -447,10 +447,26 @@ class Api(abc.ABC):
         """One request as it is now; with `wait_ms`, after waiting that long for a decision."""
         return await self._run(calls.get_approval(approval_id, wait_ms))
 
-    async def pending_approvals(self, *, every: bool = False) -> list[records.Approval]:
-        """The pending queue, newest first. `every`: all pending requests, also those this
-        key may not decide (a daemon may show a leader only its own agents' requests)."""
-        return await self._run(calls.pending(every))
+    async def pending_page(self, *, every: bool = False, limit: int | None = None,
+                           cursor: str | None = None) -> records.ApprovalPage:
+        """One page of the pending queue, newest first: `limit` rows (the daemon's default
+        100, at most 1,000), after `cursor` (a page's `next_cursor`). `every`: all pending
+        requests, also those this key may not decide (a daemon may show a leader only its
+        own agents' requests)."""
+        return await self._run(calls.pending(every, limit, cursor))
+
+    async def pending_approvals(self, *, every: bool = False, page_size: int = 1_000
+                                ) -> list[records.Approval]:
+        """The whole pending queue, newest first, read a page at a time (`pending_page`).
+        A request decided meanwhile may be missing; none is listed twice."""
+        found: list[records.Approval] = []
+        cursor: str | None = None
+        while True:
+            page = await self.pending_page(every=every, limit=page_size, cursor=cursor)
+            found += page.approvals
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
 
     async def resolve_approval(self, approval_id: str, decision: records.Decision, *,
                                resolved_by: str | None = None,

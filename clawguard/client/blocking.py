@@ -198,6 +198,7 @@ class Client:
     request_delegation_approval = _blocking(api.Api.request_delegation_approval)
     wait_for_approval = _blocking(api.Api.wait_for_approval)
     get_approval = _blocking(api.Api.get_approval)
+    pending_page = _blocking(api.Api.pending_page)
     pending_approvals = _blocking(api.Api.pending_approvals)
     resolve_approval = _blocking(api.Api.resolve_approval)
     grants = _blocking(api.Api.grants)

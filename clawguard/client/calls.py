@@ -263,11 +263,12 @@ def get_approval(approval_id: str, wait_ms: int | None) -> Call[records.Approval
                 wait_s=(wait_ms or 0) / 1000)
 
 
-def pending(every: bool) -> Call[list[records.Approval]]:
+def pending(every: bool, limit: int | None, cursor: str | None
+            ) -> Call[records.ApprovalPage]:
     # all=true: every pending request, not only those the key may decide (a daemon that
     # does not narrow the queue by key ignores it).
-    return Call("GET", "/api/tools/approvals", _many(records.Approval, "approvals"),
-                query={"all": "true"} if every else {})
+    return Call("GET", "/api/tools/approvals", _one(records.ApprovalPage),
+                query={**_query(limit=limit, cursor=cursor), **({"all": "true"} if every else {})})
 
 
 def resolve(approval_id: str, decision: str, by: str | None, grant_scope: str | None

@@ -173,6 +173,14 @@ class Approval(Record):
     resolved_by: str | None
 
 
+class ApprovalPage(Record):
+    """A page of the pending queue, newest first; `next_cursor` asks for the next one (None:
+    this was the last)."""
+
+    approvals: list[Approval]
+    next_cursor: str | None = None
+
+
 class Grant(Record):
     """A sticky allow_always for the tool (`grant_scope` tool: any arguments) or for the
     arguments with `args_fingerprint` only (args); live while unrevoked and unexpired."""

@@ -5,7 +5,7 @@ Python names are snake_case; the JSON names are the seeds' camelCase aliases.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pydantic
 from pydantic.alias_generators import to_camel
@@ -256,6 +256,18 @@ class Approval(Model):
         if self.status == "pending" and now >= self.expires_at:
             return self.model_copy(update={"status": "expired", "resolved_at": self.expires_at})
         return self
+
+
+class PendingKey(NamedTuple):
+    """Where a page of the pending queue (newest first) ended: its last row's creation time
+    and id; the next page starts after it."""
+
+    created_at: int
+    id: str
+
+    @classmethod
+    def of(cls, approval: Approval) -> PendingKey:
+        return cls(approval.created_at, approval.id)
 
 
 class Grant(Model):

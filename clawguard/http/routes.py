@@ -266,7 +266,8 @@ ROUTES = [
         "GET",
         "/api/tools/approvals",
         approvals.list_tool_approvals,
-        Endpoint("The pending approvals", wire.ApprovalList, tag="approvals"),
+        Endpoint("The pending approvals, a page at a time, newest first", wire.ApprovalList,
+                 query=wire.PendingFilter, tag="approvals"),
     ),
     # before {id}: "grants" is no id
     Route(

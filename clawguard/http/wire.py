@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,7 @@ _INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only; str.isdigit() take
 INTEGER_BOUND = 10**18 - 1  # 18 digits: inside SQLite's int64 either way
 AUDIT_LIMIT_DEFAULT, AUDIT_LIMIT_MAX = 200, 1000
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+PENDING_LIMIT_DEFAULT, PENDING_LIMIT_MAX = 100, 1000
 
 
 def _query_integer(value: object) -> object:
@@ -50,6 +53,36 @@ def _history_limit(value: object) -> int:
     return max(1, min(int(value), HISTORY_LIMIT_MAX))
 
 
+def _pending_limit(value: object) -> object:
+    """An integer of at least 1; more than the most a page holds is that most."""
+    number = _query_integer(value)
+    return min(number, PENDING_LIMIT_MAX) if isinstance(number, int) else number
+
+
+def pending_cursor(key: records.PendingKey) -> str:
+    """The opaque `nextCursor` of a page of the pending queue."""
+    return base64.urlsafe_b64encode(f"{key.created_at}.{key.id}".encode()).decode().rstrip("=")
+
+
+def pending_key(cursor: str | None) -> records.PendingKey | None:
+    """The page boundary a `cursor` names; ValueError when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("is not a cursor this API gave") from exc
+    created_at, _, approval_id = text.partition(".")
+    if not _INTEGER.fullmatch(created_at) or not approval_id:
+        raise ValueError("is not a cursor this API gave")
+    return records.PendingKey(int(created_at), approval_id)
+
+
+def _a_cursor(value: str | None) -> str | None:
+    pending_key(value)
+    return value
+
+
 def _known_event_type(value: object) -> object:
     return value if value in records.EVENT_TYPES else None  # unknown: ignored, not refused
 
@@ -75,6 +108,18 @@ AgentFilter = Annotated[
 AuditLimit = Annotated[int, pydantic.BeforeValidator(_audit_limit), pydantic.WithJsonSchema(
     {"type": "string", "description": f"1..{AUDIT_LIMIT_MAX}; anything else means "
      f"{AUDIT_LIMIT_DEFAULT}"})]
+
+
+PendingLimit = Annotated[
+    int, pydantic.BeforeValidator(_pending_limit), pydantic.Field(ge=1),
+    pydantic.WithJsonSchema({"type": "integer", "minimum": 1, "description":
+                             f"at most {PENDING_LIMIT_MAX} (more asks for that many)"}),
+]
+PageCursor = Annotated[
+    Annotated[str, pydantic.StringConstraints(max_length=400)] | None,
+    pydantic.AfterValidator(_a_cursor),
+    pydantic.WithJsonSchema({"type": "string", "description": "a nextCursor as answered"}),
+]
 
 
 HistoryLimit = Annotated[int, pydantic.BeforeValidator(_history_limit), pydantic.WithJsonSchema(
@@ -179,6 +224,11 @@ class GrantFilter(Query):
     agent_id: AgentFilter = None
 
 
+class PendingFilter(Query):
+    limit: PendingLimit = PENDING_LIMIT_DEFAULT
+    cursor: PageCursor = None
+
+
 class HistoryFilter(Query):
     agent_id: AgentFilter = None
     limit: HistoryLimit = HISTORY_LIMIT_DEFAULT
@@ -243,6 +293,7 @@ class AuditList(records.Model):
 
 class ApprovalList(Ok):
     approvals: list[records.Approval]
+    next_cursor: str | None = None  # null on the last page
 
 
 class ApprovalOne(Ok):

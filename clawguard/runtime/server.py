@@ -12,7 +12,7 @@ and close the store.
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 import logging
 import resource
 import signal
@@ -21,7 +21,7 @@ from aiohttp import web as aioweb
 from aiohttp.http_exceptions import HttpProcessingError
 
 from clawguard.http import application
-from clawguard.runtime import config, systemd
+from clawguard.runtime import collector, config, systemd
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,22 @@ async def serve(cfg: config.Config) -> None:
         await site.start()
         for host, port, *_ in runner.addresses:
             log.info("listening on http://%s:%d", host, port)
-        # Start-up objects (modules, pydantic schemas, routes) live as long as
-        # the process: keep them out of every later full collection, whose
-        # pause otherwise grows with them while thousands of waits are parked.
-        gc.freeze()
-        notifier.notify("READY=1")
-        async with notifier.watchdog():
-            await stopping.wait()
-            notifier.notify("STOPPING=1")
-            log.info("shutting down")
+        # Start-up objects (modules, pydantic schemas, routes) and parked waits stay out
+        # of full collections, whose pause would otherwise stall every request.
+        connections = runner.server
+        assert connections is not None
+        with collector.governing(lambda: len(connections.connections)) as collecting:
+            ticking = asyncio.create_task(collecting.run())
+            try:
+                notifier.notify("READY=1")
+                async with notifier.watchdog():
+                    await stopping.wait()
+                    notifier.notify("STOPPING=1")
+                    log.info("shutting down")
+            finally:
+                ticking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticking
     finally:
         await runner.cleanup()
     log.info("stopped")

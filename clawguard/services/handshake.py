@@ -161,10 +161,16 @@ class Approvals:
         waited = asyncio.get_running_loop().time() - started
         self._metrics.approval_wait.labels(resolution).observe(waited)
 
-    async def pending(self, viewer: principals.Principal) -> list[records.Approval]:
-        """The pending requests of the agents the viewer may act for."""
-        rows = await self._db.list_pending_approvals(self._clock())
-        return [row for row in rows if viewer.may_act_for(row.agent_id)]
+    async def pending(
+        self, viewer: principals.Principal, limit: int, after: records.PendingKey | None = None
+    ) -> tuple[list[records.Approval], records.PendingKey | None]:
+        """A page of the pending requests of the agents the viewer may act for, newest first,
+        and where the next page starts (None: this was the last). The store filters by the
+        leader's agents, so a page is never short for rows the viewer may not see."""
+        rows = await self._db.list_pending_approvals(
+            self._clock(), limit + 1, after, viewer.leads)
+        page = [row for row in rows[:limit] if viewer.may_act_for(row.agent_id)]
+        return page, records.PendingKey.of(page[-1]) if len(rows) > limit and page else None
 
     # --- deciding ---------------------------------------------------------------------
 

@@ -99,8 +99,12 @@ class Store(Protocol):
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         """The row as stored (callers apply `Approval.as_of`)."""
 
-    async def list_pending_approvals(self, now: int) -> list[records.Approval]:
-        """Pending rows not yet past expiry at `now`, newest first."""
+    async def list_pending_approvals(
+        self, now: int, limit: int, after: records.PendingKey | None = None,
+        agents: frozenset[str] | None = None,
+    ) -> list[records.Approval]:
+        """Up to `limit` pending rows not yet past expiry at `now`, newest first (by creation
+        time, then id), those after `after` when given, only of `agents` when given."""
 
     async def resolve_approval(
         self, approval_id: str, decision: records.Decision, resolved_by: str | None,

@@ -236,7 +236,7 @@ async def test_approval_decided_once_and_sticky(store: contract.Store, clock: An
     opened = await store.open_approval(new_approval("apr_1"), 60_000)
     assert opened.grant is None and opened.approval is not None
     assert opened.approval.status == "pending"
-    assert [a.id for a in await store.list_pending_approvals(clock())] == ["apr_1"]
+    assert [a.id for a in await store.list_pending_approvals(clock(), 10)] == ["apr_1"]
     assert await store.count_pending_approvals(clock()) == 1
     with pytest.raises(errors.Forbidden):
         await store.resolve_approval("apr_1", "allow_once", None, 0, REQUESTER)
@@ -291,6 +291,37 @@ async def test_a_refused_decision_writes_nothing_and_carries_its_audit_row(
                  if e.action == "approval.grant_revoked"]
     assert (revoked.details["keyId"], revoked.details["keyName"]) == ("key_lead", "lead")
     assert chain_ok(settings).ok
+
+
+async def test_pending_pages_newest_first_from_a_cursor_and_only_of_given_agents(
+    store: contract.Store, clock: Any
+) -> None:
+    for n in range(7):
+        await store.open_approval(new_approval(f"apr_{n}", agent=f"a{n % 3}"), 60_000)
+        if n % 2:  # two rows a millisecond: the id orders them
+            clock.advance(1)
+    await store.open_approval(new_approval("apr_short", agent="a0"), 1)
+    clock.advance(1)  # apr_short is past expiry: in no page
+    everything = await store.list_pending_approvals(clock(), 100)
+    order = [(a.created_at, a.id) for a in everything]
+    assert order == sorted(order, reverse=True) and len(order) == 7
+    pages, after = [], None
+    while True:
+        page = await store.list_pending_approvals(clock(), 3, after)
+        pages.append([a.id for a in page])
+        if len(page) < 3:
+            break
+        after = records.PendingKey.of(page[-1])
+    assert [i for page in pages for i in page] == [a.id for a in everything]
+    assert [len(page) for page in pages] == [3, 3, 1]
+    theirs = [a.id for a in everything if a.agent_id in {"a0", "a2"}]
+    first = await store.list_pending_approvals(clock(), 2, None, frozenset({"a0", "a2"}))
+    rest = await store.list_pending_approvals(clock(), 10, records.PendingKey.of(first[-1]),
+                                              frozenset({"a0", "a2"}))
+    assert [a.id for a in first + rest] == theirs and len(first) == 2
+    assert await store.list_pending_approvals(clock(), 10, None, frozenset()) == []
+    await store.resolve_approval(everything[0].id, "deny", None, 0, LEADER)
+    assert everything[0].id not in [a.id for a in await store.list_pending_approvals(clock(), 10)]
 
 
 async def test_a_new_sticky_grant_supersedes_the_old(store: contract.Store, clock: Any) -> None:
@@ -358,7 +389,7 @@ async def test_expiry_is_written_once(store: contract.Store, clock: Any,
     assert [(a.id, a.status, a.resolved_at) for a in expired] == [
         ("apr_1", "expired", clock() )]
     assert await store.expire_approvals(10) == []
-    assert [a.id for a in await store.list_pending_approvals(clock())] == ["apr_2"]
+    assert [a.id for a in await store.list_pending_approvals(clock(), 10)] == ["apr_2"]
     actions = [e.action for e in await store.list_audit(None, "approval", None, 100)]
     assert actions.count("approval.expired") == 1
     assert chain_ok(settings).ok

@@ -124,7 +124,7 @@ def test_approvals_list_resolve_grants_revoke(served):
     assert command in listed.stdout  # the command being approved, never cut
     assert "ship it" in listed.stdout
     assert json.loads(as_json.stdout) == daemon_json(served, "/api/tools/approvals")
-    assert asked == b"/api/tools/approvals?all=true"
+    assert asked == b"/api/tools/approvals?limit=1000&all=true"  # a page at a time
     assert everything.returncode == 0 and json.loads(everything.stdout)["ok"] is True
 
     assert shown.returncode == 0, shown.stderr

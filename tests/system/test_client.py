@@ -160,7 +160,7 @@ METHODS = {
     ("GET", "/api/governance/audit/head"): "audit_head",
     ("POST", "/api/governance/delegation-approval"): "request_delegation_approval",
     ("POST", "/api/tools/approvals"): "request_tool_approval",
-    ("GET", "/api/tools/approvals"): "pending_approvals",
+    ("GET", "/api/tools/approvals"): "pending_page",
     ("GET", "/api/tools/approvals/grants"): "grants",
     ("DELETE", "/api/tools/approvals/grants/{id}"): "revoke_grant",
     ("GET", "/api/tools/approvals/{id}"): "get_approval",

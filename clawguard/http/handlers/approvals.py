@@ -40,10 +40,13 @@ async def request_tool_approval(
     )
 
 
-async def list_tool_approvals(request: web.Request) -> web.Response:
+async def list_tool_approvals(request: web.Request, query: wire.PendingFilter) -> web.Response:
     # `?all=true` (which a client may send) is no way out of a leader's own agents.
-    pending = await request.app[state.APPROVALS].pending(state.principal_of(request))
-    return bodies.respond(wire.ApprovalList(approvals=pending))
+    pending, last = await request.app[state.APPROVALS].pending(
+        state.principal_of(request), query.limit, wire.pending_key(query.cursor)
+    )
+    next_cursor = None if last is None else wire.pending_cursor(last)
+    return bodies.respond(wire.ApprovalList(approvals=pending, next_cursor=next_cursor))
 
 
 async def get_tool_approval(

@@ -237,12 +237,28 @@ class PostgresStore:
         )
         return approvals.approval_from_row(rows[0]) if rows else None
 
-    async def list_pending_approvals(self, now: int) -> list[records.Approval]:
-        rows = await self._db.read(
-            f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
-            " AND expires_at > %s ORDER BY created_at DESC, row_seq DESC",
-            (now,),
-        )
+    async def list_pending_approvals(
+        self, now: int, limit: int, after: records.PendingKey | None = None,
+        agents: frozenset[str] | None = None,
+    ) -> list[records.Approval]:
+        params = {"now": now, "limit": limit,
+                  "agents": None if agents is None else sorted(agents)}
+        if after is None:
+            rows = await self._db.read(
+                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                " AND expires_at > %(now)s"
+                " AND (%(agents)s::text[] IS NULL OR agent_id = ANY(%(agents)s::text[]))"
+                " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+                params,
+            )
+        else:
+            rows = await self._db.read(
+                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                " AND expires_at > %(now)s AND (created_at, id) < (%(at)s, %(id)s)"
+                " AND (%(agents)s::text[] IS NULL OR agent_id = ANY(%(agents)s::text[]))"
+                " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+                {**params, "at": after.created_at, "id": after.id},
+            )
         return [approvals.approval_from_row(row) for row in rows]
 
     async def list_grants(self, now: int, agent_id: str | None) -> list[records.Grant]:

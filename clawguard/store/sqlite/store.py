@@ -9,6 +9,7 @@ approvals.py, keys.py, audit_log.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -293,12 +294,29 @@ class SQLiteStore:
         )
         return approvals.approval_from_row(rows[0]) if rows else None
 
-    async def list_pending_approvals(self, now: int) -> list[records.Approval]:
-        rows = await self._read(
-            f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
-            " AND expires_at > ? ORDER BY created_at DESC, rowid DESC",
-            (now,),
-        )
+    async def list_pending_approvals(
+        self, now: int, limit: int, after: records.PendingKey | None = None,
+        agents: frozenset[str] | None = None,
+    ) -> list[records.Approval]:
+        only = None if agents is None else json.dumps(sorted(agents))
+        # `+expires_at`: not an index term, so the planner walks approvals_pending_newest in
+        # page order instead of sorting every pending row (there are no ANALYZE statistics).
+        if after is None:
+            rows = await self._read(
+                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                " AND +expires_at > ?"
+                " AND (? IS NULL OR agent_id IN (SELECT value FROM json_each(?)))"
+                " ORDER BY created_at DESC, id DESC LIMIT ?",
+                (now, only, only, limit),
+            )
+        else:
+            rows = await self._read(
+                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                " AND +expires_at > ? AND (created_at, id) < (?, ?)"
+                " AND (? IS NULL OR agent_id IN (SELECT value FROM json_each(?)))"
+                " ORDER BY created_at DESC, id DESC LIMIT ?",
+                (now, after.created_at, after.id, only, only, limit),
+            )
         return [approvals.approval_from_row(row) for row in rows]
 
     async def resolve_approval(
