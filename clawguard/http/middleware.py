@@ -44,6 +44,17 @@ def _status_of(exc: errors.ClawguardError) -> int:
     return 500
 
 
+async def _allowed_methods(request: web.Request) -> set[str]:
+    """The methods of the first route whose path matches, in route-table order. aiohttp's own
+    Allow unites every matching template: /api/guardrails/evaluate would also offer the
+    methods of /api/guardrails/{id}, which "evaluate" is not."""
+    for resource in request.app.router.resources():
+        _, allowed = await resource.resolve(request)
+        if allowed:
+            return set(allowed)
+    return set()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -59,7 +70,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = exc.reason.lower().replace(" ", "_")
         response = error_response(exc.status, code, exc.reason)
         if "Allow" in exc.headers:  # a 405 says which methods would do
-            response.headers["Allow"] = exc.headers["Allow"]
+            response.headers["Allow"] = ",".join(sorted(await _allowed_methods(request)))
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

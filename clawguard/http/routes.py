@@ -162,7 +162,8 @@ ROUTES = [
         "GET",
         "/api/governance/preflight",
         budgets.preflight,
-        Endpoint("May these scopes spend?", records.Preflight, query=commands.ScopeIds),
+        Endpoint("May these scopes spend?", records.Preflight, query=commands.ScopeIds,
+                 errors=(404,)),  # 404: an unknown runId
     ),
     Route(
         "POST",

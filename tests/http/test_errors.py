@@ -627,6 +627,11 @@ async def test_405_names_the_allowed_methods(client: TestClient[Any, Any]) -> No
         assert resp.status == 405
         allowed = resp.headers.get("Allow", "").replace(" ", "").split(",")
         assert set(allowed) == {"GET", "HEAD", "POST"}
+    # "evaluate" also matches /api/guardrails/{id}: only its own route's methods are offered
+    async with client.options("/api/guardrails/evaluate") as resp:
+        assert resp.status == 405 and resp.headers["Allow"] == "POST"
+    async with client.put("/api/tools/approvals/grants") as resp:
+        assert resp.status == 405 and resp.headers["Allow"] == "GET,HEAD"
 
 
 async def test_a_spend_past_the_int64_column_is_refused_not_a_500(
