@@ -94,12 +94,20 @@ def _audit_export(args: argparse.Namespace, cfg: config.Config) -> int:
 
 def _ledger_verify(args: argparse.Namespace, cfg: config.Config) -> int:
     verdict = ledger.verify(*engines.ledger(cfg.storage, args.db))
-    if verdict.ok:
-        print(f"ledger ok: {verdict.budgets} budgets, each spent equal to its charges")
-        return EXIT_OK
-    for problem in verdict.problems:
+    points = [json.loads(row.details_json) for row in engines.audit_chain(cfg.storage, args.db)
+              if row.action == ledger.CHECKPOINT]
+    spends = engines.ledger_rows(cfg.storage, args.db)
+    problems, covered = ledger.verify_checkpoints(spends, points)
+    problems = verdict.problems + problems
+    for problem in problems:
         print(f"ledger BROKEN: {problem}")
-    return EXIT_FAILED
+    if problems:
+        return EXIT_FAILED
+    newer = sum(1 for row in spends if row[0] > covered)
+    print(f"ledger ok: {verdict.budgets} budgets, each spent equal to its charges;"
+          f" spends up to {covered} match {len(points)} checkpoints ({newer} newer, not yet"
+          " checkpointed)")
+    return EXIT_OK
 
 
 _DURATION = re.compile(r"([0-9]{1,9})(ms|s|m|h|d|w)")

@@ -13,7 +13,7 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import gate, handshake, reaper, refusals, runs
+from clawguard.services import checkpoints, gate, handshake, reaper, refusals, runs
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def create_app(
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_runs_ctx)
     app.cleanup_ctx.append(_refusals_ctx)
+    app.cleanup_ctx.append(_checkpoints_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
     app.on_shutdown.append(_answer_parked_waits)
     app[state.OPENAPI] = routes.openapi_json()
@@ -110,6 +111,16 @@ async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.RUNS] = runs.Runs(app[state.STORE], app[state.CONFIG], app[state.CLOCK],
                                 app[state.METRICS])
     yield
+
+
+async def _checkpoints_ctx(app: web.Application) -> AsyncIterator[None]:
+    writer = checkpoints.Checkpoints(
+        app[state.STORE], app[state.CLOCK], app[state.CONFIG].storage.ledger_checkpoint_ms
+    )
+    app[state.CHECKPOINTS] = writer
+    writer.start()
+    yield
+    await writer.stop()
 
 
 async def _refusals_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import gate, handshake, reaper, refusals, runs
+from clawguard.services import checkpoints, gate, handshake, reaper, refusals, runs
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -22,6 +22,7 @@ APPROVALS = web.AppKey("approvals", handshake.Approvals)
 GATE = web.AppKey("gate", gate.Gate)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 REFUSALS = web.AppKey("refusals", refusals.Refusals)
+CHECKPOINTS = web.AppKey("checkpoints", checkpoints.Checkpoints)
 METRICS = web.AppKey("metrics", metrics.Metrics)
 RUNS = web.AppKey("runs", runs.Runs)
 OPENAPI = web.AppKey("openapi", bytes)

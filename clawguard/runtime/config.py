@@ -47,6 +47,8 @@ class StorageConfig(_Section):
     busy_timeout_ms: int = pydantic.Field(default=5_000, ge=0)
     batch_max: int = pydantic.Field(default=256, ge=1, le=10_000)
     pool_size: int = pydantic.Field(default=10, ge=1, le=1_000)  # PostgreSQL connections
+    # How often the ledger's running digest is written into the audit chain.
+    ledger_checkpoint_ms: int = pydantic.Field(default=60_000, ge=1_000, le=86_400_000)
 
     @pydantic.field_validator("url")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from clawguard.core import audit, commands, guardrails, principals, records, registry, runs
+from clawguard.core import audit, commands, guardrails, ledger, principals, records, registry, runs
 from clawguard.core import gate as gate_rules
 
 
@@ -63,6 +63,13 @@ class Store(Protocol):
     ) -> list[records.AuditEntry]: ...
 
     async def audit_head(self) -> records.AuditHead: ...
+
+    async def settled_spends(self, after_id: int, before: int, limit: int
+                             ) -> list[ledger.SpendRow]:
+        """Ledger rows with an id above `after_id`, made before `before`, in id order."""
+
+    async def last_checkpoint(self) -> tuple[int, str] | None:
+        """(last spend id, digest) of the newest ledger checkpoint in the audit log."""
 
     async def spend_summary(
         self, group_by: records.SpendGrouping, since: int | None, until: int | None

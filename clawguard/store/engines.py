@@ -64,6 +64,16 @@ def ledger(
     return engine.ledger_check(settings.location), engine.wrong_charges(settings.location)
 
 
+def ledger_rows(
+    settings: config.StorageConfig, location: str | None = None
+) -> list[ledger_rules.SpendRow]:
+    """Every ledger row, in id order, as the checkpoints' running digest covers it."""
+    settings = _settings(location, settings)
+    if settings.engine == "postgres":
+        return postgres.spend_rows(settings.location)
+    return sqlite.spend_rows(settings.location)
+
+
 def audit_chain(settings: config.StorageConfig, location: str | None = None) -> Iterator[audit.Row]:
     settings = _settings(location, settings)
     if settings.engine == "postgres":

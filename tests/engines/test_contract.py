@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -32,6 +33,7 @@ from clawguard.core import (
 )
 from clawguard.core import ledger as ledger_rules
 from clawguard.runtime import config
+from clawguard.services import checkpoints
 from clawguard.services import gate as gate_service
 from clawguard.store import contract, engines
 from clawguard.store.postgres import connection as pg_connection
@@ -850,3 +852,36 @@ async def test_200_concurrent_starts_take_exactly_the_concurrency_limit(
     assert (len(started), len(refused)) == (10, 190), [
         o for o in outcomes if isinstance(o, BaseException) and o not in refused][:3]
     assert await store.count_running_runs(clock.now) == 10
+
+
+async def test_ledger_checkpoints_cover_the_rows_and_name_a_deleted_one(
+    store: contract.Store, settings: config.StorageConfig, clock: Any
+) -> None:
+    """The running digest: a spend deleted with its charges, and its amount taken off its
+    budget, passes the spent = charges check, but not its checkpoint."""
+    await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
+    for cents in (1, 2, 3):
+        await charge(store, spend(cents, key=f"k{cents}"))
+    writer = checkpoints.Checkpoints(store, clock, 60_000)
+    assert await writer.checkpoint() == 0  # too fresh: they may not all have settled
+    clock.advance(ledger_rules.SETTLE_MS + 1)
+    assert await writer.checkpoint() == 3
+    await charge(store, spend(4, key="k4"))
+    clock.advance(ledger_rules.SETTLE_MS + 1)
+    assert await writer.checkpoint() == 1 and await writer.checkpoint() == 0
+
+    def judged() -> tuple[list[str], int]:
+        points = [json.loads(row.details_json) for row in engines.audit_chain(settings)
+                  if row.action == ledger_rules.CHECKPOINT]
+        assert len(points) == 2
+        return ledger_rules.verify_checkpoints(engines.ledger_rows(settings), points)
+
+    rows = engines.ledger_rows(settings)
+    assert judged() == ([], rows[-1][0])
+    second = rows[1][0]
+    corrupt(settings, f"DELETE FROM spend_charges WHERE spend_id = {second}")
+    corrupt(settings, f"DELETE FROM spends WHERE id = {second}")
+    corrupt(settings, "UPDATE budgets SET spent_micros = spent_micros - 20000")
+    assert ledger_rules.verify(*engines.ledger(settings)).ok  # the totals still agree
+    problems, covered = judged()
+    assert covered == 0 and "2 rows now, 3 when checkpointed" in problems[0]

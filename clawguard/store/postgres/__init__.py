@@ -15,10 +15,17 @@ and expiries are announced with NOTIFY, and the audit chain has one head.
 """
 
 from clawguard.store.postgres.audit_log import audit_chain
-from clawguard.store.postgres.budgets import ledger_check, wrong_charges
+from clawguard.store.postgres.budgets import ledger_check, spend_rows, wrong_charges
 from clawguard.store.postgres.keys import KeyAdmin
 from clawguard.store.postgres.schema import migrate_database
 from clawguard.store.postgres.store import PostgresStore
 
-__all__ = ["KeyAdmin", "PostgresStore", "audit_chain", "ledger_check", "migrate_database",
-           "wrong_charges"]
+__all__ = [
+    "KeyAdmin",
+    "PostgresStore",
+    "audit_chain",
+    "ledger_check",
+    "migrate_database",
+    "spend_rows",
+    "wrong_charges",
+]

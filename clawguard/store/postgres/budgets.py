@@ -235,15 +235,32 @@ def _chain_key(request: commands.ScopeIds) -> tuple[str | None, ...]:
     return (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
 
 
+SPEND_ROWS = (
+    "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
+)
+
+
+def spend_rows(url: str) -> list[tuple[int, str | None, str, int, int]]:
+    """Every ledger row as its running digest covers it (core.ledger.SpendRow), in id order."""
+    try:
+        with psycopg.connect(connection.conninfo(url)) as conn:
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(SPEND_ROWS)]
+    except psycopg.Error as exc:
+        raise connection.unavailable(exc, "read") from exc
+
+
 def wrong_charges(url: str) -> list[tuple[str, int, int, int | None]]:
     """Charges that are not their spend's cost, or whose spend is gone (core.ledger)."""
     try:
         with psycopg.connect(connection.conninfo(url)) as conn:
-            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(
-                "SELECT c.budget_id, c.spend_id, c.micros, s.cost_micros FROM spend_charges c"
-                " LEFT JOIN spends s ON s.id = c.spend_id"
-                " WHERE s.id IS NULL OR s.cost_micros <> c.micros ORDER BY c.spend_id"
-            )]
+            return [
+                (r[0], r[1], r[2], r[3])
+                for r in conn.execute(
+                    "SELECT c.budget_id, c.spend_id, c.micros, s.cost_micros FROM spend_charges c"
+                    " LEFT JOIN spends s ON s.id = c.spend_id"
+                    " WHERE s.id IS NULL OR s.cost_micros <> c.micros ORDER BY c.spend_id"
+                )
+            ]
     except psycopg.Error as exc:
         raise connection.unavailable(exc, "read") from exc
 
@@ -252,9 +269,12 @@ def ledger_check(url: str) -> list[tuple[str, int, int]]:
     """(budget id, spent, sum of its charges) for every budget row: the invariant, for tests."""
     try:
         with psycopg.connect(connection.conninfo(url)) as conn:
-            return [(r[0], r[1], r[2]) for r in conn.execute(
-                "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0)::bigint FROM budgets b"
-                " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
-            )]
+            return [
+                (r[0], r[1], r[2])
+                for r in conn.execute(
+                    "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0)::bigint FROM budgets b"
+                    " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
+                )
+            ]
     except psycopg.Error as exc:
         raise connection.unavailable(exc, "read") from exc

@@ -10,10 +10,18 @@
 """
 
 from clawguard.store.sqlite.audit_log import audit_chain
-from clawguard.store.sqlite.budgets import ledger_check, wrong_charges
+from clawguard.store.sqlite.budgets import ledger_check, spend_rows, wrong_charges
 from clawguard.store.sqlite.files import connect, migrate_database
 from clawguard.store.sqlite.keys import KeyAdmin
 from clawguard.store.sqlite.store import SQLiteStore
 
-__all__ = ["KeyAdmin", "SQLiteStore", "audit_chain", "connect", "ledger_check", "migrate_database",
-           "wrong_charges"]
+__all__ = [
+    "KeyAdmin",
+    "SQLiteStore",
+    "audit_chain",
+    "connect",
+    "ledger_check",
+    "migrate_database",
+    "spend_rows",
+    "wrong_charges",
+]

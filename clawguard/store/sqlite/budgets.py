@@ -191,15 +191,31 @@ def record_spend(
     )
 
 
+SPEND_ROWS = (
+    "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
+)
+
+
+def spend_rows(path: str) -> list[tuple[int, str | None, str, int, int]]:
+    """Every ledger row as its running digest covers it (core.ledger.SpendRow), in id order."""
+    conn = files.open_read_only(path)
+    try:
+        return list(conn.execute(SPEND_ROWS))
+    finally:
+        conn.close()
+
+
 def wrong_charges(path: str) -> list[tuple[str, int, int, int | None]]:
     """Charges that are not their spend's cost, or whose spend is gone (core.ledger)."""
     conn = files.open_read_only(path)
     try:
-        return list(conn.execute(
-            "SELECT c.budget_id, c.spend_id, c.micros, s.cost_micros FROM spend_charges c"
-            " LEFT JOIN spends s ON s.id = c.spend_id"
-            " WHERE s.id IS NULL OR s.cost_micros <> c.micros ORDER BY c.spend_id"
-        ))
+        return list(
+            conn.execute(
+                "SELECT c.budget_id, c.spend_id, c.micros, s.cost_micros FROM spend_charges c"
+                " LEFT JOIN spends s ON s.id = c.spend_id"
+                " WHERE s.id IS NULL OR s.cost_micros <> c.micros ORDER BY c.spend_id"
+            )
+        )
     finally:
         conn.close()
 
@@ -208,9 +224,11 @@ def ledger_check(path: str) -> list[tuple[str, int, int]]:
     """(budget id, spent, sum of its charges) for every budget row: the invariant, for tests."""
     conn = files.open_read_only(path)
     try:
-        return list(conn.execute(
-            "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0) FROM budgets b"
-            " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
-        ))
+        return list(
+            conn.execute(
+                "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0) FROM budgets b"
+                " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
+            )
+        )
     finally:
         conn.close()

@@ -17,7 +17,17 @@ from typing import Any
 
 import aiosqlite
 
-from clawguard.core import audit, commands, errors, guardrails, principals, records, registry, runs
+from clawguard.core import (
+    audit,
+    commands,
+    errors,
+    guardrails,
+    ledger,
+    principals,
+    records,
+    registry,
+    runs,
+)
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
@@ -187,6 +197,21 @@ class SQLiteStore:
             "SELECT count(*) FROM approvals WHERE status = 'pending' AND expires_at > ?", (now,)
         )
         return int(rows[0][0])
+
+    async def settled_spends(self, after_id: int, before: int, limit: int
+                             ) -> list[ledger.SpendRow]:
+        rows = await self._read(
+            "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends"
+            " WHERE id > ? AND created_at < ? ORDER BY id LIMIT ?", (after_id, before, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def last_checkpoint(self) -> tuple[int, str] | None:
+        rows = await self._read(
+            "SELECT details FROM audit WHERE action = ? ORDER BY seq DESC LIMIT 1",
+            (ledger.CHECKPOINT,),
+        )
+        return None if not rows else ledger.checkpoint_end(rows[0][0])
 
     async def audit_head(self) -> records.AuditHead:
         rows = await self._read("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", ())
