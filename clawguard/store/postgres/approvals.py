@@ -12,65 +12,26 @@ the approval row, then grants, then the audit head.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
-from typing import Any
 
 from clawguard.core import approvals, principals, records
+from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection, listener
-
-APPROVAL_COLUMNS = (
-    "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
-    " expires_at, resolved_at, resolved_by, args_fingerprint"
-)
-GRANT_COLUMNS = (
-    "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
-    " created_at, expires_at, revoked_at, revoked_by"
-)
-HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
-
-
-def approval_from_row(row: Iterable[Any]) -> records.Approval:
-    (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
-     resolved_by, fingerprint) = row
-    return records.Approval(
-        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
-        task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
-        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
-    )
-
-
-def grant_from_row(row: Iterable[Any]) -> records.Grant:
-    (gid, agent, tool, grant_scope, fingerprint, args_summary, approval_id, created, expires,
-     revoked_at, revoked_by) = row
-    return records.Grant(
-        id=gid, agent_id=agent, tool_name=tool, grant_scope=grant_scope,
-        args_fingerprint=fingerprint, args_summary=args_summary, approval_id=approval_id,
-        created_at=created, expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
-    )
-
-
-def history_from_row(row: Iterable[Any]) -> records.HistoryRecord:
-    hid, agent, action, tool, details, created = row
-    return records.HistoryRecord(
-        id=hid, agent_id=agent, action=action, tool_name=tool, details=details,
-        created_at=created,
-    )
 
 
 async def open_approval(
     conn: connection.Connection, now: int, new: records.NewApproval, ttl_ms: int
 ) -> records.Opened:
     cursor = await conn.execute(
-        f"SELECT {GRANT_COLUMNS} FROM approval_grants WHERE agent_id = %s AND tool_name = %s"
+        f"SELECT {tables.GRANT_COLUMNS} FROM approval_grants WHERE agent_id = %s AND tool_name = %s"
         " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > %s)",
         (new.agent_id, new.tool_name, now),
     )
-    grants = [grant_from_row(row) for row in await cursor.fetchall()]
+    grants = [tables.grant_from_row(row) for row in await cursor.fetchall()]
     opening = approvals.open_request(grants, new, ttl_ms, now)
     approval = opening.opened.approval
     if approval is not None:
         await conn.execute(
-            f"INSERT INTO approvals ({APPROVAL_COLUMNS}, requested_by_key)"
+            f"INSERT INTO approvals ({tables.APPROVAL_COLUMNS}, requested_by_key)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s)",
             (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
              approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
@@ -86,12 +47,14 @@ async def resolve_approval(
     grant_scope: records.GrantScope, instance: str,
 ) -> records.Approval:
     cursor = await conn.execute(
-        f"SELECT {APPROVAL_COLUMNS}, requested_by_key FROM approvals WHERE id = %s FOR UPDATE",
+        f"SELECT {tables.APPROVAL_COLUMNS}, requested_by_key FROM approvals"
+        " WHERE id = %s FOR UPDATE",
         (approval_id,),
     )
     row = await cursor.fetchone()
     decided = approvals.decide(
-        None if row is None else approval_from_row(row[:-1]), None if row is None else row[-1],
+        None if row is None else tables.approval_from_row(row[:-1]),
+        None if row is None else row[-1],
         approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
         "grt_" + secrets.token_hex(8), grant_scope,
     )
@@ -129,7 +92,7 @@ async def _insert_grant(conn: connection.Connection, now: int, grant: records.Gr
          grant.args_fingerprint or ""),
     )
     await conn.execute(
-        f"INSERT INTO approval_grants ({GRANT_COLUMNS})"
+        f"INSERT INTO approval_grants ({tables.GRANT_COLUMNS})"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL)",
         (grant.id, grant.agent_id, grant.tool_name, grant.grant_scope, grant.args_fingerprint,
          grant.args_summary, grant.approval_id, now, grant.expires_at),
@@ -141,11 +104,13 @@ async def expire_approvals(
 ) -> list[records.Approval]:
     # SKIP LOCKED: a row another instance is expiring or deciding right now is its to write.
     cursor = await conn.execute(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+        f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
         " AND expires_at <= %s ORDER BY expires_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
         (now, limit),
     )
-    expired = approvals.expire([approval_from_row(row) for row in await cursor.fetchall()], now)
+    expired = approvals.expire(
+        [tables.approval_from_row(row) for row in await cursor.fetchall()], now
+    )
     if not expired:
         return []
     ids = [approval.id for approval, _ in expired]
@@ -165,11 +130,11 @@ async def revoke_grant(
     revoker: principals.Principal,
 ) -> records.Grant:
     cursor = await conn.execute(
-        f"SELECT {GRANT_COLUMNS} FROM approval_grants WHERE id = %s FOR UPDATE", (grant_id,)
+        f"SELECT {tables.GRANT_COLUMNS} FROM approval_grants WHERE id = %s FOR UPDATE", (grant_id,)
     )
     row = await cursor.fetchone()
     grant, event = approvals.revoke(
-        None if row is None else grant_from_row(row), grant_id, revoked_by, revoker, now
+        None if row is None else tables.grant_from_row(row), grant_id, revoked_by, revoker, now
     )
     await conn.execute(
         "UPDATE approval_grants SET revoked_at = %s, revoked_by = %s WHERE id = %s",

@@ -10,35 +10,22 @@ deadlocking, and running totals form one serial order across instances.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from clawguard.core import audit, budgets, commands, errors, money, principals, records
+from clawguard.core import audit, budgets, commands, errors, principals, records
+from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection
 
-BUDGET_COLUMNS = (
-    "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at, tenant_id"
-)
 # The budget rows of one scope chain, by name (agent, mission, team, tenant).
 CHAIN_WHERE = (
     " WHERE (scope = 'agent' AND scope_id = %(agent)s) OR (scope = 'mission' AND scope_id ="
     " %(mission)s) OR (scope = 'team' AND scope_id = %(team)s) OR (scope = 'tenant' AND"
     " scope_id = %(tenant)s)"
 )
-
-
-def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
-    return records.Budget(
-        id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
-        spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
-        held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
-        created_at=created, updated_at=updated,
-    )
 
 
 def chain_params(ids: commands.ScopeIds) -> dict[str, str | None]:
@@ -50,11 +37,12 @@ async def _locked_budget(
     conn: connection.Connection, scope: str, scope_id: str
 ) -> records.Budget | None:
     cursor = await conn.execute(
-        f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = %s AND scope_id = %s FOR UPDATE",
+        f"SELECT {tables.BUDGET_COLUMNS} FROM budgets WHERE scope = %s AND scope_id = %s"
+        " FOR UPDATE",
         (scope, scope_id),
     )
     row = await cursor.fetchone()
-    return None if row is None else budget_from_row(row)
+    return None if row is None else tables.budget_from_row(row)
 
 
 async def _save_budget(conn: connection.Connection, budget: records.Budget) -> None:
@@ -75,7 +63,7 @@ async def set_budget(
     budget = change.budget
     if change.created:  # two instances creating it at once: one retries and updates it
         await conn.execute(
-            f"INSERT INTO budgets ({BUDGET_COLUMNS})"
+            f"INSERT INTO budgets ({tables.BUDGET_COLUMNS})"
             " VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
              budget.mode, now, now, budget.tenant_id),

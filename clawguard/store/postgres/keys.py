@@ -4,43 +4,15 @@ no daemon."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from clawguard.core import principals, records
+from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection, schema
 
 ADMIN_TIMEOUT_MS = 5_000
-PRINCIPAL_COLUMNS = "id, name, role, leads, groups, expires_at"
-KEY_COLUMNS = "id, name, role, leads, groups, created_at, expires_at, revoked_at, last_used_at"
-
-
-def _names(text: str | None) -> list[str] | None:
-    return None if text is None else list(json.loads(text))
-
-
-def _json(names: frozenset[str] | None) -> str | None:
-    return None if names is None else json.dumps(sorted(names))
-
-
-def principal_from_row(row: Iterable[Any]) -> principals.Principal:
-    key_id, name, role, leads, groups, expires_at = row
-    return principals.Principal(
-        key_id=key_id, name=name, role=role,
-        leads=None if leads is None else frozenset(json.loads(leads)),
-        groups=None if groups is None else frozenset(json.loads(groups)),
-        expires_at=expires_at,
-    )
-
-
-def key_from_row(row: Iterable[Any]) -> records.ApiKey:
-    key_id, name, role, leads, groups, created, expires, revoked, used = row
-    return records.ApiKey(
-        id=key_id, name=name, role=role, leads=_names(leads), groups=_names(groups),
-        created_at=created, expires_at=expires, revoked_at=revoked, last_used_at=used,
-    )
 
 
 async def add_key(
@@ -49,8 +21,9 @@ async def add_key(
     await conn.execute(
         "INSERT INTO api_keys (id, name, role, key_hash, leads, groups, expires_at, created_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (principal.key_id, principal.name, principal.role, key_hash, _json(principal.leads),
-         _json(principal.groups), principal.expires_at, now),
+        (principal.key_id, principal.name, principal.role, key_hash,
+         tables.names_json(principal.leads),
+         tables.names_json(principal.groups), principal.expires_at, now),
     )
     await audit_log.append(conn, now, [principals.key_created(principal)])
     return principals.key_record(principal, now)
@@ -58,10 +31,12 @@ async def add_key(
 
 async def revoke_key(conn: connection.Connection, now: int, key_id: str) -> records.ApiKey:
     cursor = await conn.execute(
-        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = %s FOR UPDATE", (key_id,)
+        f"SELECT {tables.KEY_COLUMNS} FROM api_keys WHERE id = %s FOR UPDATE", (key_id,)
     )
     row = await cursor.fetchone()
-    revoked, event = principals.revoke(None if row is None else key_from_row(row), key_id, now)
+    revoked, event = principals.revoke(
+        None if row is None else tables.key_from_row(row), key_id, now
+    )
     await conn.execute("UPDATE api_keys SET revoked_at = %s WHERE id = %s", (now, key_id))
     await audit_log.append(conn, now, [event])
     return revoked
@@ -111,6 +86,6 @@ class KeyAdmin:
 
     def list(self) -> list[dict[str, Any]]:
         rows = self._runner.run(self._db.read(
-            f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            f"SELECT {tables.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         ))
-        return [key_from_row(row).to_json() for row in rows]
+        return [tables.key_from_row(row).to_json() for row in rows]

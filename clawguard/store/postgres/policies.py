@@ -15,65 +15,14 @@ from typing import Any
 
 from clawguard.core import documents, guardrails, principals, registry
 from clawguard.core import gate as gate_rules
+from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection
-
-HEAD_COLUMNS = (
-    "seq, id, name, description, status, version, created_at, updated_at, deleted_at,"
-    " idempotency_key, fingerprint"
-)
-VERSION_COLUMNS = "policy_id, version, rules, created_at, created_by, message"
-# A policy at its current version: the head's columns, then the version's.
-STORED = (
-    "SELECT p.seq, p.id, p.name, p.description, p.status, p.version, p.created_at,"
-    " p.updated_at, p.deleted_at, p.idempotency_key, p.fingerprint,"
-    " v.policy_id, v.version, v.rules, v.created_at, v.created_by, v.message"
-    " FROM guardrail_policies p JOIN guardrail_versions v ON v.policy_id = p.id"
-)
-TOOL_COLUMNS = (
-    "seq, name, categories, description, status, reason, replacement, created_at, updated_at"
-)
-TOOL_POLICY_COLUMNS = (
-    "id, tool_name, allowed, allowed_domains, max_response_size_kb, created_at"
-)
-OVERRIDE_COLUMNS = "id, role, tool_name, allowed, created_at"
 
 
 async def _one(conn: connection.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
                ) -> tuple[Any, ...] | None:
     cursor = await conn.execute(sql, params)
     return await cursor.fetchone()
-
-
-def head_from_row(row: Sequence[Any]) -> guardrails.Head:
-    return guardrails.Head(*row)
-
-
-def version_from_row(row: Sequence[Any]) -> guardrails.Version:
-    policy_id, version, rules, created_at, created_by, message = row
-    return guardrails.Version(policy_id, version, tuple(documents.loads(rules)), created_at,
-                              created_by, message)
-
-
-def stored_from_row(row: Sequence[Any]) -> guardrails.Stored:
-    return guardrails.Stored(head_from_row(row[:11]), version_from_row(row[11:]))
-
-
-def tool_from_row(row: Sequence[Any]) -> registry.Tool:
-    seq, name, categories, description, status, reason, replacement, created, updated = row
-    return registry.Tool(seq, name, tuple(documents.loads(categories)), description, status,
-                         reason, replacement, created, updated)
-
-
-def tool_policy_from_row(row: Sequence[Any]) -> registry.ToolPolicy:
-    pid, tool, allowed, domains, max_kb, created = row
-    return registry.ToolPolicy(pid, tool, bool(allowed),
-                               None if domains is None else tuple(documents.loads(domains)),
-                               max_kb, created)
-
-
-def override_from_row(row: Sequence[Any]) -> registry.RoleOverride:
-    oid, role, tool, allowed, created = row
-    return registry.RoleOverride(oid, role, tool, bool(allowed), created)
 
 
 async def _moved(conn: connection.Connection) -> None:
@@ -83,26 +32,28 @@ async def _moved(conn: connection.Connection) -> None:
 async def _stored(conn: connection.Connection, policy_id: str, version: int | None = None
             ) -> guardrails.Stored | None:
     row = await _one(conn,
-        STORED + " WHERE p.id = %(id)s AND v.version = coalesce(%(version)s, p.version)"
+        tables.STORED + " WHERE p.id = %(id)s AND v.version = coalesce(%(version)s, p.version)"
         " FOR UPDATE OF p", {"id": policy_id, "version": version}
     )
-    return None if row is None else stored_from_row(row)
+    return None if row is None else tables.stored_from_row(row)
 
 
 async def _head(conn: connection.Connection, policy_id: str) -> guardrails.Head | None:
     row = await _one(conn,
-        f"SELECT {HEAD_COLUMNS} FROM guardrail_policies WHERE id = %s FOR UPDATE", (policy_id,)
+        f"SELECT {tables.HEAD_COLUMNS} FROM guardrail_policies WHERE id = %s FOR UPDATE",
+        (policy_id,)
     )
-    return None if row is None else head_from_row(row)
+    return None if row is None else tables.head_from_row(row)
 
 
 async def _version(conn: connection.Connection, policy_id: str, version: int
              ) -> guardrails.Version | None:
     row = await _one(conn,
-        f"SELECT {VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = %s AND version = %s",
+        f"SELECT {tables.VERSION_COLUMNS} FROM guardrail_versions"
+        " WHERE policy_id = %s AND version = %s",
         (policy_id, version),
     )
-    return None if row is None else version_from_row(row)
+    return None if row is None else tables.version_from_row(row)
 
 
 async def _apply(conn: connection.Connection, now: int, change: guardrails.Change) -> None:
@@ -120,7 +71,8 @@ async def _apply(conn: connection.Connection, now: int, change: guardrails.Chang
 
 async def _insert_version(conn: connection.Connection, version: guardrails.Version) -> None:
     await conn.execute(
-        f"INSERT INTO guardrail_versions ({VERSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO guardrail_versions ({tables.VERSION_COLUMNS})"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
         (version.policy_id, version.version, documents.dumps(list(version.rules)),
          version.created_at, version.created_by, version.message),
     )
@@ -132,9 +84,10 @@ async def create_guardrail(
 ) -> tuple[guardrails.Stored, bool]:
     if key is not None:
         row = await _one(conn,
-            f"SELECT {HEAD_COLUMNS} FROM guardrail_policies WHERE idempotency_key = %s", (key,)
+            f"SELECT {tables.HEAD_COLUMNS} FROM guardrail_policies WHERE idempotency_key = %s",
+            (key,)
         )
-        earlier = guardrails.replay(None if row is None else head_from_row(row), key, draft)
+        earlier = guardrails.replay(None if row is None else tables.head_from_row(row), key, draft)
         if earlier is not None:
             stored = await _stored(conn, earlier.id)
             assert stored is not None
@@ -197,8 +150,10 @@ async def delete_guardrail(
 async def _tool(conn: connection.Connection, name: str | None) -> registry.Tool | None:
     if name is None:
         return None
-    row = await _one(conn, f"SELECT {TOOL_COLUMNS} FROM tools WHERE name = %s FOR UPDATE", (name,))
-    return None if row is None else tool_from_row(row)
+    row = await _one(
+        conn, f"SELECT {tables.TOOL_COLUMNS} FROM tools WHERE name = %s FOR UPDATE", (name,)
+    )
+    return None if row is None else tables.tool_from_row(row)
 
 
 async def register_tool(
@@ -253,15 +208,15 @@ async def create_tool_policy(
     domains: Sequence[str] | None, max_kb: int | None, actor: principals.Principal,
 ) -> registry.ToolPolicy:
     row = await _one(conn,
-        f"SELECT {TOOL_POLICY_COLUMNS} FROM tool_policies WHERE tool_name = %s", (tool_name,)
+        f"SELECT {tables.TOOL_POLICY_COLUMNS} FROM tool_policies WHERE tool_name = %s", (tool_name,)
     )
     written = registry.add_policy(
-        await _tool(conn, tool_name), None if row is None else tool_policy_from_row(row), tool_name,
-        allowed, domains, max_kb, now, actor,
+        await _tool(conn, tool_name), None if row is None else tables.tool_policy_from_row(row),
+        tool_name, allowed, domains, max_kb, now, actor,
     )
     policy = written.record
     await conn.execute(
-        f"INSERT INTO tool_policies ({TOOL_POLICY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO tool_policies ({tables.TOOL_POLICY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
         (policy.id, policy.tool_name, policy.allowed,
          None if policy.allowed_domains is None else documents.dumps(list(policy.allowed_domains)),
          policy.max_response_size_kb, policy.created_at),
@@ -275,9 +230,9 @@ async def delete_tool_policy(
     conn: connection.Connection, now: int, policy_id: str, actor: principals.Principal
 ) -> None:
     row = await _one(conn,
-        f"SELECT {TOOL_POLICY_COLUMNS} FROM tool_policies WHERE id = %s", (policy_id,)
+        f"SELECT {tables.TOOL_POLICY_COLUMNS} FROM tool_policies WHERE id = %s", (policy_id,)
     )
-    event = registry.remove_policy(None if row is None else tool_policy_from_row(row),
+    event = registry.remove_policy(None if row is None else tables.tool_policy_from_row(row),
                                    policy_id, actor)
     await conn.execute("DELETE FROM tool_policies WHERE id = %s", (policy_id,))
     await _moved(conn)
@@ -289,16 +244,18 @@ async def create_role_override(
     actor: principals.Principal,
 ) -> registry.RoleOverride:
     row = await _one(conn,
-        f"SELECT {OVERRIDE_COLUMNS} FROM role_policy_overrides WHERE role = %s AND tool_name = %s",
+        f"SELECT {tables.OVERRIDE_COLUMNS} FROM role_policy_overrides"
+        " WHERE role = %s AND tool_name = %s",
         (role, tool_name),
     )
     written = registry.add_override(
-        await _tool(conn, tool_name), None if row is None else override_from_row(row), role,
+        await _tool(conn, tool_name), None if row is None else tables.override_from_row(row), role,
         tool_name, allowed, now, actor,
     )
     override = written.record
     await conn.execute(
-        f"INSERT INTO role_policy_overrides ({OVERRIDE_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
+        f"INSERT INTO role_policy_overrides ({tables.OVERRIDE_COLUMNS})"
+        " VALUES (%s, %s, %s, %s, %s)",
         (override.id, override.role, override.tool_name, override.allowed,
          override.created_at),
     )
@@ -311,9 +268,9 @@ async def delete_role_override(
     conn: connection.Connection, now: int, override_id: str, actor: principals.Principal
 ) -> None:
     row = await _one(conn,
-        f"SELECT {OVERRIDE_COLUMNS} FROM role_policy_overrides WHERE id = %s", (override_id,)
+        f"SELECT {tables.OVERRIDE_COLUMNS} FROM role_policy_overrides WHERE id = %s", (override_id,)
     )
-    event = registry.remove_override(None if row is None else override_from_row(row),
+    event = registry.remove_override(None if row is None else tables.override_from_row(row),
                                      override_id, actor)
     await conn.execute("DELETE FROM role_policy_overrides WHERE id = %s", (override_id,))
     await _moved(conn)

@@ -13,25 +13,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
-from typing import Any
 
 from clawguard.core import commands, records, runs
+from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection
-
-RUN_COLUMNS = (
-    "id, agent_id, status, depth, parent_run_id, started_at, lease_expires_at, ended_at"
-)
-
-
-def run_from_row(row: Iterable[Any]) -> records.Run:
-    rid, agent, status, depth, parent, started, lease, ended = row
-    return records.Run(id=rid, agent_id=agent, status=status, depth=depth, parent_run_id=parent,
-                       started_at=started, lease_expires_at=lease, ended_at=ended)
-
-
-def decode_overrides(stored: str | None) -> dict[str, int]:
-    return {} if stored is None else dict(json.loads(stored))
 
 
 def new_run_id() -> str:
@@ -42,10 +27,10 @@ async def _find(
     conn: connection.Connection, run_id: str
 ) -> tuple[records.Run, str | None] | None:
     cursor = await conn.execute(
-        f"SELECT {RUN_COLUMNS}, breaker FROM runs WHERE id = %s FOR UPDATE", (run_id,)
+        f"SELECT {tables.RUN_COLUMNS}, breaker FROM runs WHERE id = %s FOR UPDATE", (run_id,)
     )
     row = await cursor.fetchone()
-    return None if row is None else (run_from_row(row[:8]), row[8])
+    return None if row is None else (tables.run_from_row(row[:8]), row[8])
 
 
 async def _lock_tenant(conn: connection.Connection, now: int, tenant_id: str) -> dict[str, int]:
@@ -58,7 +43,7 @@ async def _lock_tenant(conn: connection.Connection, now: int, tenant_id: str) ->
     )
     row = await cursor.fetchone()
     assert row is not None
-    return decode_overrides(row[0])
+    return tables.decode_overrides(row[0])
 
 
 async def start_run(
@@ -67,12 +52,12 @@ async def start_run(
 ) -> runs.Started | runs.Refused:
     if request.idempotency_key is not None:
         cursor = await conn.execute(
-            f"SELECT {RUN_COLUMNS}, fingerprint FROM runs WHERE idempotency_key = %s",
+            f"SELECT {tables.RUN_COLUMNS}, fingerprint FROM runs WHERE idempotency_key = %s",
             (request.idempotency_key,),
         )
         seen = await cursor.fetchone()
         if seen is not None:
-            return runs.replay(run_from_row(seen[:8]), seen[8], request)
+            return runs.replay(tables.run_from_row(seen[:8]), seen[8], request)
     tenant = runs.tenant_of(request)
     limits = runs.effective(plan, await _lock_tenant(conn, now, tenant))
     parent = None

@@ -34,7 +34,7 @@ from clawguard.core import (
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
-from clawguard.store import migrations
+from clawguard.store import migrations, tables
 from clawguard.store.postgres import (
     approvals,
     audit_log,
@@ -150,20 +150,20 @@ class PostgresStore:
         self, scope: records.Scope | None, status: records.Status | None
     ) -> list[records.Budget]:
         rows = await self._db.read(
-            f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets"
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets"
             " WHERE (%(scope)s::text IS NULL OR scope = %(scope)s)"
             " AND (%(status)s::text IS NULL OR status = %(status)s)"
             " ORDER BY updated_at DESC, row_seq DESC",
             {"scope": scope, "status": status},
         )
-        return [budgets.budget_from_row(row) for row in rows]
+        return [tables.budget_from_row(row) for row in rows]
 
     async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
         rows = await self._db.read(
-            f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
             budgets.chain_params(scope_ids),
         )
-        return budget_rules.chain_states(budgets.budget_from_row(row) for row in rows)
+        return budget_rules.chain_states(tables.budget_from_row(row) for row in rows)
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -238,18 +238,18 @@ class PostgresStore:
 
     async def find_key(self, key_hash: str, now: int) -> principals.Principal | None:
         rows = await self._db.read(
-            f"SELECT {keys.PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = %s"
+            f"SELECT {tables.PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = %s"
             " AND revoked_at IS NULL",
             (key_hash,),
         )
-        principal = keys.principal_from_row(rows[0]) if rows else None
+        principal = tables.principal_from_row(rows[0]) if rows else None
         return principal if principal is not None and principal.usable(now) else None
 
     async def list_keys(self) -> list[records.ApiKey]:
         rows = await self._db.read(
-            f"SELECT {keys.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            f"SELECT {tables.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         )
-        return [keys.key_from_row(row) for row in rows]
+        return [tables.key_from_row(row) for row in rows]
 
     async def has_keys(self) -> bool:
         return bool(await self._db.read(
@@ -258,9 +258,9 @@ class PostgresStore:
 
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         rows = await self._db.read(
-            f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE id = %s", (approval_id,)
+            f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE id = %s", (approval_id,)
         )
-        return approvals.approval_from_row(rows[0]) if rows else None
+        return tables.approval_from_row(rows[0]) if rows else None
 
     async def list_pending_approvals(
         self, now: int, limit: int, after: records.PendingKey | None = None,
@@ -270,7 +270,7 @@ class PostgresStore:
                   "agents": None if agents is None else sorted(agents)}
         if after is None:
             rows = await self._db.read(
-                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
                 " AND expires_at > %(now)s"
                 " AND (%(agents)s::text[] IS NULL OR agent_id = ANY(%(agents)s::text[]))"
                 " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
@@ -278,32 +278,32 @@ class PostgresStore:
             )
         else:
             rows = await self._db.read(
-                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
                 " AND expires_at > %(now)s AND (created_at, id) < (%(at)s, %(id)s)"
                 " AND (%(agents)s::text[] IS NULL OR agent_id = ANY(%(agents)s::text[]))"
                 " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
                 {**params, "at": after.created_at, "id": after.id},
             )
-        return [approvals.approval_from_row(row) for row in rows]
+        return [tables.approval_from_row(row) for row in rows]
 
     async def list_grants(self, now: int, agent_id: str | None) -> list[records.Grant]:
         rows = await self._db.read(
-            f"SELECT {approvals.GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NULL"
+            f"SELECT {tables.GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NULL"
             " AND (expires_at IS NULL OR expires_at > %(now)s)"
             " AND (%(agent)s::text IS NULL OR agent_id = %(agent)s)"
             " ORDER BY created_at DESC, row_seq DESC",
             {"now": now, "agent": agent_id},
         )
-        return [approvals.grant_from_row(row) for row in rows]
+        return [tables.grant_from_row(row) for row in rows]
 
     async def list_history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
         rows = await self._db.read(
-            f"SELECT {approvals.HISTORY_COLUMNS} FROM approval_history"
+            f"SELECT {tables.HISTORY_COLUMNS} FROM approval_history"
             " WHERE (%(agent)s::text IS NULL OR agent_id = %(agent)s)"
             " ORDER BY id DESC LIMIT %(limit)s",
             {"agent": agent_id, "limit": limit},
         )
-        return [approvals.history_from_row(row) for row in rows]
+        return [tables.history_from_row(row) for row in rows]
 
     # --- writes --------------------------------------------------------------------
 
@@ -403,25 +403,25 @@ class PostgresStore:
     async def get_guardrail(self, policy_id: str, version: int | None
                             ) -> guardrails.Stored | None:
         rows = await self._db.read(
-            policies.STORED + " WHERE p.id = %(id)s"
+            tables.STORED + " WHERE p.id = %(id)s"
             " AND v.version = coalesce(%(version)s::integer, p.version)",
             {"id": policy_id, "version": version},
         )
-        return policies.stored_from_row(rows[0]) if rows else None
+        return tables.stored_from_row(rows[0]) if rows else None
 
     async def list_guardrails(self) -> list[guardrails.Stored]:
         rows = await self._db.read(
-            policies.STORED + " WHERE v.version = p.version AND p.deleted_at IS NULL"
+            tables.STORED + " WHERE v.version = p.version AND p.deleted_at IS NULL"
             " ORDER BY p.seq DESC",
         )
-        return [policies.stored_from_row(row) for row in rows]
+        return [tables.stored_from_row(row) for row in rows]
 
     async def guardrail_versions(self, policy_id: str) -> list[guardrails.Version]:
         rows = await self._db.read(
-            f"SELECT {policies.VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = %s"
+            f"SELECT {tables.VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = %s"
             " ORDER BY version DESC", (policy_id,),
         )
-        return [policies.version_from_row(row) for row in rows]
+        return [tables.version_from_row(row) for row in rows]
 
     async def create_guardrail(
         self, draft: gate_rules.Draft, idempotency_key: str | None, actor: principals.Principal
@@ -455,10 +455,10 @@ class PostgresStore:
 
     async def list_tools(self, include_archived: bool) -> list[registry.Tool]:
         rows = await self._db.read(
-            f"SELECT {policies.TOOL_COLUMNS} FROM tools WHERE %s OR status <> 'archived'"
+            f"SELECT {tables.TOOL_COLUMNS} FROM tools WHERE %s OR status <> 'archived'"
             " ORDER BY seq", (include_archived,),
         )
-        return [policies.tool_from_row(row) for row in rows]
+        return [tables.tool_from_row(row) for row in rows]
 
     async def register_tool(
         self, name: str, categories: list[str], description: str | None,
@@ -486,9 +486,9 @@ class PostgresStore:
 
     async def list_tool_policies(self) -> list[registry.ToolPolicy]:
         rows = await self._db.read(
-            f"SELECT {policies.TOOL_POLICY_COLUMNS} FROM tool_policies ORDER BY seq"
+            f"SELECT {tables.TOOL_POLICY_COLUMNS} FROM tool_policies ORDER BY seq"
         )
-        return [policies.tool_policy_from_row(row) for row in rows]
+        return [tables.tool_policy_from_row(row) for row in rows]
 
     async def create_tool_policy(
         self, tool_name: str, allowed: bool, allowed_domains: list[str] | None,
@@ -507,9 +507,9 @@ class PostgresStore:
 
     async def list_role_overrides(self) -> list[registry.RoleOverride]:
         rows = await self._db.read(
-            f"SELECT {policies.OVERRIDE_COLUMNS} FROM role_policy_overrides ORDER BY seq"
+            f"SELECT {tables.OVERRIDE_COLUMNS} FROM role_policy_overrides ORDER BY seq"
         )
-        return [policies.override_from_row(row) for row in rows]
+        return [tables.override_from_row(row) for row in rows]
 
     async def create_role_override(
         self, role: str, tool_name: str, allowed: bool, actor: principals.Principal
@@ -552,15 +552,15 @@ class PostgresStore:
 
     async def get_run(self, run_id: str) -> records.Run | None:
         rows = await self._db.read(
-            f"SELECT {run_rows.RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
+            f"SELECT {tables.RUN_COLUMNS} FROM runs WHERE id = %s", (run_id,)
         )
-        return run_rows.run_from_row(rows[0]) if rows else None
+        return tables.run_from_row(rows[0]) if rows else None
 
     async def list_runs(
         self, status: records.RunStatus | None, agent_id: str | None, now: int, limit: int
     ) -> list[records.Run]:
         rows = await self._db.read(
-            f"SELECT {run_rows.RUN_COLUMNS} FROM runs"
+            f"SELECT {tables.RUN_COLUMNS} FROM runs"
             " WHERE (%(agent)s::text IS NULL OR agent_id = %(agent)s)"
             " AND (%(status)s::text IS NULL"
             " OR (%(status)s = 'running' AND status = 'running' AND lease_expires_at > %(now)s)"
@@ -570,7 +570,7 @@ class PostgresStore:
             " ORDER BY started_at DESC, row_seq DESC LIMIT %(limit)s",
             {"status": status, "agent": agent_id, "now": now, "limit": limit},
         )
-        return [run_rows.run_from_row(row) for row in rows]
+        return [tables.run_from_row(row) for row in rows]
 
     async def count_running_runs(self, now: int) -> int:
         rows = await self._db.read(
@@ -582,7 +582,7 @@ class PostgresStore:
         rows = await self._db.read(
             "SELECT overrides FROM tenant_quotas WHERE tenant_id = %s", (tenant_id,)
         )
-        return run_rows.decode_overrides(rows[0][0] if rows else None)
+        return tables.decode_overrides(rows[0][0] if rows else None)
 
     async def set_quota_overrides(
         self, tenant_id: str, patch: dict[str, int | None]

@@ -7,60 +7,21 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
 
 from clawguard.core import approvals, principals, records
+from clawguard.store import tables
 from clawguard.store.sqlite import audit_log
-
-APPROVAL_COLUMNS = (
-    "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
-    " expires_at, resolved_at, resolved_by, args_fingerprint"
-)
-GRANT_COLUMNS = (
-    "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
-    " created_at, expires_at, revoked_at, revoked_by"
-)
-HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
-
-
-def approval_from_row(row: Iterable[Any]) -> records.Approval:
-    (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
-     resolved_by, fingerprint) = row
-    return records.Approval(
-        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
-        task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
-        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
-    )
-
-
-def grant_from_row(row: Iterable[Any]) -> records.Grant:
-    (gid, agent, tool, grant_scope, fingerprint, args_summary, approval_id, created, expires,
-     revoked_at, revoked_by) = row
-    return records.Grant(
-        id=gid, agent_id=agent, tool_name=tool, grant_scope=grant_scope,
-        args_fingerprint=fingerprint, args_summary=args_summary, approval_id=approval_id,
-        created_at=created, expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
-    )
-
-
-def history_from_row(row: Iterable[Any]) -> records.HistoryRecord:
-    hid, agent, action, tool, details, created = row
-    return records.HistoryRecord(
-        id=hid, agent_id=agent, action=action, tool_name=tool, details=details,
-        created_at=created,
-    )
 
 
 def _live_grants(
     conn: sqlite3.Connection, now: int, agent_id: str, tool_name: str
 ) -> list[records.Grant]:
     rows = conn.execute(
-        f"SELECT {GRANT_COLUMNS} FROM approval_grants WHERE agent_id = ? AND tool_name = ?"
+        f"SELECT {tables.GRANT_COLUMNS} FROM approval_grants WHERE agent_id = ? AND tool_name = ?"
         " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
         (agent_id, tool_name, now),
     ).fetchall()
-    return [grant_from_row(row) for row in rows]
+    return [tables.grant_from_row(row) for row in rows]
 
 
 def open_approval(
@@ -72,7 +33,7 @@ def open_approval(
     approval = opening.opened.approval
     if approval is not None:
         conn.execute(
-            f"INSERT INTO approvals ({APPROVAL_COLUMNS}, requested_by_key)"
+            f"INSERT INTO approvals ({tables.APPROVAL_COLUMNS}, requested_by_key)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
              approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
@@ -89,11 +50,12 @@ def resolve_approval(
     grant_scope: records.GrantScope,
 ) -> records.Approval:
     row = conn.execute(
-        f"SELECT {APPROVAL_COLUMNS}, requested_by_key FROM approvals WHERE id = ?",
+        f"SELECT {tables.APPROVAL_COLUMNS}, requested_by_key FROM approvals WHERE id = ?",
         (approval_id,),
     ).fetchone()
     decided = approvals.decide(
-        None if row is None else approval_from_row(row[:-1]), None if row is None else row[-1],
+        None if row is None else tables.approval_from_row(row[:-1]),
+        None if row is None else row[-1],
         approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
         "grt_" + secrets.token_hex(8), grant_scope,
     )
@@ -122,7 +84,7 @@ def _insert_grant(conn: sqlite3.Connection, now: int, grant: records.Grant) -> N
          grant.args_fingerprint or ""),
     )
     conn.execute(
-        f"INSERT INTO approval_grants ({GRANT_COLUMNS})"
+        f"INSERT INTO approval_grants ({tables.GRANT_COLUMNS})"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
         (grant.id, grant.agent_id, grant.tool_name, grant.grant_scope, grant.args_fingerprint,
          grant.args_summary, grant.approval_id, now, grant.expires_at),
@@ -131,11 +93,11 @@ def _insert_grant(conn: sqlite3.Connection, now: int, grant: records.Grant) -> N
 
 def expire_approvals(conn: sqlite3.Connection, now: int, limit: int) -> list[records.Approval]:
     rows = conn.execute(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+        f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
         " AND expires_at <= ? ORDER BY expires_at LIMIT ?",
         (now, limit),
     ).fetchall()
-    expired = approvals.expire([approval_from_row(row) for row in rows], now)
+    expired = approvals.expire([tables.approval_from_row(row) for row in rows], now)
     for approval, event in expired:
         conn.execute(
             "UPDATE approvals SET status = 'expired', resolved_at = expires_at"
@@ -151,10 +113,10 @@ def revoke_grant(
     revoker: principals.Principal,
 ) -> records.Grant:
     row = conn.execute(
-        f"SELECT {GRANT_COLUMNS} FROM approval_grants WHERE id = ?", (grant_id,)
+        f"SELECT {tables.GRANT_COLUMNS} FROM approval_grants WHERE id = ?", (grant_id,)
     ).fetchone()
     grant, event = approvals.revoke(
-        None if row is None else grant_from_row(row), grant_id, revoked_by, revoker, now
+        None if row is None else tables.grant_from_row(row), grant_id, revoked_by, revoker, now
     )
     conn.execute(
         "UPDATE approval_grants SET revoked_at = ?, revoked_by = ? WHERE id = ?",

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
 
 from clawguard.core import budgets, commands, money, principals, records
+from clawguard.store import tables
 from clawguard.store.sqlite import audit_log, files
 
 # The budget rows of one scope chain (agent, mission, team, tenant ids as ?1..?4).
@@ -18,28 +17,14 @@ CHAIN_WHERE = (
     " WHERE (scope = 'agent' AND scope_id = ?1) OR (scope = 'mission' AND scope_id = ?2)"
     " OR (scope = 'team' AND scope_id = ?3) OR (scope = 'tenant' AND scope_id = ?4)"
 )
-BUDGET_COLUMNS = (
-    "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at, tenant_id"
-)
-
-
-def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
-    return records.Budget(
-        id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
-        spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
-        held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
-        created_at=created, updated_at=updated,
-    )
 
 
 def _find_budget(conn: sqlite3.Connection, scope: str, scope_id: str) -> records.Budget | None:
     row = conn.execute(
-        f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_id = ?",
+        f"SELECT {tables.BUDGET_COLUMNS} FROM budgets WHERE scope = ? AND scope_id = ?",
         (scope, scope_id),
     ).fetchone()
-    return None if row is None else budget_from_row(row)
+    return None if row is None else tables.budget_from_row(row)
 
 
 def _save_budget(conn: sqlite3.Connection, budget: records.Budget) -> None:
@@ -60,7 +45,8 @@ def set_budget(
     budget = change.budget
     if change.created:
         conn.execute(
-            f"INSERT INTO budgets ({BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
+            f"INSERT INTO budgets ({tables.BUDGET_COLUMNS})"
+            " VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
              budget.mode, now, now, budget.tenant_id),
         )

@@ -3,43 +3,14 @@ daemon."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from clawguard.core import errors, principals, records
+from clawguard.store import tables
 from clawguard.store.sqlite import audit_log, files, writer
-
-PRINCIPAL_COLUMNS = "id, name, role, leads, groups, expires_at"
-KEY_COLUMNS = "id, name, role, leads, groups, created_at, expires_at, revoked_at, last_used_at"
-
-
-def _names(text: str | None) -> list[str] | None:
-    return None if text is None else list(json.loads(text))
-
-
-def _json(names: frozenset[str] | None) -> str | None:
-    return None if names is None else json.dumps(sorted(names))
-
-
-def principal_from_row(row: Iterable[Any]) -> principals.Principal:
-    key_id, name, role, leads, groups, expires_at = row
-    return principals.Principal(
-        key_id=key_id, name=name, role=role,
-        leads=None if leads is None else frozenset(json.loads(leads)),
-        groups=None if groups is None else frozenset(json.loads(groups)),
-        expires_at=expires_at,
-    )
-
-
-def key_from_row(row: Iterable[Any]) -> records.ApiKey:
-    key_id, name, role, leads, groups, created, expires, revoked, used = row
-    return records.ApiKey(
-        id=key_id, name=name, role=role, leads=_names(leads), groups=_names(groups),
-        created_at=created, expires_at=expires, revoked_at=revoked, last_used_at=used,
-    )
 
 
 def add_key(
@@ -48,16 +19,21 @@ def add_key(
     conn.execute(
         "INSERT INTO api_keys (id, name, role, key_hash, leads, groups, expires_at, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (principal.key_id, principal.name, principal.role, key_hash, _json(principal.leads),
-         _json(principal.groups), principal.expires_at, now),
+        (principal.key_id, principal.name, principal.role, key_hash,
+         tables.names_json(principal.leads),
+         tables.names_json(principal.groups), principal.expires_at, now),
     )
     audit_log.append(conn, now, principals.key_created(principal))
     return principals.key_record(principal, now)
 
 
 def revoke_key(conn: sqlite3.Connection, now: int, key_id: str) -> records.ApiKey:
-    row = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-    revoked, event = principals.revoke(None if row is None else key_from_row(row), key_id, now)
+    row = conn.execute(
+        f"SELECT {tables.KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+    ).fetchone()
+    revoked, event = principals.revoke(
+        None if row is None else tables.key_from_row(row), key_id, now
+    )
     conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key_id))
     audit_log.append(conn, now, event)
     return revoked
@@ -98,6 +74,6 @@ class KeyAdmin:
 
     def list(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
-            f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            f"SELECT {tables.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
         )
-        return [key_from_row(row).to_json() for row in rows]
+        return [tables.key_from_row(row).to_json() for row in rows]

@@ -9,63 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
 
 from clawguard.core import documents, guardrails, principals, registry
 from clawguard.core import gate as gate_rules
+from clawguard.store import tables
 from clawguard.store.sqlite import audit_log
-
-HEAD_COLUMNS = (
-    "seq, id, name, description, status, version, created_at, updated_at, deleted_at,"
-    " idempotency_key, fingerprint"
-)
-VERSION_COLUMNS = "policy_id, version, rules, created_at, created_by, message"
-# A policy at its current version: the head's columns, then the version's.
-STORED = (
-    "SELECT p.seq, p.id, p.name, p.description, p.status, p.version, p.created_at,"
-    " p.updated_at, p.deleted_at, p.idempotency_key, p.fingerprint,"
-    " v.policy_id, v.version, v.rules, v.created_at, v.created_by, v.message"
-    " FROM guardrail_policies p JOIN guardrail_versions v ON v.policy_id = p.id"
-)
-TOOL_COLUMNS = (
-    "seq, name, categories, description, status, reason, replacement, created_at, updated_at"
-)
-TOOL_POLICY_COLUMNS = (
-    "id, tool_name, allowed, allowed_domains, max_response_size_kb, created_at"
-)
-OVERRIDE_COLUMNS = "id, role, tool_name, allowed, created_at"
-
-
-def head_from_row(row: Sequence[Any]) -> guardrails.Head:
-    return guardrails.Head(*row)
-
-
-def version_from_row(row: Sequence[Any]) -> guardrails.Version:
-    policy_id, version, rules, created_at, created_by, message = row
-    return guardrails.Version(policy_id, version, tuple(documents.loads(rules)), created_at,
-                              created_by, message)
-
-
-def stored_from_row(row: Sequence[Any]) -> guardrails.Stored:
-    return guardrails.Stored(head_from_row(row[:11]), version_from_row(row[11:]))
-
-
-def tool_from_row(row: Sequence[Any]) -> registry.Tool:
-    seq, name, categories, description, status, reason, replacement, created, updated = row
-    return registry.Tool(seq, name, tuple(documents.loads(categories)), description, status,
-                         reason, replacement, created, updated)
-
-
-def tool_policy_from_row(row: Sequence[Any]) -> registry.ToolPolicy:
-    pid, tool, allowed, domains, max_kb, created = row
-    return registry.ToolPolicy(pid, tool, bool(allowed),
-                               None if domains is None else tuple(documents.loads(domains)),
-                               max_kb, created)
-
-
-def override_from_row(row: Sequence[Any]) -> registry.RoleOverride:
-    oid, role, tool, allowed, created = row
-    return registry.RoleOverride(oid, role, tool, bool(allowed), created)
 
 
 def _moved(conn: sqlite3.Connection) -> None:
@@ -75,25 +23,27 @@ def _moved(conn: sqlite3.Connection) -> None:
 def _stored(conn: sqlite3.Connection, policy_id: str, version: int | None = None
             ) -> guardrails.Stored | None:
     row = conn.execute(
-        STORED + " WHERE p.id = ?1 AND v.version = coalesce(?2, p.version)", (policy_id, version)
+        tables.STORED + " WHERE p.id = ?1 AND v.version = coalesce(?2, p.version)",
+        (policy_id, version),
     ).fetchone()
-    return None if row is None else stored_from_row(row)
+    return None if row is None else tables.stored_from_row(row)
 
 
 def _head(conn: sqlite3.Connection, policy_id: str) -> guardrails.Head | None:
     row = conn.execute(
-        f"SELECT {HEAD_COLUMNS} FROM guardrail_policies WHERE id = ?", (policy_id,)
+        f"SELECT {tables.HEAD_COLUMNS} FROM guardrail_policies WHERE id = ?", (policy_id,)
     ).fetchone()
-    return None if row is None else head_from_row(row)
+    return None if row is None else tables.head_from_row(row)
 
 
 def _version(conn: sqlite3.Connection, policy_id: str, version: int
              ) -> guardrails.Version | None:
     row = conn.execute(
-        f"SELECT {VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = ? AND version = ?",
+        f"SELECT {tables.VERSION_COLUMNS} FROM guardrail_versions"
+        " WHERE policy_id = ? AND version = ?",
         (policy_id, version),
     ).fetchone()
-    return None if row is None else version_from_row(row)
+    return None if row is None else tables.version_from_row(row)
 
 
 def _apply(conn: sqlite3.Connection, now: int, change: guardrails.Change) -> None:
@@ -111,7 +61,7 @@ def _apply(conn: sqlite3.Connection, now: int, change: guardrails.Change) -> Non
 
 def _insert_version(conn: sqlite3.Connection, version: guardrails.Version) -> None:
     conn.execute(
-        f"INSERT INTO guardrail_versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO guardrail_versions ({tables.VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
         (version.policy_id, version.version, documents.dumps(list(version.rules)),
          version.created_at, version.created_by, version.message),
     )
@@ -123,9 +73,10 @@ def create_guardrail(
 ) -> tuple[guardrails.Stored, bool]:
     if key is not None:
         row = conn.execute(
-            f"SELECT {HEAD_COLUMNS} FROM guardrail_policies WHERE idempotency_key = ?", (key,)
+            f"SELECT {tables.HEAD_COLUMNS} FROM guardrail_policies WHERE idempotency_key = ?",
+            (key,)
         ).fetchone()
-        earlier = guardrails.replay(None if row is None else head_from_row(row), key, draft)
+        earlier = guardrails.replay(None if row is None else tables.head_from_row(row), key, draft)
         if earlier is not None:
             stored = _stored(conn, earlier.id)
             assert stored is not None
@@ -136,7 +87,7 @@ def create_guardrail(
     change = guardrails.create(draft, taken, guardrails.new_id(), now, actor, key)
     head = change.head
     conn.execute(
-        f"INSERT INTO guardrail_policies ({HEAD_COLUMNS})"
+        f"INSERT INTO guardrail_policies ({tables.HEAD_COLUMNS})"
         " VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
         (head.id, head.name, head.description, head.status, head.version, head.created_at,
          head.updated_at, head.idempotency_key, head.fingerprint),
@@ -188,8 +139,10 @@ def delete_guardrail(
 def _tool(conn: sqlite3.Connection, name: str | None) -> registry.Tool | None:
     if name is None:
         return None
-    row = conn.execute(f"SELECT {TOOL_COLUMNS} FROM tools WHERE name = ?", (name,)).fetchone()
-    return None if row is None else tool_from_row(row)
+    row = conn.execute(
+        f"SELECT {tables.TOOL_COLUMNS} FROM tools WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else tables.tool_from_row(row)
 
 
 def register_tool(
@@ -199,7 +152,7 @@ def register_tool(
     written = registry.register(_tool(conn, name), name, categories, description, now, actor)
     tool = written.record
     conn.execute(
-        f"INSERT INTO tools ({TOOL_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+        f"INSERT INTO tools ({tables.TOOL_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, NULL, NULL, ?, ?)",
         (tool.name, documents.dumps(list(tool.categories)), tool.description, tool.status,
          now, now),
     )
@@ -241,15 +194,15 @@ def create_tool_policy(
     domains: Sequence[str] | None, max_kb: int | None, actor: principals.Principal,
 ) -> registry.ToolPolicy:
     row = conn.execute(
-        f"SELECT {TOOL_POLICY_COLUMNS} FROM tool_policies WHERE tool_name = ?", (tool_name,)
+        f"SELECT {tables.TOOL_POLICY_COLUMNS} FROM tool_policies WHERE tool_name = ?", (tool_name,)
     ).fetchone()
     written = registry.add_policy(
-        _tool(conn, tool_name), None if row is None else tool_policy_from_row(row), tool_name,
-        allowed, domains, max_kb, now, actor,
+        _tool(conn, tool_name), None if row is None else tables.tool_policy_from_row(row),
+        tool_name, allowed, domains, max_kb, now, actor,
     )
     policy = written.record
     conn.execute(
-        f"INSERT INTO tool_policies ({TOOL_POLICY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO tool_policies ({tables.TOOL_POLICY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
         (policy.id, policy.tool_name, int(policy.allowed),
          None if policy.allowed_domains is None else documents.dumps(list(policy.allowed_domains)),
          policy.max_response_size_kb, policy.created_at),
@@ -263,9 +216,9 @@ def delete_tool_policy(
     conn: sqlite3.Connection, now: int, policy_id: str, actor: principals.Principal
 ) -> None:
     row = conn.execute(
-        f"SELECT {TOOL_POLICY_COLUMNS} FROM tool_policies WHERE id = ?", (policy_id,)
+        f"SELECT {tables.TOOL_POLICY_COLUMNS} FROM tool_policies WHERE id = ?", (policy_id,)
     ).fetchone()
-    event = registry.remove_policy(None if row is None else tool_policy_from_row(row),
+    event = registry.remove_policy(None if row is None else tables.tool_policy_from_row(row),
                                    policy_id, actor)
     conn.execute("DELETE FROM tool_policies WHERE id = ?", (policy_id,))
     _moved(conn)
@@ -277,16 +230,17 @@ def create_role_override(
     actor: principals.Principal,
 ) -> registry.RoleOverride:
     row = conn.execute(
-        f"SELECT {OVERRIDE_COLUMNS} FROM role_policy_overrides WHERE role = ? AND tool_name = ?",
+        f"SELECT {tables.OVERRIDE_COLUMNS} FROM role_policy_overrides"
+        " WHERE role = ? AND tool_name = ?",
         (role, tool_name),
     ).fetchone()
     written = registry.add_override(
-        _tool(conn, tool_name), None if row is None else override_from_row(row), role,
+        _tool(conn, tool_name), None if row is None else tables.override_from_row(row), role,
         tool_name, allowed, now, actor,
     )
     override = written.record
     conn.execute(
-        f"INSERT INTO role_policy_overrides ({OVERRIDE_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        f"INSERT INTO role_policy_overrides ({tables.OVERRIDE_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
         (override.id, override.role, override.tool_name, int(override.allowed),
          override.created_at),
     )
@@ -299,9 +253,9 @@ def delete_role_override(
     conn: sqlite3.Connection, now: int, override_id: str, actor: principals.Principal
 ) -> None:
     row = conn.execute(
-        f"SELECT {OVERRIDE_COLUMNS} FROM role_policy_overrides WHERE id = ?", (override_id,)
+        f"SELECT {tables.OVERRIDE_COLUMNS} FROM role_policy_overrides WHERE id = ?", (override_id,)
     ).fetchone()
-    event = registry.remove_override(None if row is None else override_from_row(row),
+    event = registry.remove_override(None if row is None else tables.override_from_row(row),
                                      override_id, actor)
     conn.execute("DELETE FROM role_policy_overrides WHERE id = ?", (override_id,))
     _moved(conn)

@@ -10,21 +10,10 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
 
 from clawguard.core import commands, records, runs
+from clawguard.store import tables
 from clawguard.store.sqlite import audit_log
-
-RUN_COLUMNS = (
-    "id, agent_id, status, depth, parent_run_id, started_at, lease_expires_at, ended_at"
-)
-
-
-def run_from_row(row: Iterable[Any]) -> records.Run:
-    rid, agent, status, depth, parent, started, lease, ended = row
-    return records.Run(id=rid, agent_id=agent, status=status, depth=depth, parent_run_id=parent,
-                       started_at=started, lease_expires_at=lease, ended_at=ended)
 
 
 def new_run_id() -> str:
@@ -32,19 +21,15 @@ def new_run_id() -> str:
 
 
 def _find(conn: sqlite3.Connection, run_id: str) -> tuple[records.Run, str | None] | None:
-    row = conn.execute(f"SELECT {RUN_COLUMNS}, breaker FROM runs WHERE id = ?",
+    row = conn.execute(f"SELECT {tables.RUN_COLUMNS}, breaker FROM runs WHERE id = ?",
                        (run_id,)).fetchone()
-    return None if row is None else (run_from_row(row[:8]), row[8])
-
-
-def decode_overrides(stored: str | None) -> dict[str, int]:
-    return {} if stored is None else dict(json.loads(stored))
+    return None if row is None else (tables.run_from_row(row[:8]), row[8])
 
 
 def overrides(conn: sqlite3.Connection, tenant_id: str) -> dict[str, int]:
     row = conn.execute("SELECT overrides FROM tenant_quotas WHERE tenant_id = ?",
                        (tenant_id,)).fetchone()
-    return decode_overrides(None if row is None else row[0])
+    return tables.decode_overrides(None if row is None else row[0])
 
 
 def start_run(
@@ -52,10 +37,10 @@ def start_run(
     rules: runs.Rules,
 ) -> runs.Started | runs.Refused:
     if request.idempotency_key is not None:
-        seen = conn.execute(f"SELECT {RUN_COLUMNS}, fingerprint FROM runs"
+        seen = conn.execute(f"SELECT {tables.RUN_COLUMNS}, fingerprint FROM runs"
                             " WHERE idempotency_key = ?", (request.idempotency_key,)).fetchone()
         if seen is not None:
-            return runs.replay(run_from_row(seen[:8]), seen[8], request)
+            return runs.replay(tables.run_from_row(seen[:8]), seen[8], request)
     tenant = runs.tenant_of(request)
     parent = None
     if request.parent_run_id is not None:

@@ -31,7 +31,7 @@ from clawguard.core import (
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
-from clawguard.store import migrations
+from clawguard.store import migrations, tables
 from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, policies, writer
 from clawguard.store.sqlite import runs as run_rows
 
@@ -155,19 +155,19 @@ class SQLiteStore:
         self, scope: records.Scope | None, status: records.Status | None
     ) -> list[records.Budget]:
         rows = await self._read(
-            f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets"
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets"
             " WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR status = ?2)"
             " ORDER BY updated_at DESC, rowid DESC",
             (scope, status),
         )
-        return [budgets.budget_from_row(row) for row in rows]
+        return [tables.budget_from_row(row) for row in rows]
 
     async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
         rows = await self._read(
-            f"SELECT {budgets.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
             (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
         )
-        return budget_rules.chain_states(budgets.budget_from_row(row) for row in rows)
+        return budget_rules.chain_states(tables.budget_from_row(row) for row in rows)
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -236,18 +236,18 @@ class SQLiteStore:
 
     async def find_key(self, key_hash: str, now: int) -> principals.Principal | None:
         rows = await self._read(
-            f"SELECT {keys.PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = ?"
+            f"SELECT {tables.PRINCIPAL_COLUMNS} FROM api_keys WHERE key_hash = ?"
             " AND revoked_at IS NULL",
             (key_hash,),
         )
-        principal = keys.principal_from_row(rows[0]) if rows else None
+        principal = tables.principal_from_row(rows[0]) if rows else None
         return principal if principal is not None and principal.usable(now) else None
 
     async def list_keys(self) -> list[records.ApiKey]:
         rows = await self._read(
-            f"SELECT {keys.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id", ()
+            f"SELECT {tables.KEY_COLUMNS} FROM api_keys ORDER BY created_at, id", ()
         )
-        return [keys.key_from_row(row) for row in rows]
+        return [tables.key_from_row(row) for row in rows]
 
     async def has_keys(self) -> bool:
         return bool(await self._read("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1", ()))
@@ -315,9 +315,9 @@ class SQLiteStore:
 
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         rows = await self._read(
-            f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
+            f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
         )
-        return approvals.approval_from_row(rows[0]) if rows else None
+        return tables.approval_from_row(rows[0]) if rows else None
 
     async def list_pending_approvals(
         self, now: int, limit: int, after: records.PendingKey | None = None,
@@ -328,7 +328,7 @@ class SQLiteStore:
         # page order instead of sorting every pending row (there are no ANALYZE statistics).
         if after is None:
             rows = await self._read(
-                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
                 " AND +expires_at > ?"
                 " AND (? IS NULL OR agent_id IN (SELECT value FROM json_each(?)))"
                 " ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -336,13 +336,13 @@ class SQLiteStore:
             )
         else:
             rows = await self._read(
-                f"SELECT {approvals.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
+                f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending'"
                 " AND +expires_at > ? AND (created_at, id) < (?, ?)"
                 " AND (? IS NULL OR agent_id IN (SELECT value FROM json_each(?)))"
                 " ORDER BY created_at DESC, id DESC LIMIT ?",
                 (now, after.created_at, after.id, only, only, limit),
             )
-        return [approvals.approval_from_row(row) for row in rows]
+        return [tables.approval_from_row(row) for row in rows]
 
     async def resolve_approval(
         self,
@@ -369,12 +369,12 @@ class SQLiteStore:
 
     async def list_grants(self, now: int, agent_id: str | None) -> list[records.Grant]:
         rows = await self._read(
-            f"SELECT {approvals.GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NULL"
+            f"SELECT {tables.GRANT_COLUMNS} FROM approval_grants WHERE revoked_at IS NULL"
             " AND (expires_at IS NULL OR expires_at > ?1) AND (?2 IS NULL OR agent_id = ?2)"
             " ORDER BY created_at DESC, rowid DESC",
             (now, agent_id),
         )
-        return [approvals.grant_from_row(row) for row in rows]
+        return [tables.grant_from_row(row) for row in rows]
 
     async def revoke_grant(
         self, grant_id: str, revoked_by: str | None, revoker: principals.Principal
@@ -386,11 +386,11 @@ class SQLiteStore:
 
     async def list_history(self, agent_id: str | None, limit: int) -> list[records.HistoryRecord]:
         rows = await self._read(
-            f"SELECT {approvals.HISTORY_COLUMNS} FROM approval_history"
+            f"SELECT {tables.HISTORY_COLUMNS} FROM approval_history"
             " WHERE (?1 IS NULL OR agent_id = ?1) ORDER BY id DESC LIMIT ?2",
             (agent_id, limit),
         )
-        return [approvals.history_from_row(row) for row in rows]
+        return [tables.history_from_row(row) for row in rows]
 
     async def append_history(
         self, agent_id: str, action: records.HistoryAction, tool_name: str, details: str | None
@@ -411,24 +411,24 @@ class SQLiteStore:
     async def get_guardrail(self, policy_id: str, version: int | None
                             ) -> guardrails.Stored | None:
         rows = await self._read(
-            policies.STORED + " WHERE p.id = ?1 AND v.version = coalesce(?2, p.version)",
+            tables.STORED + " WHERE p.id = ?1 AND v.version = coalesce(?2, p.version)",
             (policy_id, version),
         )
-        return policies.stored_from_row(rows[0]) if rows else None
+        return tables.stored_from_row(rows[0]) if rows else None
 
     async def list_guardrails(self) -> list[guardrails.Stored]:
         rows = await self._read(
-            policies.STORED + " WHERE v.version = p.version AND p.deleted_at IS NULL"
+            tables.STORED + " WHERE v.version = p.version AND p.deleted_at IS NULL"
             " ORDER BY p.seq DESC", (),
         )
-        return [policies.stored_from_row(row) for row in rows]
+        return [tables.stored_from_row(row) for row in rows]
 
     async def guardrail_versions(self, policy_id: str) -> list[guardrails.Version]:
         rows = await self._read(
-            f"SELECT {policies.VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = ?"
+            f"SELECT {tables.VERSION_COLUMNS} FROM guardrail_versions WHERE policy_id = ?"
             " ORDER BY version DESC", (policy_id,),
         )
-        return [policies.version_from_row(row) for row in rows]
+        return [tables.version_from_row(row) for row in rows]
 
     async def create_guardrail(
         self, draft: gate_rules.Draft, idempotency_key: str | None, actor: principals.Principal
@@ -462,10 +462,10 @@ class SQLiteStore:
 
     async def list_tools(self, include_archived: bool) -> list[registry.Tool]:
         rows = await self._read(
-            f"SELECT {policies.TOOL_COLUMNS} FROM tools WHERE ?1 OR status <> 'archived'"
+            f"SELECT {tables.TOOL_COLUMNS} FROM tools WHERE ?1 OR status <> 'archived'"
             " ORDER BY seq", (include_archived,),
         )
-        return [policies.tool_from_row(row) for row in rows]
+        return [tables.tool_from_row(row) for row in rows]
 
     async def register_tool(
         self, name: str, categories: list[str], description: str | None,
@@ -493,9 +493,9 @@ class SQLiteStore:
 
     async def list_tool_policies(self) -> list[registry.ToolPolicy]:
         rows = await self._read(
-            f"SELECT {policies.TOOL_POLICY_COLUMNS} FROM tool_policies ORDER BY seq", ()
+            f"SELECT {tables.TOOL_POLICY_COLUMNS} FROM tool_policies ORDER BY seq", ()
         )
-        return [policies.tool_policy_from_row(row) for row in rows]
+        return [tables.tool_policy_from_row(row) for row in rows]
 
     async def create_tool_policy(
         self, tool_name: str, allowed: bool, allowed_domains: list[str] | None,
@@ -514,9 +514,9 @@ class SQLiteStore:
 
     async def list_role_overrides(self) -> list[registry.RoleOverride]:
         rows = await self._read(
-            f"SELECT {policies.OVERRIDE_COLUMNS} FROM role_policy_overrides ORDER BY seq", ()
+            f"SELECT {tables.OVERRIDE_COLUMNS} FROM role_policy_overrides ORDER BY seq", ()
         )
-        return [policies.override_from_row(row) for row in rows]
+        return [tables.override_from_row(row) for row in rows]
 
     async def create_role_override(
         self, role: str, tool_name: str, allowed: bool, actor: principals.Principal
@@ -558,15 +558,15 @@ class SQLiteStore:
 
     async def get_run(self, run_id: str) -> records.Run | None:
         rows = await self._read(
-            f"SELECT {run_rows.RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            f"SELECT {tables.RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
         )
-        return run_rows.run_from_row(rows[0]) if rows else None
+        return tables.run_from_row(rows[0]) if rows else None
 
     async def list_runs(
         self, status: records.RunStatus | None, agent_id: str | None, now: int, limit: int
     ) -> list[records.Run]:
         rows = await self._read(
-            f"SELECT {run_rows.RUN_COLUMNS} FROM runs WHERE (?2 IS NULL OR agent_id = ?2)"
+            f"SELECT {tables.RUN_COLUMNS} FROM runs WHERE (?2 IS NULL OR agent_id = ?2)"
             " AND (?1 IS NULL"
             " OR (?1 = 'running' AND status = 'running' AND lease_expires_at > ?3)"
             " OR (?1 = 'expired' AND (status = 'expired'"
@@ -575,7 +575,7 @@ class SQLiteStore:
             " ORDER BY started_at DESC, rowid DESC LIMIT ?4",
             (status, agent_id, now, limit),
         )
-        return [run_rows.run_from_row(row) for row in rows]
+        return [tables.run_from_row(row) for row in rows]
 
     async def count_running_runs(self, now: int) -> int:
         rows = await self._read(
@@ -587,7 +587,7 @@ class SQLiteStore:
         rows = await self._read(
             "SELECT overrides FROM tenant_quotas WHERE tenant_id = ?", (tenant_id,)
         )
-        return run_rows.decode_overrides(rows[0][0] if rows else None)
+        return tables.decode_overrides(rows[0][0] if rows else None)
 
     async def set_quota_overrides(
         self, tenant_id: str, patch: dict[str, int | None]

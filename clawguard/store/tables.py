@@ -1,0 +1,184 @@
+"""How both engines' rows become records: the column lists they select and the mappings.
+
+The schema is one schema in two dialects (migrations/sqlite, migrations/postgres),
+so the columns a table is read by, and what a row of them means, are the same on
+SQLite and on PostgreSQL and live here once. Statements stay with their engine:
+their placeholders, locks and conflict clauses differ by dialect. A column list
+here is dialect-free; where a type differs (a SQLite integer for a boolean) the
+mapping absorbs it.
+
+(Named `tables`, not `rows`: the engines call their result lists `rows`.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from clawguard.core import documents, guardrails, money, principals, records, registry
+
+# --- approvals, sticky grants, the approval history ----------------------------------------
+
+APPROVAL_COLUMNS = (
+    "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
+    " expires_at, resolved_at, resolved_by, args_fingerprint"
+)
+GRANT_COLUMNS = (
+    "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
+    " created_at, expires_at, revoked_at, revoked_by"
+)
+HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
+
+
+def approval_from_row(row: Iterable[Any]) -> records.Approval:
+    (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
+     resolved_by, fingerprint) = row
+    return records.Approval(
+        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
+        task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
+        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
+    )
+
+
+def grant_from_row(row: Iterable[Any]) -> records.Grant:
+    (gid, agent, tool, grant_scope, fingerprint, args_summary, approval_id, created, expires,
+     revoked_at, revoked_by) = row
+    return records.Grant(
+        id=gid, agent_id=agent, tool_name=tool, grant_scope=grant_scope,
+        args_fingerprint=fingerprint, args_summary=args_summary, approval_id=approval_id,
+        created_at=created, expires_at=expires, revoked_at=revoked_at, revoked_by=revoked_by,
+    )
+
+
+def history_from_row(row: Iterable[Any]) -> records.HistoryRecord:
+    hid, agent, action, tool, details, created = row
+    return records.HistoryRecord(
+        id=hid, agent_id=agent, action=action, tool_name=tool, details=details,
+        created_at=created,
+    )
+
+
+# --- budgets -------------------------------------------------------------------------------
+
+BUDGET_COLUMNS = (
+    "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
+    " created_at, updated_at, tenant_id"
+)
+
+
+def budget_from_row(row: Iterable[Any]) -> records.Budget:
+    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
+    return records.Budget(
+        id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
+        spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
+        held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
+        created_at=created, updated_at=updated,
+    )
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+PRINCIPAL_COLUMNS = "id, name, role, leads, groups, expires_at"
+KEY_COLUMNS = "id, name, role, leads, groups, created_at, expires_at, revoked_at, last_used_at"
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else list(json.loads(text))
+
+
+def names_json(names: frozenset[str] | None) -> str | None:
+    """A key's leads or groups as their column holds them: a sorted JSON list, or NULL."""
+    return None if names is None else json.dumps(sorted(names))
+
+
+def principal_from_row(row: Iterable[Any]) -> principals.Principal:
+    key_id, name, role, leads, groups, expires_at = row
+    return principals.Principal(
+        key_id=key_id, name=name, role=role,
+        leads=None if leads is None else frozenset(json.loads(leads)),
+        groups=None if groups is None else frozenset(json.loads(groups)),
+        expires_at=expires_at,
+    )
+
+
+def key_from_row(row: Iterable[Any]) -> records.ApiKey:
+    key_id, name, role, leads, groups, created, expires, revoked, used = row
+    return records.ApiKey(
+        id=key_id, name=name, role=role, leads=_names(leads), groups=_names(groups),
+        created_at=created, expires_at=expires, revoked_at=revoked, last_used_at=used,
+    )
+
+
+# --- runs and tenant quotas ----------------------------------------------------------------
+
+RUN_COLUMNS = (
+    "id, agent_id, status, depth, parent_run_id, started_at, lease_expires_at, ended_at"
+)
+
+
+def run_from_row(row: Iterable[Any]) -> records.Run:
+    rid, agent, status, depth, parent, started, lease, ended = row
+    return records.Run(id=rid, agent_id=agent, status=status, depth=depth, parent_run_id=parent,
+                       started_at=started, lease_expires_at=lease, ended_at=ended)
+
+
+def decode_overrides(stored: str | None) -> dict[str, int]:
+    return {} if stored is None else dict(json.loads(stored))
+
+
+# --- guardrail policies, the tool registry, tool policies, role overrides ------------------
+
+HEAD_COLUMNS = (
+    "seq, id, name, description, status, version, created_at, updated_at, deleted_at,"
+    " idempotency_key, fingerprint"
+)
+VERSION_COLUMNS = "policy_id, version, rules, created_at, created_by, message"
+# A policy at its current version: the head's columns, then the version's. No placeholders:
+# each engine appends its own WHERE.
+STORED = (
+    "SELECT p.seq, p.id, p.name, p.description, p.status, p.version, p.created_at,"
+    " p.updated_at, p.deleted_at, p.idempotency_key, p.fingerprint,"
+    " v.policy_id, v.version, v.rules, v.created_at, v.created_by, v.message"
+    " FROM guardrail_policies p JOIN guardrail_versions v ON v.policy_id = p.id"
+)
+TOOL_COLUMNS = (
+    "seq, name, categories, description, status, reason, replacement, created_at, updated_at"
+)
+TOOL_POLICY_COLUMNS = (
+    "id, tool_name, allowed, allowed_domains, max_response_size_kb, created_at"
+)
+OVERRIDE_COLUMNS = "id, role, tool_name, allowed, created_at"
+
+
+def head_from_row(row: Sequence[Any]) -> guardrails.Head:
+    return guardrails.Head(*row)
+
+
+def version_from_row(row: Sequence[Any]) -> guardrails.Version:
+    policy_id, version, rules, created_at, created_by, message = row
+    return guardrails.Version(policy_id, version, tuple(documents.loads(rules)), created_at,
+                              created_by, message)
+
+
+def stored_from_row(row: Sequence[Any]) -> guardrails.Stored:
+    return guardrails.Stored(head_from_row(row[:11]), version_from_row(row[11:]))
+
+
+def tool_from_row(row: Sequence[Any]) -> registry.Tool:
+    seq, name, categories, description, status, reason, replacement, created, updated = row
+    return registry.Tool(seq, name, tuple(documents.loads(categories)), description, status,
+                         reason, replacement, created, updated)
+
+
+def tool_policy_from_row(row: Sequence[Any]) -> registry.ToolPolicy:
+    # bool(): SQLite stores `allowed` as an integer, PostgreSQL as a boolean.
+    pid, tool, allowed, domains, max_kb, created = row
+    return registry.ToolPolicy(pid, tool, bool(allowed),
+                               None if domains is None else tuple(documents.loads(domains)),
+                               max_kb, created)
+
+
+def override_from_row(row: Sequence[Any]) -> registry.RoleOverride:
+    oid, role, tool, allowed, created = row
+    return registry.RoleOverride(oid, role, tool, bool(allowed), created)
