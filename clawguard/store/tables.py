@@ -182,3 +182,9 @@ def tool_policy_from_row(row: Sequence[Any]) -> registry.ToolPolicy:
 def override_from_row(row: Sequence[Any]) -> registry.RoleOverride:
     oid, role, tool, allowed, created = row
     return registry.RoleOverride(oid, role, tool, bool(allowed), created)
+
+
+# Every ledger row as the checkpoints' running digest covers it (core.ledger.SpendRow).
+SPEND_ROWS = (
+    "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
+)

@@ -223,16 +223,11 @@ def _chain_key(request: commands.ScopeIds) -> tuple[str | None, ...]:
     return (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
 
 
-SPEND_ROWS = (
-    "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
-)
-
-
 def spend_rows(url: str) -> list[tuple[int, str | None, str, int, int]]:
     """Every ledger row as its running digest covers it (core.ledger.SpendRow), in id order."""
     try:
         with psycopg.connect(connection.conninfo(url)) as conn:
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(SPEND_ROWS)]
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(tables.SPEND_ROWS)]
     except psycopg.Error as exc:
         raise connection.unavailable(exc, "read") from exc
 

@@ -177,16 +177,11 @@ def record_spend(
     )
 
 
-SPEND_ROWS = (
-    "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
-)
-
-
 def spend_rows(path: str) -> list[tuple[int, str | None, str, int, int]]:
     """Every ledger row as its running digest covers it (core.ledger.SpendRow), in id order."""
     conn = files.open_read_only(path)
     try:
-        return list(conn.execute(SPEND_ROWS))
+        return list(conn.execute(tables.SPEND_ROWS))
     finally:
         conn.close()
 
