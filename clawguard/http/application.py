@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +11,7 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, reaper, refusals, runs
+from clawguard.services import checkpoints, gate, handshake, periodic, reaper, refusals, runs
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -76,17 +74,10 @@ async def flush_key_usage(app: web.Application) -> None:
 
 async def _key_usage_ctx(app: web.Application) -> AsyncIterator[None]:
     period_s = app[state.CONFIG].auth.last_used_flush_ms / 1000
-
-    async def flushing() -> None:
-        while True:
-            await asyncio.sleep(period_s)
-            await flush_key_usage(app)
-
-    task = asyncio.create_task(flushing(), name="clawguard-key-usage")
+    flushing = periodic.Periodic("key use flush", period_s, lambda: flush_key_usage(app))
+    flushing.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await flushing.stop()
     await flush_key_usage(app)  # the store is still open: it closes after this
 
 

@@ -9,12 +9,11 @@ fake clock.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
-from clawguard.core import errors, ledger
+from clawguard.core import ledger
+from clawguard.services import periodic
 from clawguard.store import contract
 
 log = logging.getLogger(__name__)
@@ -26,8 +25,7 @@ class Checkpoints:
     def __init__(self, db: contract.Store, clock: Callable[[], int], period_ms: int) -> None:
         self._db = db
         self._clock = clock
-        self._period = period_ms / 1000
-        self._task: asyncio.Task[None] | None = None
+        self._loop = periodic.Periodic("ledger checkpoint", period_ms / 1000, self.checkpoint)
 
     async def checkpoint(self) -> int:
         """Cover the settled spends since the last checkpoint; how many were covered."""
@@ -41,21 +39,7 @@ class Checkpoints:
         return len(rows)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="clawguard-ledger-checkpoints")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._period)
-            try:
-                await self.checkpoint()
-            except errors.StoreUnavailable as exc:  # an outage: one line a period, no trace
-                log.warning("ledger checkpoint failed, retrying: %s", exc.message)
-            except Exception:
-                log.exception("ledger checkpoint failed")
+        await self._loop.stop()

@@ -8,13 +8,10 @@ while it was down. `sweep()` is public so tests drive it with a fake clock.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
-from clawguard.core import errors
 from clawguard.runtime import metrics
-from clawguard.services import handshake
+from clawguard.services import handshake, periodic
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +22,7 @@ class Reaper:
     ) -> None:
         self._handshake = handshake
         self._metrics = counters
-        self._period = period_ms / 1000
-        self._task: asyncio.Task[None] | None = None
+        self._loop = periodic.Periodic("approval sweep", period_ms / 1000, self.sweep)
 
     async def sweep(self) -> int:
         """One pass; how many rows it expired."""
@@ -38,21 +34,7 @@ class Reaper:
         return expired
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="clawguard-reaper")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._period)
-            try:
-                await self.sweep()
-            except errors.StoreUnavailable as exc:  # an outage: one line a period, no trace
-                log.warning("approval sweep failed, retrying: %s", exc.message)
-            except Exception:
-                log.exception("approval sweep failed")
+        await self._loop.stop()

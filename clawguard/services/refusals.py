@@ -12,13 +12,13 @@ valid key from an address that also sent bad ones is served as always.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from clawguard.core import audit, errors, principals
+from clawguard.services import periodic
 from clawguard.store import contract
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,8 @@ class Refusals:
     ) -> None:
         self._db = db
         self._clock = clock
-        self._interval = interval_ms / 1000
         self._tallies: dict[tuple[str, str], _Tally] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = periodic.Periodic("refusal audit", interval_ms / 1000, self.flush)
 
     def note(
         self, reason: str, principal: principals.Principal | None, remote: str | None,
@@ -118,21 +117,9 @@ class Refusals:
             newer.method, newer.path = tally.method, tally.path
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="clawguard-refusals")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the periodic flush, then flush what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("flushing the refused calls failed")
