@@ -217,7 +217,10 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
-        raise errors.ConfigError(f"bad setting {key}: {first['msg']}") from exc
+        problem = first["msg"]
+        if first["type"] == "extra_forbidden":  # pydantic says "Extra inputs are not permitted"
+            problem = "clawguard has no such setting (config.example.toml lists them all)"
+        raise errors.ConfigError(f"bad setting {key}: {problem}") from exc
     if cfg.auth.mode == "none" and not is_loopback(cfg.server.host):
         raise errors.ConfigError(
             f'bad setting auth.mode: "none" lets anyone spend and resume, so it is only allowed'

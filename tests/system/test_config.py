@@ -175,3 +175,17 @@ def test_the_admin_key_file(tmp_path):
     assert shared.admin_key_file == Path.cwd() / "clawguard-admin.key"
     chosen = config.Config(auth=config.AuthConfig(key_file=str(tmp_path / "k")))
     assert chosen.admin_key_file == tmp_path / "k"
+
+
+@pytest.mark.parametrize(("text", "environ"), [
+    ("[server]\nbogus = 1\n", {}),
+    ("", {"CLAWGUARD_SERVER_BOGUS": "1"}),
+])
+def test_an_unknown_setting_is_named_in_plain_words(tmp_path, text, environ):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(errors.ConfigError) as refused:
+        config.load(path, environ=environ)
+    assert refused.value.message == (
+        "bad setting server.bogus: clawguard has no such setting"
+        " (config.example.toml lists them all)")
