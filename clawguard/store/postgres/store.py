@@ -34,7 +34,7 @@ from clawguard.core import (
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
-from clawguard.store import migrations, tables
+from clawguard.store import batches, migrations, tables
 from clawguard.store.postgres import (
     approvals,
     audit_log,
@@ -609,19 +609,10 @@ class PostgresStore:
 
     async def _spend_loop(self) -> None:
         while True:
-            item = await self._queue.get()
-            if item is None:
+            taken = await batches.next_batch(self._queue, self._settings.batch_max)
+            if taken is None:
                 return
-            # One loop turn first, so the handlers runnable in this turn join the batch.
-            await asyncio.sleep(0)
-            batch = [item]
-            stop = False
-            while len(batch) < self._settings.batch_max and not self._queue.empty():
-                queued = self._queue.get_nowait()
-                if queued is None:
-                    stop = True
-                    break
-                batch.append(queued)
+            batch, stop = taken
             spends = [spend for spend, _ in batch]
             started = time.perf_counter()
             outcomes: list[Any]
@@ -636,13 +627,7 @@ class PostgresStore:
             else:
                 if self.batch_observer is not None:
                     self.batch_observer(len(batch), time.perf_counter() - started)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():  # the caller went away; its spend stands
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            batches.answer(batch, outcomes)
             if stop:
                 return
 

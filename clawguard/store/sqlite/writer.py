@@ -22,6 +22,7 @@ from typing import Any
 
 from clawguard.core import errors
 from clawguard.runtime import config
+from clawguard.store import batches
 from clawguard.store.sqlite import budgets, files
 
 log = logging.getLogger(__name__)
@@ -109,21 +110,10 @@ class Writer:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            item = await self._queue.get()
-            if item is None:
+            taken = await batches.next_batch(self._queue, self._settings.batch_max)
+            if taken is None:
                 return
-            # One loop turn first: the handlers already runnable in this turn enqueue their
-            # writes too, so the batch is bigger and its fsync and thread hop are shared by
-            # more callers (bench/spend.py: about +25% spends per second).
-            await asyncio.sleep(0)
-            batch = [item]
-            stop = False
-            while len(batch) < self._settings.batch_max and not self._queue.empty():
-                queued = self._queue.get_nowait()
-                if queued is None:
-                    stop = True
-                    break
-                batch.append(queued)
+            batch, stop = taken
             started = loop.time()
             try:
                 outcomes = await self._commit_batch([job for job, _ in batch])
@@ -139,13 +129,7 @@ class Writer:
             self._fault = None if failed is None else failed.message
             if self.batch_observer is not None:
                 self.batch_observer(len(batch), loop.time() - started)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():  # the caller went away; its write stands
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            batches.answer(batch, outcomes)
             if stop:
                 return
 
