@@ -1,4 +1,4 @@
-"""Policy documents as seed 002 validates them, plus SPEC 6.1's extra rule fields."""
+"""Policy documents as seed 002 validates them, plus clawguard's extra rule fields."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 No I/O here. Services load records, call these functions, and apply the result.
 
-Guardrails (SPEC 6.1, seed 002)::
+Guardrails (README: Policies)::
 
     from clawguard.core import gate
 
@@ -29,7 +29,7 @@ the `PolicySet`; `evaluate` never raises (an unforeseen failure is a BLOCK
 whose reason starts with `gate.verdicts.INTERNAL_ERROR`). Money and values are
 ints or Decimals, never floats.
 
-Tool access (SPEC 6.3, seed 000)::
+Tool access (README: Policies)::
 
     table = gate.compile_access(tools, tool_policies, role_overrides)
     access = gate.check_access(table, tool_name, arguments, principal)

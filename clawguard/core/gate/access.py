@@ -1,4 +1,4 @@
-"""Tool access (seed 000, SPEC 6.3): registry status, role override, tool policy, restrictions.
+"""Tool access (README: Policies): registry status, role override, tool policy, restrictions.
 
 Order: an unregistered or archived tool is blocked; then a role override for
 any of the principal's roles decides (a deny among them wins); else the tool's

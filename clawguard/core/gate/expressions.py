@@ -5,7 +5,7 @@ An expression is parsed when a policy is written; a syntax error raises
 never raises: it answers True, False, or `Unevaluable` with the reason (a
 missing path, a type mismatch, a value the gate does not compare).
 
-Typing rules (SPEC 6.2): `null` equals only `null`, and a comparison with
+Typing rules: `null` equals only `null`, and a comparison with
 `null` is never a type mismatch (ordering and string operators are then
 False); ints and Decimals are one number type, booleans are not numbers;
 floats are refused, since money never passes through a float; any other

@@ -1,4 +1,4 @@
-"""Guards (SPEC 6.2): expr, allOf, anyOf, not and role, compiled once, decided without raising.
+"""Guards: expr, allOf, anyOf, not and role, compiled once, decided without raising.
 
 An operand that cannot be evaluated anywhere in a guard makes the whole guard
 unevaluable: every branch is evaluated, none short-circuits, so a guard's

@@ -1,4 +1,4 @@
-"""Guardrail policy documents (seed 002 and SPEC 6.1): their fields, validated when written.
+"""Guardrail policy documents (README: Policies): their fields, validated when written.
 
 A rule document is kept verbatim (receipts and `?version=N` quote it); what is
 checked here is compiled into a `Rule`, the typed form the evaluator reads.
