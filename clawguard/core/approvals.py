@@ -145,7 +145,7 @@ def open_request(
     """`grants`: the live sticky grants for (agent, tool) at `now` that the engine found.
 
     A short-circuit's audit row names the arguments it let through."""
-    grant = matching_grant(grants, new.args_fingerprint)
+    grant = matching_grant(grants, new.args_fingerprint) if new.honour_grants else None
     if grant is not None:
         return Opening(records.Opened(grant=grant, approval=None), audit.Event(
             "approval", "approval.sticky_allowed", new.agent_id,

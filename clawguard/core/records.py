@@ -230,6 +230,8 @@ class NewApproval(Model):
     tenant_id: str | None
     args_fingerprint: str
     requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
+    # False when a gate rule says `sticky: false`: no standing grant may satisfy it.
+    honour_grants: bool = pydantic.Field(default=True, exclude=True)
 
 
 class Approval(Model):

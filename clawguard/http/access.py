@@ -68,6 +68,15 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("GET", "/api/role-policy-overrides"): OPERATOR,
     ("POST", "/api/role-policy-overrides"): OPERATOR,
     ("DELETE", "/api/role-policy-overrides/{id}"): OPERATOR,
+    # Authorize: executors ask; operators read receipts, set the approval settings and read
+    # the reports; both may ask the enforcement check.
+    ("POST", "/api/governance/authorize"): EXECUTOR,
+    ("GET", "/api/governance/receipts/{id}"): OPERATOR,
+    ("GET", "/api/governance/settings"): OPERATOR,
+    ("PATCH", "/api/governance/settings"): OPERATOR,
+    ("GET", "/api/governance/enforcement/check"): EXECUTOR | OPERATOR,
+    ("GET", "/api/governance/report"): OPERATOR,
+    ("GET", "/api/governance/approval-stats"): OPERATOR,
 }
 
 

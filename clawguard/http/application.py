@@ -11,7 +11,16 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, periodic, reaper, refusals, runs
+from clawguard.services import (
+    authorize,
+    checkpoints,
+    gate,
+    handshake,
+    periodic,
+    reaper,
+    refusals,
+    runs,
+)
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,7 @@ def create_app(
     app.cleanup_ctx.append(_refusals_ctx)
     app.cleanup_ctx.append(_checkpoints_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
+    app.cleanup_ctx.append(_authorizer_ctx)
     app.on_shutdown.append(_answer_parked_waits)
     app[state.OPENAPI] = routes.openapi_json()
     app.router.add_routes([route.definition() for route in routes.ROUTES])
@@ -136,6 +146,13 @@ async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await sweeper.stop()
     approvals.close()
+
+
+async def _authorizer_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[state.AUTHORIZER] = authorize.Authorizer(
+        app[state.STORE], app[state.GATE], app[state.APPROVALS], app[state.CONFIG],
+        app[state.CLOCK], app[state.METRICS])
+    yield
 
 
 async def _answer_parked_waits(app: web.Application) -> None:

@@ -105,6 +105,7 @@ WAITS_FOR_PEOPLE = frozenset({
     ("POST", "/api/governance/delegation-approval"),
     ("POST", "/api/tools/approvals"),
     ("GET", "/api/tools/approvals/{id}"),
+    ("POST", "/api/governance/authorize"),  # an ALERT waits like delegation-approval
 })
 
 

@@ -10,9 +10,18 @@ from typing import NamedTuple
 import pydantic
 from aiohttp import web
 
-from clawguard.core import commands, errors, guardrails, records
-from clawguard.http import access, bodies, gatewire, middleware, openapi, wire
-from clawguard.http.handlers import approvals, audit, budgets, keys, operations, registry, runs
+from clawguard.core import authorize, commands, errors, guardrails, records
+from clawguard.http import access, authorizewire, bodies, gatewire, middleware, openapi, wire
+from clawguard.http.handlers import (
+    approvals,
+    audit,
+    budgets,
+    governance,
+    keys,
+    operations,
+    registry,
+    runs,
+)
 from clawguard.http.handlers import guardrails as guardrail_routes
 
 
@@ -480,6 +489,57 @@ ROUTES = [
         registry.delete_role_override,
         Endpoint("Delete a role override", status=204, path=gatewire.ItemKey, errors=(404,),
                  tag="tools"),
+    ),
+    Route(
+        "POST",
+        "/api/governance/authorize",
+        governance.authorize_action,
+        Endpoint("May this action run? ALLOW, BLOCK or PENDING, with its receipt",
+                 authorizewire.Verdict, body=authorize.Request, errors=(404, 409),
+                 tag="authorize"),
+    ),
+    Route(
+        "GET",
+        "/api/governance/receipts/{id}",
+        governance.get_receipt,
+        Endpoint("One receipt: everything behind a verdict", authorizewire.Receipt,
+                 path=wire.ItemId, errors=(404,), tag="authorize"),
+    ),
+    Route(
+        "GET",
+        "/api/governance/settings",
+        governance.get_settings,
+        Endpoint("The approval settings", authorizewire.Settings, tag="authorize"),
+    ),
+    Route(
+        "PATCH",
+        "/api/governance/settings",
+        governance.patch_settings,
+        Endpoint("Change the approval settings (category_flags merge key by key)",
+                 authorizewire.Settings, body=authorizewire.SettingsPatch, errors=(422,),
+                 tag="authorize"),
+    ),
+    Route(
+        "GET",
+        "/api/governance/enforcement/check",
+        governance.enforcement_check,
+        Endpoint("What holds an agent, mission, team or tenant back now",
+                 authorizewire.Enforcement, query=authorizewire.EnforcementQuery,
+                 tag="authorize"),
+    ),
+    Route(
+        "GET",
+        "/api/governance/report",
+        governance.report,
+        Endpoint("Governance report: verdicts and approvals over a period",
+                 authorizewire.Report, query=authorizewire.PeriodQuery, tag="authorize"),
+    ),
+    Route(
+        "GET",
+        "/api/governance/approval-stats",
+        governance.approval_stats,
+        Endpoint("Approvals by tool and by category over a period",
+                 authorizewire.ApprovalStats, query=authorizewire.PeriodQuery, tag="authorize"),
     ),
 ]
 

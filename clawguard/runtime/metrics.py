@@ -84,6 +84,12 @@ class Metrics:
         self.breaker_trips = prom.Counter(
             "clawguard_breaker_trips", "Runs stopped by a circuit breaker", ["reason"],
             registry=r)
+        self.verdicts = prom.Counter(
+            "clawguard_verdicts", "Authorize verdicts by decision (replays not counted)",
+            ["decision"], registry=r)
+        self.verdict_children = {
+            decision: self.verdicts.labels(decision) for decision in ("ALLOW", "BLOCK", "PENDING")
+        }
 
         # Labelled children by label values: labels() takes a lock and builds a tuple,
         # which the spend path would pay several times a request.

@@ -1,6 +1,7 @@
 """The action gate's compiled state, one copy a process, and the verdict authorize asks for.
 
-Policies, tools, tool policies and role overrides are compiled once and kept;
+Policies, tools, tool policies, role overrides and the approval settings are
+compiled once and kept;
 each use first reads the store's gate generation (one small read), and
 recompiles when another write, here or on another daemon sharing the
 database, has moved it.
@@ -10,9 +11,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from clawguard.core import gate, guardrails, registry
+from clawguard.core.gate import settings as gate_settings
 from clawguard.store import contract
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One consistent view: the compiled sets, the settings and the tools' categories."""
+
+    policies: gate.PolicySet
+    access: gate.AccessTable
+    settings: gate_settings.Settings
+    categories: Mapping[str, tuple[str, ...]]
+
+    def verdict(self, action: gate.Action, principal: gate.Principal,
+                context: Mapping[str, object] | None
+                ) -> tuple[gate.AccessDecision, gate.Verdict]:
+        """Tool access and the guardrail verdict for one action (both, whatever the first
+        says, so a caller can report every reason)."""
+        decision = gate.check_access(self.access, action.tool, action.arguments, principal)
+        return decision, gate.evaluate(action, principal, context, self.policies)
 
 
 class Gate:
@@ -24,6 +45,7 @@ class Gate:
         self._generation: int | None = None
         self._policies = gate.compile([])
         self._access = registry.access_table([], [], [])
+        self._snapshot = Snapshot(self._policies, self._access, gate_settings.DEFAULTS, {})
         self.compilations = 0  # how many times the stored set was loaded and compiled
 
     async def compiled(self) -> tuple[gate.PolicySet, gate.AccessTable]:
@@ -40,10 +62,19 @@ class Gate:
         tools = await self._store.list_tools(include_archived=True)
         tool_policies = await self._store.list_tool_policies()
         overrides = await self._store.list_role_overrides()
+        settings = await self._store.get_settings()
         self._policies = gate.compile([s.policy() for s in stored])
         self._access = registry.access_table(tools, tool_policies, overrides)
+        self._snapshot = Snapshot(self._policies, self._access, settings,
+                                  {tool.name: tool.categories for tool in tools})
         self._generation = generation
         self.compilations += 1
+
+    async def snapshot(self) -> Snapshot:
+        """The compiled state and the approval settings, reloaded together when a write moved
+        any of them."""
+        await self.compiled()
+        return self._snapshot
 
     async def dry_run(self, request: guardrails.DryRun) -> gate.Verdict:
         """The verdict of the stored policies, or of `request.policies` when given."""
@@ -58,9 +89,5 @@ async def gate_verdict(
     compiled: Gate, action: gate.Action, principal: gate.Principal,
     context: Mapping[str, object] | None,
 ) -> tuple[gate.AccessDecision, gate.Verdict]:
-    """Tool access and the guardrail verdict for one action, from the cached compiled sets.
-
-    Both are answered, whatever the first says, so a caller can report every reason."""
-    policies, access = await compiled.compiled()
-    decision = gate.check_access(access, action.tool, action.arguments, principal)
-    return decision, gate.evaluate(action, principal, context, policies)
+    """Tool access and the guardrail verdict for one action, from the cached compiled sets."""
+    return (await compiled.snapshot()).verdict(action, principal, context)

@@ -10,8 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from clawguard.core import audit, commands, guardrails, ledger, principals, records, registry, runs
+from clawguard.core import (
+    audit,
+    authorize,
+    commands,
+    guardrails,
+    ledger,
+    principals,
+    records,
+    registry,
+    runs,
+)
 from clawguard.core import gate as gate_rules
+from clawguard.core.gate import settings as gate_settings
 
 
 class Store(Protocol):
@@ -250,6 +261,45 @@ class Store(Protocol):
         self, tenant_id: str, patch: dict[str, int | None]
     ) -> dict[str, int]:
         """Apply a checked patch (None removes a key), audited; the overrides after it."""
+
+    # --- authorize: approval settings, receipts, the enforcement check, reports -----------
+
+    async def get_settings(self) -> gate_settings.Settings:
+        """The approval settings in force (the defaults before any PATCH)."""
+
+    async def patch_settings(self, patch: dict[str, object], actor: principals.Principal
+                             ) -> gate_settings.Settings:
+        """Apply a checked patch (gate_settings.check_patch), audited; moves gate_generation."""
+
+    async def find_receipt(self, idempotency_key: str) -> authorize.Stored | None:
+        """The receipt an (owner-prefixed) idempotency key made, with its outcome."""
+
+    async def get_receipt(self, receipt_id: str) -> authorize.Stored | None: ...
+
+    async def write_receipt(self, receipt: authorize.NewReceipt
+                            ) -> tuple[authorize.Stored, bool]:
+        """Append a receipt and its tool_call audit row; when its idempotency key already made
+        one, that one instead (replayed True) or IdempotencyConflict for another request.
+        One receipt a key, however many calls race, on every engine."""
+
+    async def append_receipt_outcome(self, receipt_id: str, outcome: dict[str, object]
+                                     ) -> authorize.Stored:
+        """Append a PENDING receipt's outcome once (authorize.append_outcome): a second
+        outcome leaves the first; NotFound; Conflict for a receipt that is not PENDING."""
+
+    async def enforcement_blockers(self, resource_type: authorize.ResourceType,
+                                   resource_id: str, now: int) -> authorize.Blockers:
+        """Tripped runs whose lease has not run out, live pending approvals (of the agent or
+        tenant, or opened by an authorize that named the resource) and, for a tenant, its
+        run load and quota overrides; at most authorize.BLOCKING_MAX of each."""
+
+    async def report_figures(self, since: int, now: int) -> authorize.ReportFigures:
+        """Receipts made since `since` and the approvals they opened, counted by SQL."""
+
+    async def approval_stats(self, since: int, now: int) -> tuple[
+            list[tuple[str, int, int, int]], list[tuple[str, int, int]]]:
+        """(tool, total, approved, rejected) largest first and (category, total, approved)
+        by name, over the approvals opened by receipts made since `since`, by SQL."""
 
     async def close(self) -> None:
         """Finish every queued write, then close."""

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from clawguard.core import documents, guardrails, money, principals, records, registry
+from clawguard.core import authorize, documents, guardrails, money, principals, records, registry
 
 # --- approvals, sticky grants, the approval history ----------------------------------------
 
@@ -187,4 +187,34 @@ def override_from_row(row: Sequence[Any]) -> registry.RoleOverride:
 # Every ledger row as the checkpoints' running digest covers it (core.ledger.SpendRow).
 SPEND_ROWS = (
     "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
+)
+
+
+# Receipts with their appended outcome (core.authorize.Stored); each engine adds its WHERE.
+RECEIPT = (
+    "SELECT r.id, r.agent_id, r.decision, r.approval_id, r.fingerprint, r.document,"
+    " r.created_at, o.document FROM receipts r LEFT JOIN receipt_outcomes o"
+    " ON o.receipt_id = r.id"
+)
+
+
+def receipt_from_row(row: Sequence[Any]) -> authorize.Stored:
+    rid, agent, decision, approval_id, fingerprint, document, created, outcome = row
+    return authorize.Stored(rid, agent, decision, approval_id, fingerprint,
+                            documents.loads(document), created,
+                            None if outcome is None else documents.loads(outcome))
+
+
+def receipt_row(receipt: authorize.Stored, new: authorize.NewReceipt) -> tuple[Any, ...]:
+    """The INSERT's values, in the column order both engines write."""
+    request = new.request
+    return (receipt.id, request.agent_id, request.mission_id, request.team_id,
+            request.tenant_id, request.run_id, request.tool, documents.dumps(list(new.categories)),
+            receipt.decision, receipt.approval_id, new.idempotency_key, receipt.fingerprint,
+            documents.dumps(receipt.document), receipt.created_at)
+
+
+RECEIPT_INSERT_COLUMNS = (
+    "id, agent_id, mission_id, team_id, tenant_id, run_id, tool_name, categories, decision,"
+    " approval_id, idempotency_key, fingerprint, document, created_at"
 )

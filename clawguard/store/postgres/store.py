@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 from clawguard.core import (
     audit,
+    authorize,
     commands,
+    documents,
     errors,
     guardrails,
     ledger,
@@ -33,6 +35,7 @@ from clawguard.core import (
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
+from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config
 from clawguard.store import batches, migrations, tables
 from clawguard.store.postgres import (
@@ -45,6 +48,7 @@ from clawguard.store.postgres import (
     policies,
     schema,
 )
+from clawguard.store.postgres import authorize as receipts
 from clawguard.store.postgres import runs as run_rows
 
 log = logging.getLogger(__name__)
@@ -592,6 +596,121 @@ class PostgresStore:
         )
         return result
 
+    # --- authorize: approval settings, receipts, the enforcement check, reports -----------
+
+    async def get_settings(self) -> gate_settings.Settings:
+        rows = await self._db.read("SELECT document FROM governance_settings WHERE id = 1")
+        return gate_settings.from_document(documents.loads(rows[0][0]) if rows else None)
+
+    async def patch_settings(self, patch: dict[str, object], actor: principals.Principal
+                             ) -> gate_settings.Settings:
+        result: gate_settings.Settings = await self._write(
+            lambda conn, now: receipts.patch_settings(conn, now, patch, actor)
+        )
+        return result
+
+    async def find_receipt(self, idempotency_key: str) -> authorize.Stored | None:
+        rows = await self._db.read(f"{tables.RECEIPT} WHERE r.idempotency_key = %s",
+                                   (idempotency_key,))
+        return tables.receipt_from_row(rows[0]) if rows else None
+
+    async def get_receipt(self, receipt_id: str) -> authorize.Stored | None:
+        rows = await self._db.read(f"{tables.RECEIPT} WHERE r.id = %s", (receipt_id,))
+        return tables.receipt_from_row(rows[0]) if rows else None
+
+    async def write_receipt(self, receipt: authorize.NewReceipt
+                            ) -> tuple[authorize.Stored, bool]:
+        result: tuple[authorize.Stored, bool] = await self._write(
+            lambda conn, now: receipts.write_receipt(conn, now, receipt)
+        )
+        return result
+
+    async def append_receipt_outcome(self, receipt_id: str, outcome: dict[str, object]
+                                     ) -> authorize.Stored:
+        result: authorize.Stored = await self._write(
+            lambda conn, now: receipts.append_outcome(conn, now, receipt_id, outcome)
+        )
+        return result
+
+    async def enforcement_blockers(self, resource_type: authorize.ResourceType,
+                                   resource_id: str, now: int) -> authorize.Blockers:
+        params = {"type": resource_type, "id": resource_id, "now": now,
+                  "limit": authorize.BLOCKING_MAX}
+        tripped = await self._db.read(
+            "SELECT id, agent_id, lease_expires_at FROM runs WHERE status = 'tripped'"
+            " AND lease_expires_at > %(now)s AND CASE %(type)s::text WHEN 'agent' THEN agent_id"
+            " WHEN 'mission' THEN mission_id WHEN 'team' THEN team_id ELSE tenant_id END"
+            " = %(id)s ORDER BY started_at DESC, row_seq DESC LIMIT %(limit)s",
+            params,
+        )
+        pending = await self._db.read(
+            "SELECT a.id, a.agent_id, a.tool_name, a.expires_at FROM approvals a"
+            " WHERE a.status = 'pending' AND a.expires_at > %(now)s"
+            " AND ((%(type)s::text = 'agent' AND a.agent_id = %(id)s)"
+            " OR (%(type)s::text = 'tenant' AND a.tenant_id = %(id)s)"
+            " OR a.id IN (SELECT approval_id FROM receipts WHERE approval_id IS NOT NULL"
+            " AND CASE %(type)s::text WHEN 'agent' THEN agent_id WHEN 'mission' THEN mission_id"
+            " WHEN 'team' THEN team_id ELSE tenant_id END = %(id)s))"
+            " ORDER BY a.created_at, a.id LIMIT %(limit)s",
+            params,
+        )
+        load, overrides = None, {}
+        if resource_type == "tenant":
+            running = await self._db.read(
+                "SELECT count(*), min(lease_expires_at) FROM runs WHERE tenant_id = %s"
+                " AND status = 'running' AND lease_expires_at > %s", (resource_id, now))
+            hour = await self._db.read(
+                "SELECT count(*), min(started_at) FROM runs WHERE tenant_id = %s"
+                " AND started_at > %s", (resource_id, runs.hour_since(now)))
+            load = runs.TenantLoad(running[0][0], running[0][1], hour[0][0], hour[0][1])
+            overrides = await self.quota_overrides(resource_id)
+        return authorize.Blockers([(r[0], r[1], r[2]) for r in tripped],
+                                  [(r[0], r[1], r[2], r[3]) for r in pending], load, overrides)
+
+    async def report_figures(self, since: int, now: int) -> authorize.ReportFigures:
+        params = {"since": since, "now": now}
+        rows = await self._db.read(
+            "SELECT (SELECT count(*) FROM receipts WHERE created_at >= %(since)s), count(a.id),"
+            " coalesce(sum(CASE WHEN " + _APPROVED + " THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN " + _REJECTED + " THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN " + _APPROVED + " THEN a.resolved_at - a.created_at"
+            " ELSE 0 END), 0)"
+            " FROM receipts r JOIN approvals a ON a.id = r.approval_id"
+            " WHERE r.created_at >= %(since)s",
+            params,
+        )
+        top = await self._db.read(
+            "SELECT a.resolved_by_key, count(*) FROM receipts r"
+            " JOIN approvals a ON a.id = r.approval_id WHERE r.created_at >= %(since)s"
+            " AND a.resolved_by_key IS NOT NULL AND " + _APPROVED +
+            " GROUP BY a.resolved_by_key ORDER BY 2 DESC, 1 LIMIT 10",
+            params,
+        )
+        total, gated, approved, rejected, approval_ms = rows[0]
+        return authorize.ReportFigures(int(total), int(gated), int(approved), int(rejected),
+                                       int(approval_ms), [(k, int(n)) for k, n in top])
+
+    async def approval_stats(self, since: int, now: int) -> tuple[
+            list[tuple[str, int, int, int]], list[tuple[str, int, int]]]:
+        params = {"since": since, "now": now}
+        by_tool = await self._db.read(
+            "SELECT a.tool_name, count(*),"
+            " sum(CASE WHEN " + _APPROVED + " THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN " + _REJECTED + " THEN 1 ELSE 0 END)"
+            " FROM receipts r JOIN approvals a ON a.id = r.approval_id"
+            " WHERE r.created_at >= %(since)s GROUP BY a.tool_name ORDER BY 2 DESC, 1",
+            params,
+        )
+        by_category = await self._db.read(
+            "SELECT c.value, count(*), sum(CASE WHEN " + _APPROVED + " THEN 1 ELSE 0 END)"
+            " FROM receipts r JOIN approvals a ON a.id = r.approval_id"
+            " CROSS JOIN LATERAL jsonb_array_elements_text(r.categories::jsonb) AS c(value)"
+            " WHERE r.created_at >= %(since)s GROUP BY c.value ORDER BY c.value",
+            params,
+        )
+        return ([(t, int(n), int(ok), int(no)) for t, n, ok, no in by_tool],
+                [(c, int(n), int(ok)) for c, n, ok in by_category])
+
     # --- spends, in batches ------------------------------------------------------------
 
     async def record_spend(
@@ -631,3 +750,10 @@ class PostgresStore:
             if stop:
                 return
 
+
+
+# An approval opened by authorize, counted as approved (a waiver included) or rejected (denied,
+# or expired: also a pending row past its expiry that the sweep has not written yet).
+_APPROVED = "a.status IN ('allow_once', 'allow_always', 'approved')"
+_REJECTED = ("(a.status IN ('deny', 'expired')"
+             " OR (a.status = 'pending' AND a.expires_at <= %(now)s))")

@@ -19,7 +19,9 @@ import aiosqlite
 
 from clawguard.core import (
     audit,
+    authorize,
     commands,
+    documents,
     errors,
     guardrails,
     ledger,
@@ -30,9 +32,11 @@ from clawguard.core import (
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
+from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config
 from clawguard.store import migrations, tables
 from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, policies, writer
+from clawguard.store.sqlite import authorize as receipts
 from clawguard.store.sqlite import runs as run_rows
 
 log = logging.getLogger(__name__)
@@ -596,3 +600,117 @@ class SQLiteStore:
             lambda conn, now: run_rows.set_overrides(conn, now, tenant_id, patch)
         )
         return result
+
+    # --- authorize: approval settings, receipts, the enforcement check, reports -----------
+
+    async def get_settings(self) -> gate_settings.Settings:
+        rows = await self._read("SELECT document FROM governance_settings WHERE id = 1", ())
+        return gate_settings.from_document(documents.loads(rows[0][0]) if rows else None)
+
+    async def patch_settings(self, patch: dict[str, object], actor: principals.Principal
+                             ) -> gate_settings.Settings:
+        result: gate_settings.Settings = await self._writer.write(
+            lambda conn, now: receipts.patch_settings(conn, now, patch, actor)
+        )
+        return result
+
+    async def find_receipt(self, idempotency_key: str) -> authorize.Stored | None:
+        rows = await self._read(f"{tables.RECEIPT} WHERE r.idempotency_key = ?",
+                                (idempotency_key,))
+        return tables.receipt_from_row(rows[0]) if rows else None
+
+    async def get_receipt(self, receipt_id: str) -> authorize.Stored | None:
+        rows = await self._read(f"{tables.RECEIPT} WHERE r.id = ?", (receipt_id,))
+        return tables.receipt_from_row(rows[0]) if rows else None
+
+    async def write_receipt(self, receipt: authorize.NewReceipt
+                            ) -> tuple[authorize.Stored, bool]:
+        result: tuple[authorize.Stored, bool] = await self._writer.write(
+            lambda conn, now: receipts.write_receipt(conn, now, receipt)
+        )
+        return result
+
+    async def append_receipt_outcome(self, receipt_id: str, outcome: dict[str, object]
+                                     ) -> authorize.Stored:
+        result: authorize.Stored = await self._writer.write(
+            lambda conn, now: receipts.append_outcome(conn, now, receipt_id, outcome)
+        )
+        return result
+
+    async def enforcement_blockers(self, resource_type: authorize.ResourceType,
+                                   resource_id: str, now: int) -> authorize.Blockers:
+        tripped = await self._read(
+            "SELECT id, agent_id, lease_expires_at FROM runs WHERE status = 'tripped'"
+            " AND lease_expires_at > ?3 AND CASE ?1 WHEN 'agent' THEN agent_id"
+            " WHEN 'mission' THEN mission_id WHEN 'team' THEN team_id ELSE tenant_id END = ?2"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?4",
+            (resource_type, resource_id, now, authorize.BLOCKING_MAX),
+        )
+        pending = await self._read(
+            "SELECT a.id, a.agent_id, a.tool_name, a.expires_at FROM approvals a"
+            " WHERE a.status = 'pending' AND a.expires_at > ?3"
+            " AND ((?1 = 'agent' AND a.agent_id = ?2) OR (?1 = 'tenant' AND a.tenant_id = ?2)"
+            " OR a.id IN (SELECT approval_id FROM receipts WHERE approval_id IS NOT NULL"
+            " AND CASE ?1 WHEN 'agent' THEN agent_id WHEN 'mission' THEN mission_id"
+            " WHEN 'team' THEN team_id ELSE tenant_id END = ?2))"
+            " ORDER BY a.created_at, a.id LIMIT ?4",
+            (resource_type, resource_id, now, authorize.BLOCKING_MAX),
+        )
+        load, overrides = None, {}
+        if resource_type == "tenant":
+            running = await self._read(
+                "SELECT count(*), min(lease_expires_at) FROM runs WHERE tenant_id = ?"
+                " AND status = 'running' AND lease_expires_at > ?", (resource_id, now))
+            hour = await self._read(
+                "SELECT count(*), min(started_at) FROM runs WHERE tenant_id = ?"
+                " AND started_at > ?", (resource_id, runs.hour_since(now)))
+            load = runs.TenantLoad(running[0][0], running[0][1], hour[0][0], hour[0][1])
+            overrides = await self.quota_overrides(resource_id)
+        return authorize.Blockers([(r[0], r[1], r[2]) for r in tripped],
+                                  [(r[0], r[1], r[2], r[3]) for r in pending], load, overrides)
+
+    async def report_figures(self, since: int, now: int) -> authorize.ReportFigures:
+        rows = await self._read(
+            "SELECT (SELECT count(*) FROM receipts WHERE created_at >= ?1), count(a.id),"
+            " coalesce(sum(CASE WHEN " + _APPROVED + " THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN " + _REJECTED + " THEN 1 ELSE 0 END), 0),"
+            " coalesce(sum(CASE WHEN " + _APPROVED + " THEN a.resolved_at - a.created_at"
+            " ELSE 0 END), 0)"
+            " FROM receipts r JOIN approvals a ON a.id = r.approval_id WHERE r.created_at >= ?1",
+            (since, now),
+        )
+        top = await self._read(
+            "SELECT a.resolved_by_key, count(*) FROM receipts r"
+            " JOIN approvals a ON a.id = r.approval_id WHERE r.created_at >= ?1"
+            " AND a.resolved_by_key IS NOT NULL AND " + _APPROVED +
+            " GROUP BY a.resolved_by_key ORDER BY 2 DESC, 1 LIMIT 10",
+            (since,),
+        )
+        total, gated, approved, rejected, approval_ms = rows[0]
+        return authorize.ReportFigures(total, gated, approved, rejected, approval_ms,
+                                       [(key, count) for key, count in top])
+
+    async def approval_stats(self, since: int, now: int) -> tuple[
+            list[tuple[str, int, int, int]], list[tuple[str, int, int]]]:
+        by_tool = await self._read(
+            "SELECT a.tool_name, count(*),"
+            " sum(CASE WHEN " + _APPROVED + " THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN " + _REJECTED + " THEN 1 ELSE 0 END)"
+            " FROM receipts r JOIN approvals a ON a.id = r.approval_id WHERE r.created_at >= ?1"
+            " GROUP BY a.tool_name ORDER BY 2 DESC, 1",
+            (since, now),
+        )
+        by_category = await self._read(
+            "SELECT c.value, count(*), sum(CASE WHEN " + _APPROVED + " THEN 1 ELSE 0 END)"
+            " FROM receipts r JOIN approvals a ON a.id = r.approval_id, json_each(r.categories) c"
+            " WHERE r.created_at >= ?1 GROUP BY c.value ORDER BY c.value",
+            (since,),
+        )
+        return ([(t, n, ok, no) for t, n, ok, no in by_tool],
+                [(c, n, ok) for c, n, ok in by_category])
+
+
+# An approval opened by authorize, counted as approved (a waiver included) or rejected (denied,
+# or expired: also a pending row past its expiry at ?2 that the sweep has not written yet).
+_APPROVED = "a.status IN ('allow_once', 'allow_always', 'approved')"
+_REJECTED = "(a.status IN ('deny', 'expired') OR (a.status = 'pending' AND a.expires_at <= ?2))"
