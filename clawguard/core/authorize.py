@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Final, Literal
 
 import pydantic
@@ -84,9 +84,9 @@ class Request(commands.Request):
     task_id: commands.Ident | None = None
 
     def scope_ids(self) -> commands.ScopeIds:
-        return commands.ScopeIds(agent_id=self.agent_id, mission_id=self.mission_id,
-                                 team_id=self.team_id, tenant_id=self.tenant_id,
-                                 run_id=self.run_id)
+        return commands.ScopeIds.model_construct(
+            agent_id=self.agent_id, mission_id=self.mission_id, team_id=self.team_id,
+            tenant_id=self.tenant_id, run_id=self.run_id)
 
     def action(self) -> gate_rules.Action:
         return gate_rules.Action(self.tool, self.connector, self.value, self.args or {})
@@ -422,9 +422,11 @@ class ReportFigures:
 def report(period: Period, figures: ReportFigures) -> dict[str, Any]:
     """Seed 000's governance report object."""
     decided = figures.approved + figures.rejected
-    rate = None if decided == 0 else round(figures.approved / decided, 3)
-    minutes = (None if figures.approved == 0
-               else round(figures.approval_ms_total / figures.approved / 60_000, 1))
+    rate = None if decided == 0 else (Decimal(figures.approved) / decided).quantize(
+        Decimal("0.001"), ROUND_HALF_UP)
+    minutes = None if figures.approved == 0 else (
+        Decimal(figures.approval_ms_total) / figures.approved / 60_000
+    ).quantize(Decimal("0.1"), ROUND_HALF_UP)
     return {
         "period": period, "total_executions": figures.total,
         "gated_executions": figures.gated, "approved": figures.approved,
