@@ -17,17 +17,19 @@ from clawguard.http import gatewire, wire
 
 # Declared loosely (core.gate.settings.check_patch judges the values and names the key); the
 # schemas say what is accepted.
-Flag = Annotated[Any, pydantic.WithJsonSchema({"type": "boolean"})]
+# null puts a setting back to its default.
+Flag = Annotated[Any, pydantic.WithJsonSchema({"type": ["boolean", "null"]})]
 Threshold = Annotated[Any, pydantic.WithJsonSchema(
-    {"type": "integer", "minimum": 1, "maximum": gate_settings.THRESHOLD_MAX})]
+    {"type": ["integer", "null"], "minimum": 1, "maximum": gate_settings.THRESHOLD_MAX})]
 Flags = Annotated[Any, pydantic.WithJsonSchema({
-    "type": "object", "propertyNames": {"enum": list(gate_settings.CATEGORIES)},
+    "type": ["object", "null"], "propertyNames": {"enum": list(gate_settings.CATEGORIES)},
     "additionalProperties": {"type": ["boolean", "null"]}})]
 
 
 class SettingsPatch(gatewire.Document):
     """Seed 000's PATCH: any of the settings; category_flags merge key by key (null removes
-    one). Unknown keys are passed on to be refused by name."""
+    one); null for a setting puts back its default. Unknown keys are passed on to be refused
+    by name."""
 
     require_approval_for_external_comm: Flag = None
     require_approval_for_public_writes: Flag = None

@@ -92,6 +92,15 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/keys"): ("/api/keys", None),
     ("POST", "/api/keys"): ("/api/keys", {"role": "executor"}),
     ("DELETE", "/api/keys/{id}"): ("/api/keys/key_000000000000", None),
+    ("POST", "/api/governance/authorize"): (
+        "/api/governance/authorize", {"agentId": "a1", "tool": "t.x", "waitMs": 0}),
+    ("GET", "/api/governance/receipts/{id}"): ("/api/governance/receipts/rcp_none", None),
+    ("GET", "/api/governance/settings"): ("/api/governance/settings", None),
+    ("PATCH", "/api/governance/settings"): ("/api/governance/settings", {}),
+    ("GET", "/api/governance/enforcement/check"): (
+        "/api/governance/enforcement/check?resourceType=agent&resourceId=a1", None),
+    ("GET", "/api/governance/report"): ("/api/governance/report", None),
+    ("GET", "/api/governance/approval-stats"): ("/api/governance/approval-stats", None),
 }
 
 

@@ -236,7 +236,47 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)
     await the_gate_routes(client, check)
+    await the_authorize_routes(client, check)
     assert check.seen == set(ROUTES)
+
+
+async def the_authorize_routes(client: Any, check: Checker) -> None:
+    settings, authorize = "/api/governance/settings", "/api/governance/authorize"
+    await check(client, "GET", settings, settings, 200)
+    await check(client, "PATCH", settings, settings, 200,
+                {"category_flags": {"pii": True}, "approval_threshold": 2})
+    await check(client, "PATCH", settings, settings, 422, {"approval_threshold": 0})
+    await check(client, "PATCH", settings, settings, 400, {"nope": True})
+    await check(client, "POST", "/api/tools", "/api/tools", 201,
+                {"name": "crm.export", "categories": ["pii"]})
+    await check(client, "POST", "/api/tool-policies", "/api/tool-policies", 201,
+                {"tool_name": "crm.export", "allowed": True,
+                 "restrictions": {"max_response_size_kb": 64}})
+    await check(client, "POST", "/api/guardrails", "/api/guardrails", 201,
+                {"name": "exports", "rules": [{"tool": "crm.export", "decision": "ALLOW"}]})
+    pending = await check(client, "POST", authorize, authorize, 200,
+                          {"agentId": "a9", "tool": "crm.export", "value": 2.5, "waitMs": 0,
+                           "idempotencyKey": "x1"})
+    assert pending["decision"] == "PENDING"
+    blocked = await check(client, "POST", authorize, authorize, 200,
+                          {"agentId": "a9", "tool": "crm.other", "waitMs": 0})
+    assert blocked["decision"] == "BLOCK"
+    await check(client, "POST", authorize, authorize, 409,
+                {"agentId": "a9", "tool": "crm.export", "waitMs": 0, "idempotencyKey": "x1"})
+    await check(client, "POST", authorize, authorize, 404,
+                {"agentId": "a9", "tool": "crm.export", "runId": "run_nope"})
+    await check(client, "POST", authorize, authorize, 400, {"tool": "crm.export"})
+    receipt = "/api/governance/receipts/{id}"
+    await check(client, "GET", receipt, f"/api/governance/receipts/{pending['receiptId']}", 200)
+    await check(client, "GET", receipt, "/api/governance/receipts/rcp_nope", 404)
+    enforcement = "/api/governance/enforcement/check"
+    await check(client, "GET", enforcement,
+                f"{enforcement}?resourceType=agent&resourceId=a9", 200)
+    await check(client, "GET", enforcement, f"{enforcement}?resourceType=org&resourceId=a", 400)
+    report, stats = "/api/governance/report", "/api/governance/approval-stats"
+    await check(client, "GET", report, f"{report}?period=last_7_days", 200)
+    await check(client, "GET", report, f"{report}?period=forever", 400)
+    await check(client, "GET", stats, stats, 200)
 
 
 async def the_gate_routes(client: Any, check: Checker) -> None:

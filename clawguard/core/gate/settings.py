@@ -72,10 +72,13 @@ def from_document(document: Mapping[str, Any] | None) -> Settings:
 def check_patch(body: Mapping[str, Any]) -> dict[str, Any]:
     """A PATCH body, checked: an unknown key or a value of the wrong JSON type is malformed
     (400), a threshold below 1 or above THRESHOLD_MAX is refused (422); each names its key.
-    `category_flags` takes the registry's categories, each true, false or null (removed)."""
+    `category_flags` takes the registry's categories, each true, false or null (removed);
+    null for any setting puts back its default."""
     for key, value in body.items():
         if key not in KEYS:
             raise errors.InvalidInput(f"unknown settings key {key!r}", {"key": key})
+        if value is None:
+            continue
         if key == "approval_threshold":
             if type(value) is not int:  # bool is an int; 2.0 arrives as a Decimal
                 raise errors.InvalidInput(f"{key} must be an integer", {"key": key})
@@ -103,12 +106,15 @@ def check_patch(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_patch(current: Settings, patch: Mapping[str, Any]) -> Settings:
     """`current` with a checked patch applied; category_flags merge key by key (null
-    removes one), every other key is replaced."""
-    flags = dict(current.category_flags)
+    removes one, a null category_flags removes all), every other key is replaced (null: by
+    its default)."""
+    flags = {} if "category_flags" in patch and patch["category_flags"] is None else dict(
+        current.category_flags)
     for category, flag in (patch.get("category_flags") or {}).items():
         if flag is None:
             flags.pop(category, None)
         else:
             flags[category] = flag
-    plain = {key: value for key, value in patch.items() if key != "category_flags"}
+    plain = {key: getattr(DEFAULTS, key) if value is None else value
+             for key, value in patch.items() if key != "category_flags"}
     return replace(current, **plain, category_flags=MappingProxyType(flags))
