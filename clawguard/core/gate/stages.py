@@ -28,8 +28,8 @@ class Plan:
     default: bool  # True when the stages are the threshold's default, not a rule's
 
     def wire(self) -> list[dict[str, Any]]:
-        """`[{name, gates: [{group?, count, votes: []}], status}]`, as the approval opens:
-        the first stage is the one being decided, the later ones wait their turn."""
+        """`[{name, gates: [{group?, count, votes: []}], status}]` as the approval opens:
+        every stage pending, no votes yet (an unnamed stage is named by its place)."""
         return [
             {
                 "name": stage.name if stage.name is not None else f"stage-{index + 1}",
@@ -38,7 +38,7 @@ class Plan:
                      "votes": []}
                     for g in stage.gates
                 ],
-                "status": "pending" if index == 0 else "waiting",
+                "status": "pending",
             }
             for index, stage in enumerate(self.stages)
         ]
