@@ -235,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--db", help="database file or url (default: the config's)")
     remote.add_commands(commands, add)
     remote.add_gate_commands(commands, add)
+    remote.add_authorize_commands(commands, add)
     return parser
 
 

@@ -771,6 +771,47 @@ def _tools_archive(args: argparse.Namespace, api: client.Client) -> int:
     return _print_tools(args, [api.archive_tool(args.name)])
 
 
+def _receipts_show(args: argparse.Namespace, api: client.Client) -> int:
+    _print_json(api.receipt(args.receipt_id))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, api: client.Client) -> int:
+    report = api.governance_report(period=args.period)
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    rate = report["approval_rate"]
+    minutes = report["avg_approval_time_minutes"]
+    _table(("FIGURE", "VALUE"), [
+        ("period", report["period"]),
+        ("total_executions", str(report["total_executions"])),
+        ("gated_executions", str(report["gated_executions"])),
+        ("approved", str(report["approved"])),
+        ("rejected", str(report["rejected"])),
+        ("approval_rate", "-" if rate is None else str(rate)),
+        ("avg_approval_time_minutes", "-" if minutes is None else str(minutes)),
+    ])
+    if report["top_approvers"]:
+        print()
+        _table(("APPROVER", "APPROVALS"), [(a["user_id"], str(a["approvals"]))
+                                           for a in report["top_approvers"]])
+    return EXIT_OK
+
+
+def add_authorize_commands(commands: Any, add: Adder) -> None:
+    """receipts and report, under the top-level `commands`."""
+    receipts = commands.add_parser("receipts", help="authorize's receipts (HTTP)")
+    receipt_commands = receipts.add_subparsers(dest="receipts_command", required=True)
+    showing = _http(add, receipt_commands, "show", "one receipt as JSON: everything behind"
+                    " its verdict", _receipts_show)
+    showing.add_argument("receipt_id", metavar="ID")
+    reporting = _http(add, commands, "report",
+                      "the governance report: verdicts and approvals over a period", _report)
+    reporting.add_argument("--period", choices=("last_24_hours", "last_7_days", "last_30_days"),
+                           default="last_30_days")
+
+
 def add_gate_commands(commands: Any, add: Adder) -> None:
     """guardrails and tools, under the top-level `commands`."""
     guardrails = commands.add_parser("guardrails", help="guardrail policies and dry runs (HTTP)")

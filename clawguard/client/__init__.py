@@ -2,7 +2,9 @@
 
 One typed method per route, answering the models of `clawguard.client.records`,
 and `step()`, which wraps an agent step: preflight, run, record the cost, raise
-BudgetPaused when the kill-switch fires. Errors are the typed exceptions of
+BudgetPaused when the kill-switch fires; `guarded()` does the same around
+`authorize()` (ActionBlocked unless the verdict is ALLOW, after waiting on an
+approval). Errors are the typed exceptions of
 `clawguard.client.errors`, also reachable from here. It imports nothing of the
 daemon, so an agent can use it without the daemon's dependencies being loaded.
 """
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 from clawguard.client import errors, records
 from clawguard.client.aio import AsyncClient
-from clawguard.client.api import Step
+from clawguard.client.api import Guarded, Step
 from clawguard.client.blocking import Client
 from clawguard.client.calls import Cents, new_idempotency_key
 from clawguard.client.errors import (
+    ActionBlocked,
     ApprovalDenied,
     BudgetPaused,
     ClawguardError,
@@ -36,6 +39,7 @@ __all__ = [
     "DEFAULT_URL",
     "KEY_ENV",
     "URL_ENV",
+    "ActionBlocked",
     "ApprovalDenied",
     "AsyncClient",
     "BudgetPaused",
@@ -44,6 +48,7 @@ __all__ = [
     "Client",
     "Conflict",
     "Forbidden",
+    "Guarded",
     "IdempotencyConflict",
     "InvalidRequest",
     "NotFound",

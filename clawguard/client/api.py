@@ -90,6 +90,14 @@ class Step:
             self.scopes, self.task_id, self.model, self.input_tokens, self.output_tokens))
 
 
+@dataclass
+class Guarded(Step):
+    """A step `guarded(...)` let through: `verdict` is the ALLOW it ran under (its
+    obligations to honour); say what it cost with `cost()`."""
+
+    verdict: records.Verdict | None = None
+
+
 class Api(abc.ABC):
     """The clawguard API, one async method per route, over a transport a subclass gives."""
 
@@ -292,18 +300,8 @@ class Api(abc.ABC):
         scopes = calls.scopes(agent_id, mission_id, team_id, tenant_id)
         check_preflight(await self.preflight(**scopes))
         step = Step(idempotency_key or calls.new_idempotency_key(), scopes, task_id)
-        try:
+        async with self._recording(step):
             yield step
-        except BaseException as exc:
-            if step.cents is not None:
-                try:
-                    step.outcome = await self._record(step)
-                except errors.ClawguardError as failed:
-                    exc.add_note(f"clawguard: the failed step's cost was not recorded: {failed}")
-            raise
-        if step.cents is not None:
-            step.outcome = await self._record(step)
-            check_outcome(step.outcome)
 
     async def _record(self, step: Step) -> records.SpendOutcome:
         return await self._outlasting(step._call, None)
@@ -375,6 +373,123 @@ class Api(abc.ABC):
 
     async def audit_head(self) -> records.AuditHead:
         return await self._run(calls.audit_head())
+
+    # --- authorize: one verdict per side effect -----------------------------------------
+
+    async def authorize(
+        self, tool: str, *, agent_id: str, mission_id: str | None = None,
+        team_id: str | None = None, tenant_id: str | None = None, run_id: str | None = None,
+        roles: list[str] | None = None, connector: str | None = None,
+        value: calls.Cents | None = None, args: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None, estimate_usd_cents: calls.Cents | None = None,
+        task_id: str | None = None, wait_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> records.Verdict:
+        """May `agent_id` run `tool` now? ALLOW, BLOCK or PENDING, never raised: read
+        `verdict.decision`.
+
+        A PENDING answer (an approval is open) is waited on up to `wait_ms` (None:
+        until the approval is decided or expires; 0: not at all) by asking again with
+        the same idempotency key, which answers the same receipt with the approval's
+        outcome once it is decided. The wait rides out a daemon restart as
+        `wait_for_approval` does.
+        """
+        fields = {
+            "tool": tool, "agentId": agent_id, "missionId": mission_id, "teamId": team_id,
+            "tenantId": tenant_id, "runId": run_id, "roles": roles, "connector": connector,
+            "value": None if value is None else calls.cents(value), "args": args,
+            "context": context, "taskId": task_id,
+            "estimateUsdCents": None if estimate_usd_cents is None
+            else calls.cents(estimate_usd_cents),
+        }
+        key = idempotency_key or calls.new_idempotency_key()
+        deadline = None if wait_ms is None else time.monotonic() + wait_ms / 1000
+        verdict = await self._run(calls.authorize(fields, key, 0))
+        while verdict.decision == "PENDING" and _next_wait_ms(deadline) > 0:
+            asked = time.monotonic()
+            try:
+                verdict = await self._outlasting(
+                    lambda: calls.authorize(fields, key, _next_wait_ms(deadline)), deadline)
+            except errors.Unavailable:
+                return verdict
+            pause = MIN_POLL_S - (time.monotonic() - asked)
+            if verdict.decision == "PENDING" and pause > 0:
+                await self._sleep(pause)
+        return verdict
+
+    @contextlib.asynccontextmanager
+    async def guarded(
+        self, tool: str, *, agent_id: str, mission_id: str | None = None,
+        team_id: str | None = None, tenant_id: str | None = None, run_id: str | None = None,
+        roles: list[str] | None = None, connector: str | None = None,
+        value: calls.Cents | None = None, args: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None, estimate_usd_cents: calls.Cents | None = None,
+        task_id: str | None = None, wait_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncIterator[Guarded]:
+        """Authorize (waiting on a PENDING approval up to `wait_ms`), run the block only on
+        ALLOW (ActionBlocked otherwise), then record `step.cost(...)` as a spend of the same
+        scopes, as `step()` does: also when the block fails, and BudgetPaused if that spend
+        stopped a scope.
+
+        ```
+        async with client.guarded("mail.send", agent_id="a1", args=mail) as step:
+            send(mail, max_kb=step.verdict.obligations.get("max_response_size_kb"))
+            step.cost(0.4)
+        ```
+        """
+        key = idempotency_key or calls.new_idempotency_key()
+        verdict = await self.authorize(
+            tool, agent_id=agent_id, mission_id=mission_id, team_id=team_id,
+            tenant_id=tenant_id, run_id=run_id, roles=roles, connector=connector, value=value,
+            args=args, context=context, estimate_usd_cents=estimate_usd_cents, task_id=task_id,
+            wait_ms=wait_ms, idempotency_key=key)
+        if not verdict.allowed:
+            raise errors.ActionBlocked(verdict)
+        # INTEGRATION(holds): with a hold (verdict.hold_id), the cost commits the hold instead.
+        scopes = calls.scopes(agent_id, mission_id, team_id, tenant_id)
+        step = Guarded(f"{key}/spend", scopes, task_id, verdict=verdict)
+        async with self._recording(step):
+            yield step
+
+    @contextlib.asynccontextmanager
+    async def _recording(self, step: Step) -> AsyncIterator[None]:
+        """Record the step's cost after the block, also when it failed (the money is gone)."""
+        try:
+            yield
+        except BaseException as exc:
+            if step.cents is not None:
+                try:
+                    step.outcome = await self._record(step)
+                except errors.ClawguardError as failed:
+                    exc.add_note(f"clawguard: the failed step's cost was not recorded: {failed}")
+            raise
+        if step.cents is not None:
+            step.outcome = await self._record(step)
+            check_outcome(step.outcome)
+
+    async def receipt(self, receipt_id: str) -> dict[str, Any]:
+        """Everything behind a verdict: request, reasons, policy versions, access rule,
+        settings, approval and its outcome (operator)."""
+        return await self._run(calls.receipt(receipt_id))
+
+    async def approval_settings(self) -> dict[str, Any]:
+        return await self._run(calls.approval_settings())
+
+    async def set_approval_settings(self, patch: Mapping[str, object]) -> dict[str, Any]:
+        """Seed 000's PATCH: category_flags merge key by key; null puts a setting back."""
+        return await self._run(calls.set_approval_settings(patch))
+
+    async def enforcement_check(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """`{allowed, blocking: [{kind, ...}]}` for an agent, mission, team or tenant."""
+        return await self._run(calls.enforcement_check(resource_type, resource_id))
+
+    async def governance_report(self, *, period: str | None = None) -> dict[str, Any]:
+        """Seed 000's report over last_24_hours, last_7_days or last_30_days (default)."""
+        return await self._run(calls.governance_report(period))
+
+    async def approval_stats(self, *, period: str | None = None) -> dict[str, Any]:
+        return await self._run(calls.approval_stats(period))
 
     # --- approvals --------------------------------------------------------------------
 

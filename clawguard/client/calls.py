@@ -449,3 +449,41 @@ def create_role_override(role: str, tool_name: str, allowed: bool) -> Call[dict[
 def delete_role_override(override_id: str) -> Call[None]:
     return Call("DELETE", f"/api/role-policy-overrides/{_segment(override_id)}", _nothing,
                 replayable=False)
+
+
+# --- authorize, receipts, the approval settings, the enforcement check, reports ---------
+
+
+def authorize(fields: Mapping[str, object], key: str, wait_ms: int) -> Call[records.Verdict]:
+    # Always keyed, so a retry (or a re-ask after PENDING) answers the same receipt.
+    body = _body({**fields, "idempotencyKey": key, "waitMs": wait_ms})
+    return Call("POST", "/api/governance/authorize", _one(records.Verdict), body=body,
+                wait_s=wait_ms / 1000)
+
+
+def receipt(receipt_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/api/governance/receipts/{_segment(receipt_id)}", _document)
+
+
+def approval_settings() -> Call[dict[str, Any]]:
+    return Call("GET", "/api/governance/settings", _document)
+
+
+def set_approval_settings(patch: Mapping[str, object]) -> Call[dict[str, Any]]:
+    # Setting absolute values: sending it twice leaves the same settings.
+    return Call("PATCH", "/api/governance/settings", _document,
+                body=_json_text(patch).encode())
+
+
+def enforcement_check(resource_type: str, resource_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", "/api/governance/enforcement/check", _document,
+                query=_query(resource_type=resource_type, resource_id=resource_id))
+
+
+def governance_report(period: str | None) -> Call[dict[str, Any]]:
+    return Call("GET", "/api/governance/report", _document, query=_snake_query(period=period))
+
+
+def approval_stats(period: str | None) -> Call[dict[str, Any]]:
+    return Call("GET", "/api/governance/approval-stats", _document,
+                query=_snake_query(period=period))

@@ -118,6 +118,18 @@ class ApprovalDenied(ClawguardError):
         self.approval_id = approval_id
 
 
+class ActionBlocked(ClawguardError):
+    """Authorize did not allow the step: `verdict.decision` is BLOCK, or PENDING when no
+    decision came within the wait; `verdict.reasons` say why, `verdict.receipt_id` where it
+    is kept."""
+
+    def __init__(self, verdict: records.Verdict) -> None:
+        reasons = "; ".join(verdict.reasons) or "no reason given"
+        super().__init__(f"{verdict.decision}: {reasons} (receipt {verdict.receipt_id})",
+                         code=verdict.decision.lower())
+        self.verdict = verdict
+
+
 _BY_STATUS: dict[int, type[ClawguardError]] = {
     400: InvalidRequest,
     401: Unauthorized,

@@ -234,3 +234,23 @@ class Quota(Record):
     limits: dict[str, int]
     overrides: dict[str, int]
     effective: dict[str, int]
+
+
+class Verdict(Record):
+    """POST /api/governance/authorize: ALLOW, BLOCK or PENDING, and the receipt that keeps it.
+
+    `approval` is `{approvalId, status, stages}` when an approval was opened;
+    `obligations` are what the step must honour (`max_response_size_kb`, the
+    conditions of a conditional approval)."""
+
+    decision: str
+    receipt_id: str
+    reasons: list[str]
+    obligations: dict[str, Any] = {}
+    approval: dict[str, Any] | None = None
+    policies: list[dict[str, Any]] = []
+    hold_id: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == "ALLOW"

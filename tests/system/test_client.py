@@ -196,6 +196,13 @@ METHODS = {
     ("POST", "/api/governance/runs/{id}/events"): "run_events",
     ("GET", "/api/tenants/{tenantId}/quota"): "quota",
     ("PATCH", "/api/tenants/{tenantId}/quota"): "set_quota",
+    ("POST", "/api/governance/authorize"): "authorize",
+    ("GET", "/api/governance/receipts/{id}"): "receipt",
+    ("GET", "/api/governance/settings"): "approval_settings",
+    ("PATCH", "/api/governance/settings"): "set_approval_settings",
+    ("GET", "/api/governance/enforcement/check"): "enforcement_check",
+    ("GET", "/api/governance/report"): "governance_report",
+    ("GET", "/api/governance/approval-stats"): "approval_stats",
 }
 
 
@@ -205,7 +212,8 @@ def test_the_client_has_a_method_for_every_route_and_both_clients_the_same():
     assert public == {name for name in dir(client.AsyncClient) if not name.startswith("_")}
     assert set(METHODS.values()) <= public
     for name in public - {"url"}:
-        assert asyncio.iscoroutinefunction(getattr(client.AsyncClient, name)) or name == "step"
+        assert asyncio.iscoroutinefunction(getattr(client.AsyncClient, name)) or name in (
+            "step", "guarded")
 
 
 def test_every_route_answers_its_model(make, daemon):
