@@ -95,9 +95,9 @@ def _each_verdict(daemon: Daemon, keys: dict[str, str], ops: client.Client,
 
     # BLOCK: over max_value; the block never runs.
     ran = []
-    with pytest.raises(client.ActionBlocked) as blocked:
-        with agent.guarded("crm.export", agent_id="a1", value=5000):
-            ran.append(True)
+    with pytest.raises(client.ActionBlocked) as blocked, agent.guarded(
+            "crm.export", agent_id="a1", value=5000):
+        ran.append(True)
     assert ran == [] and blocked.value.verdict.decision == "BLOCK"
 
     # PENDING, decided by a leader in another process while the step waits.
@@ -109,9 +109,9 @@ def _each_verdict(daemon: Daemon, keys: dict[str, str], ops: client.Client,
     assert leader.wait(timeout=30) == 0
 
     # PENDING and nobody decides within the wait: ActionBlocked with PENDING.
-    with pytest.raises(client.ActionBlocked) as undecided:
-        with agent.guarded("mail.send", agent_id="a1", wait_ms=300):
-            ran.append(True)
+    with pytest.raises(client.ActionBlocked) as undecided, agent.guarded(
+            "mail.send", agent_id="a1", wait_ms=300):
+        ran.append(True)
     assert ran == [] and undecided.value.verdict.decision == "PENDING"
 
     env = {**os.environ, "CLAWGUARD_URL": daemon.url, "CLAWGUARD_API_KEY": keys["operator"]}
