@@ -226,9 +226,14 @@ def run_wrk(
         url,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    match = re.search(r"^BENCH_RESULT (.*)$", proc.stdout, re.MULTILINE)
+    return parse_wrk(proc.stdout, proc.stderr)
+
+
+def parse_wrk(stdout: str, stderr: str) -> Result:
+    """The figures the WRK_DONE hook printed (bench/authorize.py reads them too)."""
+    match = re.search(r"^BENCH_RESULT (.*)$", stdout, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"could not parse wrk output:\n{proc.stdout}{proc.stderr}")
+        raise RuntimeError(f"could not parse wrk output:\n{stdout}{stderr}")
     total, micros, status, *sock, p50_us, p99_us = match.group(1).split()
     return Result(
         requests=int(total) - int(status),

@@ -104,7 +104,10 @@ class Request(commands.Request):
 
 
 def fingerprint(request: Request) -> str:
-    """The request without its wait and key: a retry with another waitMs is the same call."""
+    """The request without its wait and key: a retry with another waitMs is the same call.
+    Only a keyed request can be retried, so an unkeyed one is not hashed ("")."""
+    if request.idempotency_key is None:
+        return ""
     text = request.model_dump_json(exclude={"wait_ms", "idempotency_key"}, exclude_none=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -236,7 +239,9 @@ def receipt_document(
         "tool": {"name": request.tool, "categories": list(categories),
                  "flagged": list(judgement.flagged)},
         "settings": settings.wire(),
-        "budgets": [s.to_json() for s in scopes],
+        "budgets": [{"scope": s.scope, "scopeId": s.scope_id, "status": s.status,
+                     "mode": s.mode, "spentUsdMicros": s.spent_usd_micros,
+                     "limitUsdCents": s.limit_usd_cents} for s in scopes],
         "run": None if run is None else run.to_json(),
         "approval": approval,
     }
@@ -276,13 +281,10 @@ def outcome_document(approval: records.Approval) -> dict[str, Any]:
 
 
 def verdict_event(receipt: NewReceipt) -> audit.Event:
-    document = receipt.document
+    """Small on purpose: the receipt holds the rest, and one is appended per verdict."""
     return audit.Event("tool_call", "authorize.verdict", receipt.request.agent_id, {
         "receiptId": receipt.id, "tool": receipt.request.tool, "decision": receipt.decision,
-        "decidedBy": document["decidedBy"], "approvalId": receipt.approval_id,
-        "runId": receipt.request.run_id, "taskId": receipt.request.task_id,
-        "policies": [f"{p['policyId']}@{p['version']}" for p in document["policies"]],
-        "reasons": document["reasons"][:10],
+        "decidedBy": receipt.document["decidedBy"], "approvalId": receipt.approval_id,
     })
 
 

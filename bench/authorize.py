@@ -1,0 +1,136 @@
+"""Throughput and latency of authorize over HTTP, relative to GET /healthz on the same daemon.
+
+Starts ``clawguard serve`` on a temporary SQLite database (as bench/spend.py
+does), stores 100 guardrail rules in 10 policies (bench/gate.py's mix over 50
+tools: max_value ceilings, min_value ALERTs, `when` guards, role and
+connector matchers, rules for every tool), registers the tool and allows it
+by a tool policy with restrictions, then drives two phases one after the
+other with N concurrent keep-alive connections (default 64):
+
+1. ``GET /healthz`` -- the ceiling: what the HTTP stack alone can serve;
+2. ``POST /api/governance/authorize`` for an action that ALLOWs (agent, team
+   and tenant scopes with budget rows, roles, connector, value, arguments and
+   context): per request the kill-switch read, the gate's generation read, tool
+   access and the verdict over the compiled rules, and one receipt with its
+   tool_call audit row written.
+
+Target (2-core machine): authorize >= 0.3x healthz throughput, p99 <= 25 ms,
+no errors, every answer ALLOW (checked on a sample before the run and by the
+receipts counted after it). Run from the repository root::
+
+    python bench/authorize.py [--seconds 10] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import gate as gate_bench  # bench/gate.py: the same rule mix
+import spend as spend_bench  # bench/spend.py: the daemon, the wrk driver and its result
+
+TOOL = "tool.07"
+ACTION = {
+    "agentId": "a1", "teamId": "t1", "tenantId": "org", "tool": TOOL, "connector": "cn_main",
+    "roles": ["finance"], "value": 180, "waitMs": 0,
+    "args": {"amount": 180, "country": "US", "order": "ord_1", "url": "https://api.example.com/x"},
+    "context": {"ticket": "INC-4411", "missionId": "m1"},
+}
+TARGET_RATIO = 0.3
+TARGET_P99_MS = 25.0
+
+WRK_AUTHORIZE = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = BODY
+"""
+
+
+def prepare(base: str) -> None:
+    """100 rules, the tool with its policy, two budgets; one authorize must ALLOW."""
+    post = spend_bench.http_json
+    for budget in spend_bench.BUDGETS:
+        post("POST", f"{base}/api/governance/budgets", budget)
+    rules = [gate_bench.make_rule(n) for n in range(100)]
+    for i in range(10):
+        post("POST", f"{base}/api/guardrails",
+             {"name": f"policy-{i:04d}", "rules": rules[i * 10:i * 10 + 10]})
+    post("POST", f"{base}/api/tools", {"name": TOOL, "categories": ["other"]})
+    post("POST", f"{base}/api/tool-policies", {
+        "tool_name": TOOL, "allowed": True,
+        "restrictions": {"allowed_domains": ["example.com"], "max_response_size_kb": 512}})
+    reply = post("POST", f"{base}/api/governance/authorize", ACTION)
+    if reply["decision"] != "ALLOW":
+        raise RuntimeError(f"the bench action does not ALLOW: {reply}")
+
+
+def run_wrk(url: str, connections: int, threads: int, seconds: int, tmp: Path
+            ) -> spend_bench.Result:
+    script = tmp / "authorize.lua"
+    script.write_text(f"BODY = {json.dumps(json.dumps(ACTION))}\n" + WRK_AUTHORIZE
+                      + spend_bench.WRK_DONE)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+           str(script), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return spend_bench.parse_wrk(proc.stdout, proc.stderr)
+
+
+def receipts(db: Path) -> dict[str, int]:
+    conn = sqlite3.connect(db)
+    try:
+        return dict(conn.execute("SELECT decision, count(*) FROM receipts GROUP BY decision"))
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=int, default=10, help="each phase (default 10)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        parser.error("wrk is not on PATH (Debian: apt-get install wrk)")
+
+    with tempfile.TemporaryDirectory(prefix="clawguard-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        daemon = spend_bench.Daemon(tmp)
+        try:
+            base = daemon.start()
+            prepare(base)
+            print(f"wrk: /healthz for {args.seconds} s ...", file=sys.stderr)
+            healthz = spend_bench.run_wrk(base + "/healthz", False, args.connections,
+                                          args.threads, args.seconds, tmp)
+            print(f"wrk: /api/governance/authorize for {args.seconds} s ...", file=sys.stderr)
+            authorized = run_wrk(base + "/api/governance/authorize", args.connections,
+                                 args.threads, args.seconds, tmp)
+        except Exception:
+            print(f"daemon log (tail):\n{daemon.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            daemon.stop()
+        counted = receipts(tmp / "clawguard.db")
+
+    ratio = authorized.rps / healthz.rps if healthz.rps else 0.0
+    print(f"store: sqlite  generator: wrk  ({args.connections} connections,"
+          f" {args.seconds} s per phase, 100 rules in 10 policies)")
+    print(healthz.line("healthz"))
+    print(authorized.line("authorize"))
+    print(f"receipts written: {counted} (responses counted: {authorized.requests} + 1 probe)")
+    print(f"ratio authorize/healthz: {ratio:.2f}")
+    passed = (ratio >= TARGET_RATIO and authorized.p99_ms <= TARGET_P99_MS
+              and authorized.errors == 0 and healthz.errors == 0
+              and set(counted) == {"ALLOW"} and counted["ALLOW"] >= authorized.requests)
+    print(f"{'PASS' if passed else 'FAIL'}: target ratio >= {TARGET_RATIO}, authorize p99 <="
+          f" {TARGET_P99_MS:g} ms, no errors, every answer an ALLOW with its receipt")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
