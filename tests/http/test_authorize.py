@@ -314,3 +314,13 @@ async def test_report_and_approval_stats_count_verdicts_and_approvals(
     clock.advance(2 * 86_400_000)
     later = await ok(client, "GET", f"{REPORT}?period=last_24_hours")
     assert later["total_executions"] == 0 and later["approval_rate"] is None
+
+
+async def test_verdicts_are_counted_by_decision_once(client: Client) -> None:
+    await setup_tool(client)
+    await authorize(client, idempotencyKey="m1")
+    await authorize(client, idempotencyKey="m1")
+    await authorize(client, tool="nope")
+    text = await (await client.get("/metrics")).text()
+    assert 'clawguard_verdicts_total{decision="ALLOW"} 1.0' in text
+    assert 'clawguard_verdicts_total{decision="BLOCK"} 1.0' in text
