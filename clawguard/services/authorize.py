@@ -50,14 +50,14 @@ class Authorizer:
             if seen is not None:
                 return await self._settle(authorize.replay(seen, fingerprint), request.wait_ms,
                                           caller)
-        scopes = await self._db.scope_states(request.scope_ids())
+        scopes, generation = await self._db.authorize_reads(request.scope_ids())
         run = None
         if request.run_id is not None:
             stored_run = await self._db.get_run(request.run_id)
             if stored_run is None:
                 raise errors.NotFound(f"no run {request.run_id}")
             run = stored_run.as_of(self._clock())
-        view = await self._gate.snapshot()
+        view = await self._gate.snapshot(generation)
         access, verdict = view.verdict(request.action(), request.principal(), request.context)
         categories = view.categories.get(request.tool, ())
         judgement = authorize.judge(budgets.stop_reason(scopes), run, access, verdict,

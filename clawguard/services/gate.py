@@ -48,8 +48,11 @@ class Gate:
         self._snapshot = Snapshot(self._policies, self._access, gate_settings.DEFAULTS, {})
         self.compilations = 0  # how many times the stored set was loaded and compiled
 
-    async def compiled(self) -> tuple[gate.PolicySet, gate.AccessTable]:
-        generation = await self._store.gate_generation()
+    async def compiled(self, generation: int | None = None
+                       ) -> tuple[gate.PolicySet, gate.AccessTable]:
+        """The compiled sets as of `generation` (None: read it now)."""
+        if generation is None:
+            generation = await self._store.gate_generation()
         if generation != self._generation:
             async with self._lock:
                 if generation != self._generation:
@@ -70,10 +73,10 @@ class Gate:
         self._generation = generation
         self.compilations += 1
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, generation: int | None = None) -> Snapshot:
         """The compiled state and the approval settings, reloaded together when a write moved
-        any of them."""
-        await self.compiled()
+        any of them; `generation` as the caller just read it (None: read it now)."""
+        await self.compiled(generation)
         return self._snapshot
 
     async def dry_run(self, request: guardrails.DryRun) -> gate.Verdict:

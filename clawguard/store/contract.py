@@ -264,6 +264,10 @@ class Store(Protocol):
 
     # --- authorize: approval settings, receipts, the enforcement check, reports -----------
 
+    async def authorize_reads(self, scope_ids: commands.ScopeIds
+                              ) -> tuple[list[records.ScopeState], int]:
+        """scope_states and gate_generation in one read: what every authorize reads first."""
+
     async def get_settings(self) -> gate_settings.Settings:
         """The approval settings in force (the defaults before any PATCH)."""
 

@@ -42,8 +42,9 @@ async def store(settings: config.StorageConfig, clock: Any) -> AsyncIterator[con
 def receipt(receipt_id: str, decision: authorize.Decision = "ALLOW", key: str | None = None,
             approval_id: str | None = None, value: int = 1, tool: str = "mail.send",
             categories: tuple[str, ...] = ("pii",), **ids: str) -> authorize.NewReceipt:
+    keyed = {} if key is None else {"idempotencyKey": key.partition(":")[2]}
     request = authorize.Request.model_validate(
-        {"agentId": "a1", "tool": tool, "value": value, **ids})
+        {"agentId": "a1", "tool": tool, "value": value, **keyed, **ids})
     document = {"decision": decision, "reasons": ["r"], "obligations": {}, "policies": [],
                 "decidedBy": "guardrails", "approval": None, "request": request.document()}
     return authorize.NewReceipt(receipt_id, request, decision, approval_id, categories,
@@ -194,3 +195,19 @@ async def test_report_figures_and_stats_are_sql_aggregates(store: contract.Store
     clock.advance(600_000)  # apr_2 expires unswept: rejected already
     assert (await store.report_figures(since, clock())).rejected == 2
     assert (await store.report_figures(clock() + 1, clock())).total == 0
+
+
+async def test_authorize_reads_the_chain_and_the_generation_at_once(
+    store: contract.Store,
+) -> None:
+    ids = commands.ScopeIds.model_validate({"agentId": "a1", "teamId": "t1"})
+    assert await store.authorize_reads(ids) == ([], await store.gate_generation())
+    for body in ({"scope": "agent", "scopeId": "a1", "limitUsdCents": 5, "mode": "cap"},
+                 {"scope": "team", "scopeId": "t1", "limitUsdCents": 9},
+                 {"scope": "team", "scopeId": "t2", "limitUsdCents": 9}):
+        await store.set_budget(commands.BudgetSet.model_validate(body), OPERATOR)
+    await store.patch_settings({"allow_self_approval": True}, OPERATOR)
+    scopes, generation = await store.authorize_reads(ids)
+    assert scopes == await store.scope_states(ids)
+    assert [(s.scope, s.scope_id) for s in scopes] == [("agent", "a1"), ("team", "t1")]
+    assert generation == await store.gate_generation()

@@ -598,6 +598,19 @@ class PostgresStore:
 
     # --- authorize: approval settings, receipts, the enforcement check, reports -----------
 
+    async def authorize_reads(self, scope_ids: commands.ScopeIds
+                              ) -> tuple[list[records.ScopeState], int]:
+        rows = await self._db.read(
+            "SELECT g.generation, " + _PREFIXED_BUDGET_COLUMNS + " FROM gate_generation g"
+            " LEFT JOIN budgets b ON (b.scope = 'agent' AND b.scope_id = %(agent)s)"
+            " OR (b.scope = 'mission' AND b.scope_id = %(mission)s) OR (b.scope = 'team'"
+            " AND b.scope_id = %(team)s) OR (b.scope = 'tenant' AND b.scope_id = %(tenant)s)"
+            " WHERE g.id = 1",
+            budgets.chain_params(scope_ids),
+        )
+        budgets_read = (tables.budget_from_row(row[1:]) for row in rows if row[1] is not None)
+        return budget_rules.chain_states(budgets_read), int(rows[0][0])
+
     async def get_settings(self) -> gate_settings.Settings:
         rows = await self._db.read("SELECT document FROM governance_settings WHERE id = 1")
         return gate_settings.from_document(documents.loads(rows[0][0]) if rows else None)
@@ -751,6 +764,8 @@ class PostgresStore:
                 return
 
 
+
+_PREFIXED_BUDGET_COLUMNS = ", ".join(f"b.{c.strip()}" for c in tables.BUDGET_COLUMNS.split(","))
 
 # An approval opened by authorize, counted as approved (a waiver included) or rejected (denied,
 # or expired: also a pending row past its expiry that the sweep has not written yet).

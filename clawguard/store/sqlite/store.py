@@ -603,6 +603,18 @@ class SQLiteStore:
 
     # --- authorize: approval settings, receipts, the enforcement check, reports -----------
 
+    async def authorize_reads(self, scope_ids: commands.ScopeIds
+                              ) -> tuple[list[records.ScopeState], int]:
+        rows = await self._read(
+            "SELECT g.generation, " + _PREFIXED_BUDGET_COLUMNS + " FROM gate_generation g"
+            " LEFT JOIN budgets b ON (b.scope = 'agent' AND b.scope_id = ?1)"
+            " OR (b.scope = 'mission' AND b.scope_id = ?2) OR (b.scope = 'team'"
+            " AND b.scope_id = ?3) OR (b.scope = 'tenant' AND b.scope_id = ?4) WHERE g.id = 1",
+            (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
+        )
+        budgets_read = (tables.budget_from_row(row[1:]) for row in rows if row[1] is not None)
+        return budget_rules.chain_states(budgets_read), int(rows[0][0])
+
     async def get_settings(self) -> gate_settings.Settings:
         rows = await self._read("SELECT document FROM governance_settings WHERE id = 1", ())
         return gate_settings.from_document(documents.loads(rows[0][0]) if rows else None)
@@ -709,6 +721,8 @@ class SQLiteStore:
         return ([(t, n, ok, no) for t, n, ok, no in by_tool],
                 [(c, n, ok) for c, n, ok in by_category])
 
+
+_PREFIXED_BUDGET_COLUMNS = ", ".join(f"b.{c.strip()}" for c in tables.BUDGET_COLUMNS.split(","))
 
 # An approval opened by authorize, counted as approved (a waiver included) or rejected (denied,
 # or expired: also a pending row past its expiry at ?2 that the sweep has not written yet).
