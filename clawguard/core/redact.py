@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -17,8 +18,13 @@ _SECRET_VALUE = re.compile(
 )
 
 
+_NOT_LETTERS = re.compile(r"[^a-z]")
+
+
+# Keys repeat (every audit row and receipt has the same few): each is judged once.
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
-    norm = re.sub(r"[^a-z]", "", key.lower())
+    norm = _NOT_LETTERS.sub("", key.lower())
     return bool(_SECRET_KEY.search(norm)) and not _NOT_SECRET_KEY.search(norm)
 
 

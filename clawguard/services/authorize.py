@@ -42,7 +42,9 @@ class Authorizer:
         self._metrics = counters
 
     async def decide(self, request: authorize.Request, caller: principals.Principal
-                        ) -> dict[str, Any]:
+                     ) -> dict[str, Any]:
+        """The verdict's answer; a key already used answers its receipt (IdempotencyConflict
+        for another request), NotFound for an unknown runId."""
         fingerprint = authorize.fingerprint(request)
         key = authorize.idempotency_key(caller.key_id or "-", request.idempotency_key)
         if key is not None:

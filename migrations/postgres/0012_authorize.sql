@@ -26,7 +26,6 @@ CREATE TABLE receipts (
 );
 CREATE INDEX receipts_created ON receipts (created_at);
 CREATE INDEX receipts_approval ON receipts (approval_id) WHERE approval_id IS NOT NULL;
-CREATE INDEX receipts_agent ON receipts (agent_id, created_at);
 
 CREATE TABLE receipt_outcomes (
     receipt_id TEXT PRIMARY KEY REFERENCES receipts (id),

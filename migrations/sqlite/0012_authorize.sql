@@ -15,7 +15,7 @@ CREATE TABLE governance_settings (
 -- the access rule, the settings in force, the approval's stages). idempotency_key
 -- is the caller's key prefixed with the id of the API key that sent it.
 CREATE TABLE receipts (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq             INTEGER PRIMARY KEY,
     id              TEXT NOT NULL UNIQUE,
     agent_id        TEXT NOT NULL,
     mission_id      TEXT,
@@ -33,7 +33,6 @@ CREATE TABLE receipts (
 );
 CREATE INDEX receipts_created ON receipts (created_at);
 CREATE INDEX receipts_approval ON receipts (approval_id) WHERE approval_id IS NOT NULL;
-CREATE INDEX receipts_agent ON receipts (agent_id, created_at);
 
 -- A PENDING receipt's final outcome once its approval is decided: at most one,
 -- appended, never changed.
