@@ -207,19 +207,67 @@ class AuditHead(Model):
 
 Decision = Literal["allow_once", "allow_always", "deny"]
 DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
-ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expired"]
+# A leader's vote on an approval with stages: a decision, or an approval with conditions.
+VoteDecision = Literal["allow_once", "allow_always", "deny", "conditional"]
+# `approved`: an approval with stages whose every gate has its count, or that was waived.
+ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expired", "approved"]
+StageStatus = Literal["pending", "approved", "deny", "waived"]
 
 
 # What a waiting caller hears: a decision, the row's expiry, or its own deadline.
-Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout"]
+Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout", "approved"]
 HistoryAction = Literal["allow-once", "allow-always", "deny"]
 # What a sticky grant covers: the tool with any arguments, or only the arguments it was
 # granted for (matched by their fingerprint, core.approvals.args_fingerprint).
 GrantScope = Literal["tool", "args"]
 
 
+class Vote(Model):
+    """One leader's vote, as the gate it counts for holds it (README: Approvals)."""
+
+    key_id: str
+    key_name: str
+    decision: VoteDecision
+    comments: str | None = None
+    conditions: str | None = None  # a conditional vote's conditions, for the executor
+    voted_at: int
+
+
+class Gate(Model):
+    """`count` votes of leaders (of `group` only, when given) approve it."""
+
+    group: str | None = None
+    count: int = pydantic.Field(ge=1, le=1000)
+    votes: list[Vote] = []
+
+
+class Stage(Model):
+    name: str
+    gates: list[Gate] = pydantic.Field(min_length=1, max_length=100)
+    status: StageStatus = "pending"
+
+
+class Waiver(Model):
+    """An admin approved the approval without its votes: who, when and why."""
+
+    reason: str
+    key_id: str
+    key_name: str
+    waived_at: int
+
+
+STAGES = pydantic.TypeAdapter(list[Stage])  # the stored text of an approval's stages
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class NewApproval(Model):
-    """A pending row as the handshake asks the store to open it (masked already)."""
+    """A pending row as the handshake asks the store to open it (masked already).
+
+    `stages` None: Clawboo's one-decision approval. `sticky` False: no live grant satisfies
+    it and its approval makes none."""
 
     id: str
     tool_name: str
@@ -230,6 +278,8 @@ class NewApproval(Model):
     tenant_id: str | None
     args_fingerprint: str
     requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
+    stages: list[Stage] | None = None
+    sticky: bool = True
 
 
 class Approval(Model):
@@ -246,6 +296,12 @@ class Approval(Model):
     resolved_at: int | None
     resolved_by: str | None
     args_fingerprint: str | None  # None on rows opened before fingerprints were kept
+    # Approvals with stages only (left out of the JSON of Clawboo's approvals):
+    stages: list[Stage] | None = pydantic.Field(default=None, exclude_if=_absent)
+    sticky: bool | None = pydantic.Field(default=None, exclude_if=_absent)
+    waiver: Waiver | None = pydantic.Field(default=None, exclude_if=_absent)
+    # Which key asked: a voter's own request is refused unless self-approval is allowed.
+    requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
 
     def as_of(self, now: int) -> Approval:
         """The row as it acts at `now`: pending past its expiry reads as expired, everywhere.

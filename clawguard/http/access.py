@@ -42,6 +42,7 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("GET", "/api/tools/approvals"): LEADER,
     ("GET", "/api/tools/approvals/{id}"): EXECUTOR | LEADER,
     ("POST", "/api/tools/approvals/{id}/resolve"): LEADER,
+    ("POST", "/api/tools/approvals/{id}/waive"): ADMIN,
     ("GET", "/api/tools/approvals/grants"): LEADER | OPERATOR,
     ("DELETE", "/api/tools/approvals/grants/{id}"): LEADER | OPERATOR,
     ("GET", "/api/approvals"): LEADER | OPERATOR,

@@ -227,6 +227,8 @@ class GrantFilter(Query):
 class PendingFilter(Query):
     limit: PendingLimit = PENDING_LIMIT_DEFAULT
     cursor: PageCursor = None
+    # `me`: only the approvals the caller's key could vote on now.
+    reviewer: Literal["me"] | None = None
 
 
 class HistoryFilter(Query):
@@ -234,11 +236,36 @@ class HistoryFilter(Query):
     limit: HistoryLimit = HISTORY_LIMIT_DEFAULT
 
 
+NonEmptyText = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=10_000)]
+
+
 class ApprovalResolve(commands.Request):
-    decision: records.Decision
+    """A decision, or a vote on an approval with stages: `conditional` approves with
+    `conditions` (required), which the executor receives as an obligation."""
+
+    decision: records.VoteDecision
     resolved_by: commands.Ident | None = None
     # What an allow_always grants: the tool with any arguments, or these arguments only.
     grant_scope: records.GrantScope = "tool"
+    comments: commands.Text | None = None
+    conditions: NonEmptyText | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _conditions_with_conditional(self) -> ApprovalResolve:
+        if (self.decision == "conditional") != (self.conditions is not None):
+            raise ValueError("conditions are required with decision conditional, and only then")
+        return self
+
+
+class ApprovalWaive(commands.Request):
+    reason: NonEmptyText  # why the gates are waived: required, never blank
+
+    @pydantic.field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("reason must not be blank")
+        return value
 
 
 class Ok(records.Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import audit, commands, guardrails, ledger, principals, records, registry, runs
 from clawguard.core import gate as gate_rules
 
@@ -100,8 +101,9 @@ class Store(Protocol):
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
         """A live sticky grant for (agent, tool) short-circuits (core.approvals.matching_grant:
-        a tool grant, or an args grant for `new.args_fingerprint`); else a pending row
-        expiring ttl_ms from now. Either way audited, in one transaction."""
+        a tool grant, or an args grant for `new.args_fingerprint`; never when `new.sticky`
+        is false); else a pending row expiring ttl_ms from now, with `new.stages` when given.
+        Either way audited, in one transaction."""
 
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         """The row as stored (callers apply `Approval.as_of`)."""
@@ -124,6 +126,24 @@ class Store(Protocol):
         or past expiry. allow_always also writes a sticky grant for the tool or, with
         `grant_scope` args, for the row's argument fingerprint only; every decision
         is appended to the history and audited."""
+
+    async def vote_approval(
+        self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
+        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        grant_scope: records.GrantScope = "tool",
+    ) -> records.Approval:
+        """One vote, exactly once however many race (core.approvals.vote decides): on an
+        approval without stages it is resolve_approval; with stages it is counted in the
+        current stage's open gates, and the approval is decided (approved or deny, with its
+        history line, grant and audit row) only by the vote that completes or denies it.
+        `allow_self`: the settings' allow_self_approval, read by the caller at vote time."""
+
+    async def waive_approval(
+        self, approval_id: str, reason: str, resolved_by: str | None,
+        admin: principals.Principal,
+    ) -> records.Approval:
+        """Approve a pending approval with stages without its votes, recorded as a waiver
+        (core.approvals.waive): NotFound, or Conflict when decided or without stages."""
 
     async def any_approval_due(self, now: int) -> bool:
         """Whether a pending row is past expiry at `now` (a read: no write lock taken)."""

@@ -16,13 +16,14 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from clawguard.core import documents, guardrails, money, principals, records, registry
+from clawguard.core import approvals, documents, guardrails, money, principals, records, registry
 
 # --- approvals, sticky grants, the approval history ----------------------------------------
 
 APPROVAL_COLUMNS = (
     "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
-    " expires_at, resolved_at, resolved_by, args_fingerprint"
+    " expires_at, resolved_at, resolved_by, args_fingerprint, stages, sticky, waiver,"
+    " requested_by_key"
 )
 GRANT_COLUMNS = (
     "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
@@ -33,12 +34,32 @@ HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
 
 def approval_from_row(row: Iterable[Any]) -> records.Approval:
     (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
-     resolved_by, fingerprint) = row
+     resolved_by, fingerprint, stages, sticky, waiver, requested_by_key) = row
+    staged = stages is not None
     return records.Approval(
-        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
-        task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
-        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
+        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason,
+        status=approvals.read_status(status, staged), task_id=task, tenant_id=tenant,
+        created_at=created, expires_at=expires, resolved_at=resolved_at,
+        resolved_by=resolved_by, args_fingerprint=fingerprint,
+        stages=records.STAGES.validate_json(stages) if staged else None,
+        sticky=bool(sticky) if staged else None,
+        waiver=None if waiver is None else records.Waiver.model_validate_json(waiver),
+        requested_by_key=requested_by_key,
     )
+
+
+def approval_values(approval: records.Approval) -> tuple[Any, ...]:
+    """What a decision or a vote writes to its row: status, resolved_at, resolved_by,
+    stages and waiver (the engines add who resolved it and the row's id)."""
+    return (
+        approvals.stored_status(approval), approval.resolved_at, approval.resolved_by,
+        None if approval.stages is None else stages_json(approval.stages),
+        None if approval.waiver is None else approval.waiver.to_json_bytes().decode(),
+    )
+
+
+def stages_json(stages: list[records.Stage]) -> str:
+    return records.STAGES.dump_json(stages, by_alias=True).decode()
 
 
 def grant_from_row(row: Iterable[Any]) -> records.Grant:

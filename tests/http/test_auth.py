@@ -51,6 +51,8 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/tools/approvals/{id}"): ("/api/tools/approvals/apr_0000000000000000", None),
     ("POST", "/api/tools/approvals/{id}/resolve"): (
         "/api/tools/approvals/apr_0000000000000000/resolve", {"decision": "deny"}),
+    ("POST", "/api/tools/approvals/{id}/waive"): (
+        "/api/tools/approvals/apr_0000000000000000/waive", {"reason": "ticket SEC-1"}),
     ("GET", "/api/tools/approvals/grants"): ("/api/tools/approvals/grants", None),
     ("DELETE", "/api/tools/approvals/grants/{id}"): (
         "/api/tools/approvals/grants/grt_0000000000000000", None),

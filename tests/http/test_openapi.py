@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import jsonschema
 import pytest
+import staged
 from daemon import Daemon, call
 from openapi_spec_validator import validate as validate_spec
 
@@ -185,6 +186,16 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
                 {"decision": "allow_always", "resolvedBy": "alice"})
     await check(client, "POST", f"{ONE_TOOL}/resolve", f"{TOOLS}/{approval_id}/resolve", 409,
                 {"decision": "deny"})
+    await check(client, "POST", f"{ONE_TOOL}/waive", f"{TOOLS}/{approval_id}/waive", 409,
+                {"reason": "no stages to waive"})
+    staged_id = await staged.open_staged(client.app, [{"gates": [{"count": 2}]}])
+    await check(client, "POST", f"{ONE_TOOL}/resolve", f"{TOOLS}/{staged_id}/resolve", 200,
+                {"decision": "conditional", "conditions": "dry run first", "resolvedBy": "bo"})
+    listed = await check(client, "GET", TOOLS, f"{TOOLS}?reviewer=me", 200)
+    assert [row["id"] for row in listed["approvals"]] == [staged_id]  # a gate still open
+    waived = await check(client, "POST", f"{ONE_TOOL}/waive", f"{TOOLS}/{staged_id}/waive", 200,
+                         {"reason": "ticket SEC-1234"})
+    assert waived["approval"]["status"] == "approved"
     sticky = await check(client, "POST", TOOLS, TOOLS, 200, {"toolName": "rm", "agentId": "a1"})
     assert sticky == {"resolution": "allow_always"}  # Clawboo's bare answer, no approvalId
     await check(client, "POST", "/api/governance/delegation-approval",

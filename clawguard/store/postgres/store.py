@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import (
     audit,
     commands,
@@ -366,6 +367,30 @@ class PostgresStore:
             lambda conn, now: approvals.resolve_approval(
                 conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
                 grant_scope, self._instance,
+            )
+        )
+        return result
+
+    async def vote_approval(
+        self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
+        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        grant_scope: records.GrantScope = "tool",
+    ) -> records.Approval:
+        result: records.Approval = await self._write(
+            lambda conn, now: approvals.vote_approval(
+                conn, now, approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms,
+                grant_scope, self._instance,
+            )
+        )
+        return result
+
+    async def waive_approval(
+        self, approval_id: str, reason: str, resolved_by: str | None,
+        admin: principals.Principal,
+    ) -> records.Approval:
+        result: records.Approval = await self._write(
+            lambda conn, now: approvals.waive_approval(
+                conn, now, approval_id, reason, resolved_by, admin, self._instance,
             )
         )
         return result
