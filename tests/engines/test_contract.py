@@ -397,6 +397,137 @@ async def test_expiry_is_written_once(store: contract.Store, clock: Any,
     assert chain_ok(settings).ok
 
 
+# --- approvals with stages: votes, quorum, waivers -----------------------------------------
+
+
+def leader(name: str, *groups: str) -> principals.Principal:
+    return principals.Principal(f"key_{name}", name, "leader", groups=frozenset(groups) or None)
+
+
+def staged_approval(approval_id: str, stages: list[dict[str, Any]], sticky: bool = True
+                    ) -> records.NewApproval:
+    return approvals.new_request(approval_id, "deploy", "a1", {"env": "prod"}, "why", "t1",
+                                 None, REQUESTER, approvals.new_stages(stages), sticky)
+
+
+def ballot(decision: str, conditions: str | None = None) -> approvals.Ballot:
+    return approvals.Ballot(decision, None, conditions)  # type: ignore[arg-type]
+
+
+TWO_STAGES = [{"name": "finance", "gates": [{"group": "finance", "count": 2}]},
+              {"name": "security", "gates": [{"group": "security", "count": 1}]}]
+
+
+async def test_votes_are_kept_stage_by_stage_and_decide_once(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    ann, bob, cat = leader("ann", "finance"), leader("bob", "finance"), leader("cat", "security")
+    opened = await store.open_approval(staged_approval("apr_s", TWO_STAGES), 60_000)
+    assert opened.approval is not None and opened.approval.stages is not None
+    with pytest.raises(errors.Forbidden):  # security does not count in the finance stage
+        await store.vote_approval("apr_s", ballot("deny"), None, cat, False, 0)
+    with pytest.raises(errors.Refused):  # the key that asked
+        await store.vote_approval("apr_s", ballot("allow_always"), None, REQUESTER, False, 0)
+    voted = await store.vote_approval("apr_s", ballot("allow_always"), "ann", ann, False, 0)
+    assert voted.status == "pending" and voted.resolved_at is None
+    with pytest.raises(errors.Conflict):  # one vote per key
+        await store.vote_approval("apr_s", ballot("allow_always"), "ann", ann, False, 0)
+    await store.vote_approval("apr_s", ballot("allow_always"), "bob", bob, False, 0)
+    row = await store.get_approval("apr_s")
+    assert row is not None and row.status == "pending" and row.stages is not None
+    assert [s.status for s in row.stages] == ["approved", "pending"]
+    assert [v.key_id for v in row.stages[0].gates[0].votes] == ["key_ann", "key_bob"]
+    [listed] = await store.list_pending_approvals(clock(), 10)
+    assert listed == row
+    final = await store.vote_approval("apr_s", ballot("allow_always"), "cat", cat, False, 0)
+    assert (final.status, final.resolved_by) == ("approved", "cat")
+    assert await store.get_approval("apr_s") == final
+    assert await store.list_pending_approvals(clock(), 10) == []
+    [grant] = await store.list_grants(clock(), "a1")  # every vote was allow_always
+    assert (grant.approval_id, grant.grant_scope) == ("apr_s", "tool")
+    assert [h.action for h in await store.list_history("a1", 10)] == ["allow-always"]
+    actions = [e.action for e in await store.list_audit(None, "approval", None, 100)]
+    assert actions.count("approval.voted") == 2 and actions.count("approval.resolved") == 1
+    assert chain_ok(settings).ok
+
+
+async def test_twenty_concurrent_votes_on_a_two_of_n_gate_decide_once(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    leaders = [leader(f"l{n}") for n in range(20)]
+    for approval_id, decisions in (("apr_allow", ["allow_once"] * 20),
+                                   ("apr_mixed", ["allow_once", "deny"] * 10)):
+        await store.open_approval(staged_approval(approval_id, [{"gates": [{"count": 2}]}]),
+                                  60_000)
+        answers = await asyncio.gather(
+            *(store.vote_approval(approval_id, ballot(d), who.name, who, False, 0)
+              for who, d in zip(leaders, decisions, strict=True)),
+            return_exceptions=True,
+        )
+        taken = [a for a in answers if isinstance(a, records.Approval)]
+        assert all(isinstance(a, records.Approval | errors.Conflict) for a in answers)
+        finals = [a for a in taken if a.status != "pending"]
+        assert len(finals) == 1  # exactly one approval outcome
+        row = await store.get_approval(approval_id)
+        assert row is not None and row.status == finals[0].status
+        assert row.stages is not None
+        stored = [v.key_id for v in row.stages[0].gates[0].votes]
+        # no vote lost or counted twice: every vote answered 200 is stored, once
+        assert sorted(stored) == sorted({v.key_id for a in taken
+                                         for v in a.stages[0].gates[0].votes})  # type: ignore[index]
+        assert len(stored) == len(taken) == len(set(stored))
+        if approval_id == "apr_allow":
+            assert (row.status, len(stored)) == ("approved", 2)
+    resolved = [e for e in await store.list_audit(None, "approval", None, 200)
+                if e.action == "approval.resolved"]
+    assert sorted(e.details["approvalId"] for e in resolved) == ["apr_allow", "apr_mixed"]
+    assert chain_ok(settings).ok
+
+
+async def test_a_waiver_is_recorded_once_and_votes_survive_a_restart(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    admin = principals.Principal("key_adm", "root", "admin")
+    await store.open_approval(staged_approval("apr_w", TWO_STAGES, sticky=False), 60_000)
+    await store.vote_approval("apr_w", ballot("conditional", "dry run first"), "ann",
+                              leader("ann", "finance"), False, 0)
+    await store.close()
+    again = engines.open_store(settings, clock)  # a restart in the middle of the quorum
+    await again.open()
+    try:
+        kept = await again.get_approval("apr_w")
+        assert kept is not None and kept.stages is not None and kept.sticky is False
+        [vote] = kept.stages[0].gates[0].votes
+        assert (vote.key_id, vote.decision, vote.conditions) == (
+            "key_ann", "conditional", "dry run first")
+        waived = await again.waive_approval("apr_w", "ticket SEC-1234", "root", admin)
+        assert waived.status == "approved" and waived.waiver is not None
+        assert (waived.waiver.reason, waived.waiver.key_id) == ("ticket SEC-1234", "key_adm")
+        assert await again.get_approval("apr_w") == waived
+        with pytest.raises(errors.Conflict):
+            await again.waive_approval("apr_w", "again", "root", admin)
+        with pytest.raises(errors.Conflict):
+            await again.vote_approval("apr_w", ballot("deny"), "bob", leader("bob", "finance"),
+                                      False, 0)
+        assert await again.list_grants(clock(), None) == []
+        [event] = [e for e in await again.list_audit(None, "approval", None, 100)
+                   if e.action == "approval.waived"]
+        assert (event.details["reason"], event.details["keyId"]) == ("ticket SEC-1234",
+                                                                    "key_adm")
+        # a sticky grant of the pair does not satisfy a request that says sticky false
+        await again.open_approval(new_approval("apr_g", tool="deploy"), 60_000)
+        await again.resolve_approval("apr_g", "allow_always", None, 0, LEADER)
+        strict = await again.open_approval(staged_approval("apr_n", TWO_STAGES, False), 60_000)
+        assert strict.grant is None and strict.approval is not None
+        clock.advance(60_000)
+        assert [a.id for a in await again.expire_approvals(10)] == ["apr_n"]
+        expired = await again.get_approval("apr_n")
+        assert expired is not None and expired.status == "expired"
+    finally:
+        await again.close()
+    assert chain_ok(settings).ok
+
+
 async def test_history_keys_and_audit_head(store: contract.Store,
                                            settings: config.StorageConfig) -> None:
     record = await store.append_history("a1", "deny", "shell", '{"x":1}')
