@@ -126,7 +126,8 @@ async def _refusals_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
     approvals = handshake.Approvals(
-        app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS]
+        app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS],
+        app.get(state.SELF_APPROVAL),
     )
     app[state.STORE].watch_decisions(approvals.heard)
     sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS])
