@@ -250,5 +250,5 @@ async def test_twenty_racing_votes_over_http_decide_once_and_wake_the_waiter_onc
     woken = await reattached
     assert (await woken.json())["approval"]["status"] == "approved"
     assert client.app[state.APPROVALS].parked == 0
-    status, body = await call(client, people, "exec", "GET", f"{TOOLS}/{approval_id}")
+    _, body = await call(client, people, "exec", "GET", f"{TOOLS}/{approval_id}")
     assert len(body["approval"]["stages"][0]["gates"][0]["votes"]) == 2
