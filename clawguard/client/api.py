@@ -455,14 +455,15 @@ class Api(abc.ABC):
         own agents' requests)."""
         return await self._run(calls.pending(every, limit, cursor))
 
-    async def pending_approvals(self, *, every: bool = False, page_size: int = 1_000
-                                ) -> list[records.Approval]:
+    async def pending_approvals(self, *, every: bool = False, page_size: int = 1_000,
+                                reviewer_me: bool = False) -> list[records.Approval]:
         """The whole pending queue, newest first, read a page at a time (`pending_page`).
-        A request decided meanwhile may be missing; none is listed twice."""
+        A request decided meanwhile may be missing; none is listed twice. `reviewer_me`:
+        only those this key could vote on now (`?reviewer=me`)."""
         found: list[records.Approval] = []
         cursor: str | None = None
         while True:
-            page = await self.pending_page(every=every, limit=page_size, cursor=cursor)
+            page = await self._run(calls.pending(every, page_size, cursor, reviewer_me))
             found += page.approvals
             if page.next_cursor is None:
                 return found
@@ -475,6 +476,19 @@ class Api(abc.ABC):
         """`grant_scope` (allow_always): "tool" grants the tool with any arguments (the
         daemon's default), "args" only this request's arguments."""
         return await self._run(calls.resolve(approval_id, decision, resolved_by, grant_scope))
+
+    async def vote_approval(self, approval_id: str, decision: records.VoteDecision, *,
+                            comments: str | None = None, conditions: str | None = None,
+                            resolved_by: str | None = None) -> records.Approval:
+        """A vote on an approval with stages (on one without: the decision). `conditional`
+        needs `conditions`, which the executor gets as an obligation. The approval comes
+        back still `pending` until the vote that completes or denies it."""
+        return await self._run(calls.vote(approval_id, decision, comments, conditions,
+                                          resolved_by))
+
+    async def waive_approval(self, approval_id: str, reason: str) -> records.Approval:
+        """An admin approves an approval with stages without its votes; `reason` required."""
+        return await self._run(calls.waive(approval_id, reason))
 
     async def grants(self, *, agent_id: str | None = None) -> list[records.Grant]:
         return await self._run(calls.grants(agent_id))

@@ -201,6 +201,8 @@ class Client:
     pending_page = _blocking(api.Api.pending_page)
     pending_approvals = _blocking(api.Api.pending_approvals)
     resolve_approval = _blocking(api.Api.resolve_approval)
+    vote_approval = _blocking(api.Api.vote_approval)
+    waive_approval = _blocking(api.Api.waive_approval)
     grants = _blocking(api.Api.grants)
     revoke_grant = _blocking(api.Api.revoke_grant)
     approval_history = _blocking(api.Api.approval_history)

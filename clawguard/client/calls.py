@@ -263,12 +263,14 @@ def get_approval(approval_id: str, wait_ms: int | None) -> Call[records.Approval
                 wait_s=(wait_ms or 0) / 1000)
 
 
-def pending(every: bool, limit: int | None, cursor: str | None
+def pending(every: bool, limit: int | None, cursor: str | None, reviewer_me: bool = False
             ) -> Call[records.ApprovalPage]:
     # all=true: every pending request, not only those the key may decide (a daemon that
-    # does not narrow the queue by key ignores it).
+    # does not narrow the queue by key ignores it). reviewer=me: only those it could vote
+    # on now.
     return Call("GET", "/api/tools/approvals", _one(records.ApprovalPage),
-                query={**_query(limit=limit, cursor=cursor), **({"all": "true"} if every else {})})
+                query={**_query(limit=limit, cursor=cursor), **({"all": "true"} if every else {}),
+                       **({"reviewer": "me"} if reviewer_me else {})})
 
 
 def resolve(approval_id: str, decision: str, by: str | None, grant_scope: str | None
@@ -276,6 +278,21 @@ def resolve(approval_id: str, decision: str, by: str | None, grant_scope: str | 
     return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/resolve",
                 _one(records.Approval, "approval"),
                 body=_body({"decision": decision, "resolvedBy": by, "grantScope": grant_scope}),
+                replayable=False)
+
+
+def vote(approval_id: str, decision: str, comments: str | None, conditions: str | None,
+         by: str | None) -> Call[records.Approval]:
+    return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/resolve",
+                _one(records.Approval, "approval"),
+                body=_body({"decision": decision, "comments": comments,
+                            "conditions": conditions, "resolvedBy": by}),
+                replayable=False)
+
+
+def waive(approval_id: str, reason: str) -> Call[records.Approval]:
+    return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/waive",
+                _one(records.Approval, "approval"), body=_body({"reason": reason}),
                 replayable=False)
 
 

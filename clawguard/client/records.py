@@ -29,11 +29,13 @@ EVENT_TYPES: tuple[EventType, ...] = (
 )
 Decision = Literal["allow_once", "allow_always", "deny"]
 DECISIONS: tuple[Decision, ...] = ("allow_once", "allow_always", "deny")
+VoteDecision = Literal["allow_once", "allow_always", "deny", "conditional"]
+VOTE_DECISIONS: tuple[VoteDecision, ...] = ("allow_once", "allow_always", "deny", "conditional")
 HistoryAction = Literal["allow-once", "allow-always", "deny"]
 # What an allow_always grants: the tool with any arguments, or the request's arguments only.
 GrantScope = Literal["tool", "args"]
 GRANT_SCOPES: tuple[GrantScope, ...] = ("tool", "args")
-ALLOWING = frozenset({"allow_once", "allow_always"})
+ALLOWING = frozenset({"allow_once", "allow_always", "approved"})  # approved: with stages
 
 
 class Record(pydantic.BaseModel):
@@ -158,7 +160,42 @@ class Handshake(Record):
     approval_id: str | None = None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class Vote(Record):
+    key_id: str
+    key_name: str
+    decision: str
+    comments: str | None = None
+    conditions: str | None = None
+    voted_at: int
+
+
+class Gate(Record):
+    group: str | None = None
+    count: int
+    votes: list[Vote] = []
+
+
+class Stage(Record):
+    name: str
+    gates: list[Gate]
+    status: str
+
+
+class Waiver(Record):
+    reason: str
+    key_id: str
+    key_name: str
+    waived_at: int
+
+
 class Approval(Record):
+    """`stages`, `sticky` and `waiver` only on approvals with stages (status `approved`
+    once every gate has its count or an admin waived it)."""
+
     id: str
     tool_name: str
     agent_id: str
@@ -171,6 +208,10 @@ class Approval(Record):
     expires_at: int
     resolved_at: int | None
     resolved_by: str | None
+    # Absent from the JSON of approvals without stages, and so from to_json().
+    stages: list[Stage] | None = pydantic.Field(default=None, exclude_if=_absent)
+    sticky: bool | None = pydantic.Field(default=None, exclude_if=_absent)
+    waiver: Waiver | None = pydantic.Field(default=None, exclude_if=_absent)
 
 
 class ApprovalPage(Record):
