@@ -455,33 +455,47 @@ async def test_twenty_concurrent_votes_on_a_two_of_n_gate_decide_once(
     store: contract.Store, clock: Any, settings: config.StorageConfig
 ) -> None:
     leaders = [leader(f"l{n}") for n in range(20)]
-    for approval_id, decisions in (("apr_allow", ["allow_once"] * 20),
-                                   ("apr_mixed", ["allow_once", "deny"] * 10)):
-        await store.open_approval(staged_approval(approval_id, [{"gates": [{"count": 2}]}]),
-                                  60_000)
-        answers = await asyncio.gather(
-            *(store.vote_approval(approval_id, ballot(d), who.name, who, False, 0)
-              for who, d in zip(leaders, decisions, strict=True)),
-            return_exceptions=True,
-        )
-        taken = [a for a in answers if isinstance(a, records.Approval)]
-        assert all(isinstance(a, records.Approval | errors.Conflict) for a in answers)
-        finals = [a for a in taken if a.status != "pending"]
-        assert len(finals) == 1  # exactly one approval outcome
-        row = await store.get_approval(approval_id)
-        assert row is not None and row.status == finals[0].status
-        assert row.stages is not None
-        stored = [v.key_id for v in row.stages[0].gates[0].votes]
-        # no vote lost or counted twice: every vote answered 200 is stored, once
-        assert sorted(stored) == sorted({v.key_id for a in taken
-                                         for v in a.stages[0].gates[0].votes})  # type: ignore[index]
-        assert len(stored) == len(taken) == len(set(stored))
-        if approval_id == "apr_allow":
-            assert (row.status, len(stored)) == ("approved", 2)
+    # PostgreSQL: half the votes through a second daemon's store on the same database.
+    # (SQLite has one writer, one daemon: its votes queue in that writer.)
+    other = engines.open_store(settings, clock) if settings.engine == "postgres" else store
+    if other is not store:
+        await other.open()
+    stores = [store, other] * 10
+    try:
+        for approval_id, decisions in (("apr_allow", ["allow_once"] * 20),
+                                       ("apr_mixed", ["allow_once", "deny"] * 10)):
+            await store.open_approval(
+                staged_approval(approval_id, [{"gates": [{"count": 2}]}]), 60_000)
+            answers = await asyncio.gather(
+                *(db.vote_approval(approval_id, ballot(d), who.name, who, False, 0)
+                  for db, who, d in zip(stores, leaders, decisions, strict=True)),
+                return_exceptions=True,
+            )
+            await _one_outcome(store, approval_id, leaders, answers)
+    finally:
+        if other is not store:
+            await other.close()
     resolved = [e for e in await store.list_audit(None, "approval", None, 200)
                 if e.action == "approval.resolved"]
     assert sorted(e.details["approvalId"] for e in resolved) == ["apr_allow", "apr_mixed"]
     assert chain_ok(settings).ok
+
+
+async def _one_outcome(store: contract.Store, approval_id: str,
+                       voters: list[principals.Principal], answers: list[Any]) -> None:
+    assert all(isinstance(a, records.Approval | errors.Conflict) for a in answers)
+    taken = [a for a in answers if isinstance(a, records.Approval)]
+    finals = [a for a in taken if a.status != "pending"]
+    assert len(finals) == 1  # exactly one approval outcome
+    row = await store.get_approval(approval_id)
+    assert row is not None and row.stages is not None and row.status == finals[0].status
+    stored = [v.key_id for v in row.stages[0].gates[0].votes]
+    # no vote lost or counted twice: the votes answered 200 are the ones stored, each once
+    counted = [who.key_id for who, a in zip(voters, answers, strict=True)
+               if isinstance(a, records.Approval)]
+    assert sorted(stored) == sorted(counted) and len(set(stored)) == len(stored)
+    if approval_id == "apr_allow":
+        assert (row.status, len(stored)) == ("approved", 2)
 
 
 async def test_a_waiver_is_recorded_once_and_votes_survive_a_restart(
