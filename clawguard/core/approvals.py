@@ -1,9 +1,13 @@
-"""The approval rules: how a request becomes a pending row, and open, decide, expire, revoke.
+"""The approval rules: how a request becomes a pending row, and open, decide, vote, waive,
+expire, revoke.
 
 Each decider takes the rows an engine loaded inside its write transaction and
 returns what to write and the audit event; the engine applies them in that
 transaction (and guards the decision with a conditional UPDATE on a pending
-row), so a request is decided, or expired, exactly once on any engine.
+row), so a request is decided, or expired, exactly once on any engine. An
+approval with stages is decided by the vote that completes or denies it (README:
+Gates and quorum); the votes before it are written the same way and leave it
+pending.
 """
 
 from __future__ import annotations
