@@ -165,6 +165,7 @@ METHODS = {
     ("DELETE", "/api/tools/approvals/grants/{id}"): "revoke_grant",
     ("GET", "/api/tools/approvals/{id}"): "get_approval",
     ("POST", "/api/tools/approvals/{id}/resolve"): "resolve_approval",
+    ("POST", "/api/tools/approvals/{id}/waive"): "waive_approval",
     ("GET", "/api/approvals"): "approval_history",
     ("POST", "/api/approvals"): "record_history",
     ("GET", "/api/governance/spend/summary"): "spend_summary",
