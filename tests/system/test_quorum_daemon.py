@@ -1,7 +1,8 @@
 """A quorum on a real daemon: a 2-stage approval, 2 of 3 leaders then a security leader,
 each voting from a process of its own with `clawguard approvals vote`, the daemon killed
 and restarted in the middle (the votes are kept), and the executor's waiting client
-riding the restart out to hear the outcome once."""
+riding the restart out to hear the outcome once. And two daemons on one PostgreSQL
+database: votes on one wake the caller parked on the other only with the outcome."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import staged
-from daemon import Daemon
+from daemon import Daemon, call
+from engines.conftest import pg_database, pg_server, pg_url  # noqa: F401 - fixtures
 
 from clawguard.core import principals
 from clawguard.runtime import config
@@ -153,3 +157,42 @@ def test_a_two_stage_quorum_from_three_leader_processes_survives_a_restart(tmp_p
     finally:
         conn.close()
     assert resolved == [approval_id]  # one outcome
+
+
+async def open_on(settings: config.StorageConfig, stages: list[dict[str, Any]]) -> str:
+    store = engines.open_store(settings, lambda: time.time_ns() // 1_000_000)
+    await store.open()
+    try:
+        opened = await store.open_approval(staged.new(stages), 600_000)
+        assert opened.approval is not None
+        return opened.approval.id
+    finally:
+        await store.close()
+
+
+def test_votes_on_two_postgresql_instances_wake_the_other_ones_waiter_once(
+    pg_url: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """Daemons without keys: voters are told apart by the names they give (resolvedBy)."""
+    approval_id = asyncio.run(open_on(config.StorageConfig(url=pg_url),
+                                      [{"gates": [{"count": 3}]}]))
+    with Daemon(tmp_path / "a.db", storage_url=pg_url) as a, \
+            Daemon(tmp_path / "b.db", storage_url=pg_url) as b, ThreadPoolExecutor(8) as pool:
+        parked = pool.submit(call, a.url, "GET", f"/api/tools/approvals/{approval_id}"
+                             "?waitMs=60000")
+        time.sleep(0.5)  # the daemon's parked count is not visible from here
+        resolve = f"/api/tools/approvals/{approval_id}/resolve"
+        for name in ("ann", "bob"):
+            status, body = call(b.url, "POST", resolve,
+                                {"decision": "allow_once", "resolvedBy": name})
+            assert status == 200 and body["approval"]["status"] == "pending"
+        time.sleep(0.5)
+        assert not parked.done()  # a vote that leaves it pending wakes nobody
+        answers = list(pool.map(
+            lambda n: call(b.url if n % 2 else a.url, "POST", resolve,
+                           {"decision": "allow_once", "resolvedBy": f"l{n}"}), range(8)))
+        assert sorted(status for status, _ in answers) == [200] + [409] * 7
+        status, body = parked.result(10)
+        assert status == 200 and body["approval"]["status"] == "approved"
+        votes = body["approval"]["stages"][0]["gates"][0]["votes"]
+        assert [v["keyName"] for v in votes][:2] == ["ann", "bob"] and len(votes) == 3
