@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from clawguard.core import (
@@ -30,6 +30,7 @@ from clawguard.core import (
     records,
     registry,
     runs,
+    webhooks,
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
@@ -40,6 +41,7 @@ from clawguard.store.postgres import (
     audit_log,
     budgets,
     connection,
+    deliveries,
     keys,
     listener,
     policies,
@@ -631,3 +633,41 @@ class PostgresStore:
             if stop:
                 return
 
+
+    # --- webhook deliveries ------------------------------------------------------------
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        rows = await self._db.read(
+            "SELECT (SELECT seq FROM notify_cursors WHERE webhook = %s),"
+            " (SELECT seq FROM audit_head WHERE id = 1)", (webhook,),
+        )
+        cursor, head = rows[0]
+        if cursor is not None and cursor >= head:
+            return 0  # nothing new: no write
+        result: int = await self._write(
+            lambda conn, now: deliveries.queue(conn, now, webhook, names, limit)
+        )
+        return result
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        result: list[webhooks.Delivery] = await self._write(
+            lambda conn, now: deliveries.claim(conn, now, webhook, lease_ms, limit)
+        )
+        return result
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        await self._write(lambda conn, now: deliveries.delivered(conn, webhook, seq))
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        await self._write(
+            lambda conn, now: deliveries.failed(conn, now, webhook, seq, error, retry_at)
+        )
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog:
+        rows = await self._db.read(
+            f"SELECT {tables.BACKLOG_COLUMNS} FROM notify_deliveries WHERE webhook = %s",
+            (webhook,),
+        )
+        return tables.backlog_from_row(rows[0])
