@@ -93,7 +93,8 @@ def summary(event: events.PublicEvent) -> str:
         level = f"{_dollars(data.get('spentUsdMicros'))} of {_limit(data.get('limitUsdCents'))}"
         if event.type == "budget.paused":
             return f"Budget paused: {scope} reached its cap ({level})"
-        return f"Budget crossed {_escape(data.get('crossed'))}%: {scope} at {level}"
+        threshold = {"soft": "80%", "hard": "100%"}.get(str(data.get("crossed")), "?")
+        return f"Budget crossed {threshold} of its limit: {scope} at {level}"
     return (f"Run {_escape(data.get('runId'))} of {agent} tripped a breaker:"
             f" {_escape(data.get('reason'))}")
 

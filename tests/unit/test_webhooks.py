@@ -63,7 +63,7 @@ def test_webhook_id_hides_the_url() -> None:
 
 
 def test_wanted_keeps_the_subscribed_events_only() -> None:
-    rows = [(1, "approval.requested"), (2, "budget.set"), (3, "budget.crossed_80"),
+    rows = [(1, "approval.requested"), (2, "budget.set"), (3, "budget.crossed_soft"),
             (4, "breaker.iteration-cap"), (5, "approval.resolved")]
     assert webhooks.wanted(rows, {"approval.requested", "approval.decided"}) == [1, 5]
     assert webhooks.wanted(rows, set(events.EVENT_NAMES)) == [1, 3, 4, 5]
@@ -83,9 +83,12 @@ def _event(action: str, details: dict[str, object], agent: str | None = "agent-1
     ("approval.resolved", {"approvalId": "ap_1", "toolName": "shell", "decision": "deny"},
      ["ap_1", "deny"]),
     ("approval.expired", {"approvalId": "ap_1", "toolName": "shell"}, ["expired"]),
-    ("budget.crossed_80", {"scope": "team", "scopeId": "t1", "crossed": "80",
-                           "spentUsdMicros": 8_000_000, "limitUsdCents": 1_000},
+    ("budget.crossed_soft", {"scope": "team", "scopeId": "t1", "crossed": "soft",
+                             "spentUsdMicros": 8_000_000, "limitUsdCents": 1_000},
      ["crossed 80%", "team *t1*", "$8.00 of $10.00"]),
+    ("budget.crossed_hard", {"scope": "team", "scopeId": "t1", "crossed": "hard",
+                             "spentUsdMicros": 10_000_000, "limitUsdCents": 1_000},
+     ["crossed 100%"]),
     ("budget.paused", {"scope": "agent", "scopeId": "a1", "spentUsdMicros": 10_050_000,
                        "limitUsdCents": 1_000}, ["paused", "$10.05 of $10.00"]),
     ("breaker.no-progress", {"runId": "run_1", "reason": "no-progress"},
