@@ -34,7 +34,7 @@ SCAN_LIMIT = 500  # audit rows scanned into the outbox per transaction
 CLAIM_LIMIT = 32  # deliveries tried at once per webhook
 # A claimed delivery is due again this long after its try's timeout if its outcome was
 # never written (the daemon died mid-try): at least once, never lost.
-LEASE_SLACK_MS = 30_000
+LEASE_SLACK_MS = 5_000
 CONTENT_TYPE = "application/json"
 
 
