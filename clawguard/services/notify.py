@@ -101,12 +101,13 @@ class Webhook:
     async def deliver_due(self, session: aiohttp.ClientSession) -> bool:
         """One round: queue what is new, try what is due; whether anything was tried."""
         await self.queue()
-        claimed = await self._store.claim_deliveries(self.id, self._lease_ms, CLAIM_LIMIT)
-        if claimed:
-            await asyncio.gather(*(self._deliver(session, delivery) for delivery in claimed))
-            return True
+        # Reads first: a claim is a write, and on SQLite a write joins the spends' batch.
         self._next_due = (await self._store.delivery_backlog(self.id)).next_due
-        return False
+        if self._next_due is None or self._next_due > self._clock():
+            return False
+        claimed = await self._store.claim_deliveries(self.id, self._lease_ms, CLAIM_LIMIT)
+        await asyncio.gather(*(self._deliver(session, delivery) for delivery in claimed))
+        return bool(claimed)
 
     def body(self, event: events.PublicEvent) -> bytes:
         if self._hook.format == "slack":

@@ -4,16 +4,30 @@ chain scanned into deliveries, claimed under a lease, retried, given up, deliver
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from engines.test_contract import settings, store  # noqa: F401 - fixtures
+import pytest
 
 from clawguard.core import audit, events
-from clawguard.store import contract
+from clawguard.runtime import config
+from clawguard.store import contract, engines
+from engines.test_contract import settings  # noqa: F401 - fixture
 
 HOOK = "a" * 16
 ALL = frozenset(events.EVENT_NAMES)
 LEASE = 40_000
+
+
+@pytest.fixture
+async def store(settings: config.StorageConfig, clock: Any  # noqa: F811 - fixture
+                ) -> AsyncIterator[contract.Store]:
+    db = engines.open_store(settings, clock)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 async def told(db: contract.Store, action: str = "approval.requested", agent: str = "a1"

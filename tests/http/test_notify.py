@@ -171,7 +171,10 @@ async def test_a_queue_that_waits_shows_in_the_metrics(
         wid = client.app[state.NOTIFIER].webhooks[0].id
         await post(client, TOOLS, {"toolName": "rm", "agentId": "a1", "waitMs": 0})
         await post(client, TOOLS, {"toolName": "ls", "agentId": "a1", "waitMs": 0})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
         while receiver.refused < 2:
+            assert loop.time() < deadline
             await asyncio.sleep(0.01)
         clock.advance(7_000)
         metrics = await (await client.get("/metrics")).text()
