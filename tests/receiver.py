@@ -34,11 +34,13 @@ class Receiver:
     delay_s: float = 0.0
     received: list[Received] = field(default_factory=list)
     refused: int = 0  # POSTs answered with a non-2xx
+    started: int = 0  # POSTs read, answered or not yet
     url: str = ""
     _runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.started += 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if 200 <= self.status < 300:

@@ -31,7 +31,7 @@ POLL_S = 1.0
 # turn into one scan each.
 MIN_GAP_S = 0.05
 SCAN_LIMIT = 500  # audit rows scanned into the outbox per transaction
-CLAIM_LIMIT = 32  # deliveries tried at once per webhook
+CLAIM_LIMIT = 32  # POSTs under way at once per webhook
 # A claimed delivery is due again this long after its try's timeout if its outcome was
 # never written (the daemon died mid-try): at least once, never lost.
 LEASE_SLACK_MS = 5_000
@@ -56,6 +56,7 @@ class Webhook:
         self._retried = counters.webhook_deliveries.labels(self.id, "retried")
         self._failed = counters.webhook_deliveries.labels(self.id, "failed")
         self._task: asyncio.Task[None] | None = None
+        self._trying: set[asyncio.Task[None]] = set()  # POSTs under way, CLAIM_LIMIT at most
 
     def nudge(self) -> None:
         self._wake.set()
@@ -64,11 +65,12 @@ class Webhook:
         self._task = asyncio.create_task(self._run(session), name=f"clawguard webhook {self.id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the loop and the tries under way (their leases lapse: tried again later)."""
+        tasks = [task for task in (self._task, *self._trying) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
 
     async def queue(self) -> None:
         """Scan everything new on the chain into this webhook's outbox."""
@@ -99,15 +101,35 @@ class Webhook:
             await asyncio.sleep(max(MIN_GAP_S - (loop.time() - started), 0))
 
     async def deliver_due(self, session: aiohttp.ClientSession) -> bool:
-        """One round: queue what is new, try what is due; whether anything was tried."""
+        """One round: queue what is new, start trying what is due (each try on its own task,
+        so a slow receiver holds up none of the others); whether any try was started."""
         await self.queue()
         # Reads first: a claim is a write, and on SQLite a write joins the spends' batch.
         self._next_due = (await self._store.delivery_backlog(self.id)).next_due
         if self._next_due is None or self._next_due > self._clock():
             return False
-        claimed = await self._store.claim_deliveries(self.id, self._lease_ms, CLAIM_LIMIT)
-        await asyncio.gather(*(self._deliver(session, delivery) for delivery in claimed))
+        room = CLAIM_LIMIT - len(self._trying)
+        if room <= 0:
+            return False  # a try that ends wakes the loop
+        claimed = await self._store.claim_deliveries(self.id, self._lease_ms, room)
+        for delivery in claimed:
+            task = asyncio.create_task(self._try(session, delivery))
+            self._trying.add(task)
+            task.add_done_callback(self._tried)
         return bool(claimed)
+
+    def _tried(self, task: asyncio.Task[None]) -> None:
+        self._trying.discard(task)
+        self._wake.set()
+
+    async def _try(self, session: aiohttp.ClientSession, delivery: webhooks.Delivery) -> None:
+        try:
+            await self._deliver(session, delivery)
+        except errors.StoreUnavailable as exc:  # its lease lapses and it is tried again
+            log.warning("webhook %s: cannot write the outcome of event %d: %s", self.id,
+                        delivery.seq, exc.message)
+        except Exception:
+            log.exception("webhook %s: event %d failed", self.id, delivery.seq)
 
     def body(self, event: events.PublicEvent) -> bytes:
         if self._hook.format == "slack":

@@ -81,6 +81,25 @@ async def test_every_event_type_is_delivered_once_and_signed(
     assert crossings == ["hard", "soft"]
 
 
+async def test_a_slow_receiver_holds_up_no_request(
+        make_client: Any, cfg: config.Config, receiver: Receiver) -> None:
+    receiver.delay_s = 3.0
+    settings = with_hooks(cfg, {"url": receiver.url, "secret": SECRET})
+    async with make_client(settings) as client:
+        await every_event(client)  # six deliveries, each answered after 3 s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while receiver.started < 6:  # all six POSTs under way at once, none answered yet
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+        for n in range(10):  # spends and prompts, each answered while the POSTs wait
+            await post(client, "/api/governance/spend", {"agentId": f"b{n}", "costUsdCents": 1})
+            await post(client, TOOLS, {"toolName": "ls", "agentId": f"b{n}", "waitMs": 0})
+        assert receiver.received == []  # the receiver has not answered one yet
+        await receiver.until(16)
+    assert len({r.json["id"] for r in receiver.received}) == 16
+
+
 async def test_a_webhook_gets_only_the_events_it_names(
         make_client: Any, cfg: config.Config, receiver: Receiver) -> None:
     settings = with_hooks(cfg, {"url": receiver.url, "secret": SECRET,
