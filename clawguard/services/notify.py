@@ -110,7 +110,8 @@ class Webhook:
             return False
         room = CLAIM_LIMIT - len(self._trying)
         if room <= 0:
-            return False  # a try that ends wakes the loop
+            self._next_due = None  # due, but no room: the next try to end wakes the loop
+            return False
         claimed = await self._store.claim_deliveries(self.id, self._lease_ms, room)
         for delivery in claimed:
             task = asyncio.create_task(self._try(session, delivery))

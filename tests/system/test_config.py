@@ -209,3 +209,13 @@ def test_every_notify_setting_is_in_the_readme_table():
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     for key in config.NotifyConfig.model_fields:
         assert f"`notify.{key}`" in table, key
+
+
+def test_check_config_masks_a_webhook_secret(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[notify.webhooks]]\nurl = "https://h.example/x"\nsecret = "s3cr3t-value"\n')
+    shown = subprocess.run(
+        [sys.executable, "-m", "clawguard", "check-config", "--config", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "https://h.example/x" in shown and "s3cr3t-value" not in shown
