@@ -86,6 +86,7 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
         notifier.nudge()
 
     db.batch_observer = committed
+    db.watch_events(notifier.nudge)
     await notifier.start()
     yield
     await notifier.stop()

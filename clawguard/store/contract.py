@@ -36,6 +36,11 @@ class Store(Protocol):
         expires an approval, so waiters parked here hear it (engines shared by several
         daemons; an engine with a single daemon never calls it)."""
 
+    def watch_events(self, wake: Callable[[], None]) -> None:
+        """Call `wake()` whenever another daemon on the same database commits an audit row
+        with a public event (core.events), so webhooks here deliver it at once (an engine
+        with a single daemon never calls it)."""
+
     async def ready(self) -> bool:
         """The database answers and every known migration is applied."""
 

@@ -67,6 +67,7 @@ class PostgresStore:
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
         self._wake: Callable[[str], None] | None = None
+        self._events_wake: Callable[[], None] | None = None
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
         self._catch_ups: set[asyncio.Task[None]] = set()
@@ -79,6 +80,9 @@ class PostgresStore:
 
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
+
+    def watch_events(self, wake: Callable[[], None]) -> None:
+        self._events_wake = wake
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -121,6 +125,10 @@ class PostgresStore:
     # --- notifications -------------------------------------------------------------
 
     def _heard(self, payload: str) -> None:
+        if payload == listener.EVENTS:
+            if self._events_wake is not None:
+                self._events_wake()
+            return
         self._last_heard_ms = self._clock()
         instance, _, approval_id = payload.partition(":")
         if instance != self._instance and self._wake is not None:

@@ -74,6 +74,9 @@ class SQLiteStore:
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         """One daemon owns a SQLite file: every decision is made, and heard, here."""
 
+    def watch_events(self, wake: Callable[[], None]) -> None:
+        """One daemon owns a SQLite file: every event is written, and heard, here."""
+
     # --- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
