@@ -3,9 +3,9 @@ its outbox, POSTed, and retried until a 2xx answers or their time is up (README:
 Notifications).
 
 Nothing here runs inside a request: the store says a transaction committed (`nudge`,
-from its batch observer) and each webhook's loop wakes, scans and sends on its own
-task, so a slow or dead receiver delays only its own deliveries. Each webhook has its
-own loop, so one slow receiver never holds up another's.
+from its batch observer, or from another instance's NOTIFY) and each webhook's loop
+wakes, scans its outbox and starts each POST on a task of its own. A slow or dead
+receiver so delays only its own deliveries, never a request and never another webhook.
 """
 
 from __future__ import annotations
