@@ -92,8 +92,10 @@ class Result:
 class Daemon:
     """A ``clawguard serve`` subprocess on a fresh temporary database."""
 
-    def __init__(self, workdir: Path, url: str | None = None, auth: str = "none") -> None:
+    def __init__(self, workdir: Path, url: str | None = None, auth: str = "none",
+                 extra_config: str = "") -> None:
         self.workdir = workdir
+        self.extra_config = extra_config  # more TOML, after the settings above
         self.url = url
         self.auth = auth  # "keys": the first-start admin key is in workdir/clawguard-admin.key
         self.log_path = workdir / "daemon.log"
@@ -106,7 +108,7 @@ class Daemon:
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\n'
             f'[storage]\n{storage}\n'
-            f'[auth]\nmode = "{self.auth}"\n'
+            f'[auth]\nmode = "{self.auth}"\n' + self.extra_config
         )
         env = dict(os.environ, CLAWGUARD_AUTH_MODE=self.auth, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)

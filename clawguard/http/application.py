@@ -11,7 +11,16 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, periodic, reaper, refusals, runs
+from clawguard.services import (
+    checkpoints,
+    gate,
+    handshake,
+    notify,
+    periodic,
+    reaper,
+    refusals,
+    runs,
+)
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,7 @@ def create_app(
     app[state.KEY_USAGE] = access.KeyUsage()
     app[state.PRICES] = cfg.price_table()
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_notify_ctx)
     app.cleanup_ctx.append(_key_usage_ctx)
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_runs_ctx)
@@ -58,6 +68,29 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.GATE] = gate.Gate(db)
     yield
     await db.close()
+
+
+async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Webhooks deliver in the background, woken by every commit (README: Notifications)."""
+    db = app[state.STORE]
+    notifier = notify.Notifier(db, app[state.CONFIG], app[state.CLOCK], app[state.METRICS])
+    app[state.NOTIFIER] = notifier
+    if not notifier.webhooks:
+        yield
+        return
+    observe = db.batch_observer
+
+    def committed(writes: int, seconds: float) -> None:
+        if observe is not None:
+            observe(writes, seconds)
+        notifier.nudge()
+
+    db.batch_observer = committed
+    db.watch_events(notifier.nudge)
+    await notifier.start()
+    yield
+    await notifier.stop()
+    db.batch_observer = observe
 
 
 async def flush_key_usage(app: web.Application) -> None:

@@ -84,6 +84,17 @@ class Metrics:
         self.breaker_trips = prom.Counter(
             "clawguard_breaker_trips", "Runs stopped by a circuit breaker", ["reason"],
             registry=r)
+        self.webhook_deliveries = prom.Counter(
+            "clawguard_webhook_deliveries",
+            "Webhook delivery tries by outcome: sent (answered 2xx), retried (failed, tried"
+            " again later), failed (given up)", ["webhook", "outcome"], registry=r)
+        self.webhook_queue = prom.Gauge(
+            "clawguard_webhook_queue_depth", "Events not yet delivered to a webhook (given-up"
+            " ones left out)", ["webhook"], registry=r)
+        self.webhook_oldest = prom.Gauge(
+            "clawguard_webhook_oldest_undelivered_seconds",
+            "Age of the oldest event not yet delivered to a webhook (0: none)", ["webhook"],
+            registry=r)
 
         # Labelled children by label values: labels() takes a lock and builds a tuple,
         # which the spend path would pay several times a request.
@@ -152,6 +163,10 @@ class Metrics:
         top.sort(reverse=True)
         for ratio, scope, scope_id, mode in top[: self.budget_series]:
             self.utilisation.labels(scope, scope_id, mode).set(ratio)
+
+    def set_webhook_backlog(self, webhook: str, depth: int, oldest_age_s: float) -> None:
+        self.webhook_queue.labels(webhook).set(depth)
+        self.webhook_oldest.labels(webhook).set(oldest_age_s)
 
     def render(self) -> bytes:
         return prom.generate_latest(self.registry)

@@ -7,11 +7,21 @@ database cannot be reached, never a driver exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from clawguard.core import approvals as approval_rules
-from clawguard.core import audit, commands, guardrails, ledger, principals, records, registry, runs
+from clawguard.core import (
+    audit,
+    commands,
+    guardrails,
+    ledger,
+    principals,
+    records,
+    registry,
+    runs,
+    webhooks,
+)
 from clawguard.core import gate as gate_rules
 
 
@@ -26,6 +36,11 @@ class Store(Protocol):
         """Call `wake(approval_id)` whenever another daemon on the same database decides or
         expires an approval, so waiters parked here hear it (engines shared by several
         daemons; an engine with a single daemon never calls it)."""
+
+    def watch_events(self, wake: Callable[[], None]) -> None:
+        """Call `wake()` whenever another daemon on the same database commits an audit row
+        with a public event (core.events), so webhooks here deliver it at once (an engine
+        with a single daemon never calls it)."""
 
     async def ready(self) -> bool:
         """The database answers and every known migration is applied."""
@@ -270,6 +285,30 @@ class Store(Protocol):
         self, tenant_id: str, patch: dict[str, int | None]
     ) -> dict[str, int]:
         """Apply a checked patch (None removes a key), audited; the overrides after it."""
+
+    # --- webhook deliveries (the audit chain is their outbox; README: Notifications) ----
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        """Scan up to `limit` audit rows past the webhook's cursor, queue a delivery due now
+        for each whose public event is among `names` (webhooks.wanted), and move the cursor
+        past them, in one transaction; how many rows were scanned (0 writes nothing). A
+        webhook without a cursor gets one at the head: it is not told the history."""
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        """Up to `limit` of the webhook's deliveries due now, oldest due first, each leased:
+        not due again for `lease_ms` unless its outcome is written. On an engine several
+        daemons share, no two claim one delivery while its lease holds."""
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        """Delivered: the delivery is removed."""
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        """One more failed try: due again at `retry_at`, or given up when None (kept, with
+        `error` and the time, out of the queue)."""
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog: ...
 
     async def close(self) -> None:
         """Finish every queued write, then close."""

@@ -16,7 +16,17 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from clawguard.core import approvals, documents, guardrails, money, principals, records, registry
+from clawguard.core import (
+    approvals,
+    audit,
+    documents,
+    guardrails,
+    money,
+    principals,
+    records,
+    registry,
+    webhooks,
+)
 
 # --- approvals, sticky grants, the approval history ----------------------------------------
 
@@ -208,4 +218,27 @@ def override_from_row(row: Sequence[Any]) -> registry.RoleOverride:
 # Every ledger row as the checkpoints' running digest covers it (core.ledger.SpendRow).
 SPEND_ROWS = (
     "SELECT id, idempotency_key, fingerprint, cost_micros, created_at FROM spends ORDER BY id"
+)
+
+
+# A webhook delivery (notify_deliveries d) with the audit row (audit a) it tells.
+DELIVERY_COLUMNS = (
+    "d.attempts, d.created_at, a.seq, a.event_type, a.action, a.agent_id, a.details,"
+    " a.created_at, a.prev_hash, a.hash"
+)
+
+
+def delivery_from_row(webhook: str, row: Sequence[Any]) -> webhooks.Delivery:
+    return webhooks.Delivery(webhook, row[0], row[1], audit.Row(*row[2:10]))
+
+
+def backlog_from_row(row: Sequence[Any]) -> webhooks.Backlog:
+    """From (undelivered, oldest created_at, earliest next try, given up)."""
+    return webhooks.Backlog(int(row[0]), row[1], row[2], int(row[3]))
+
+
+BACKLOG_COLUMNS = (
+    "count(*) FILTER (WHERE failed_at IS NULL), min(created_at) FILTER (WHERE failed_at IS NULL),"
+    " min(next_attempt_at) FILTER (WHERE failed_at IS NULL),"
+    " count(*) FILTER (WHERE failed_at IS NOT NULL)"
 )

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 import psycopg
 
 from clawguard.core import audit, errors
-from clawguard.store.postgres import connection
+from clawguard.core import events as public_events
+from clawguard.store.postgres import connection, listener
 
 
 async def append(conn: connection.Connection, now: int, events: Sequence[audit.Event]) -> None:
@@ -38,6 +39,8 @@ async def append(conn: connection.Connection, now: int, events: Sequence[audit.E
     )
     assert last is not None
     await conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", last)
+    if any(public_events.name_of(event.action) for event in events):
+        await listener.notify(conn, listener.EVENTS)  # webhooks on every instance wake
 
 
 def audit_chain(url: str) -> Iterator[audit.Row]:

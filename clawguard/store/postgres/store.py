@@ -17,7 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from clawguard.core import approvals as approval_rules
@@ -31,6 +31,7 @@ from clawguard.core import (
     records,
     registry,
     runs,
+    webhooks,
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
@@ -41,6 +42,7 @@ from clawguard.store.postgres import (
     audit_log,
     budgets,
     connection,
+    deliveries,
     keys,
     listener,
     policies,
@@ -66,6 +68,7 @@ class PostgresStore:
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
         self._wake: Callable[[str], None] | None = None
+        self._events_wake: Callable[[], None] | None = None
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
         self._catch_ups: set[asyncio.Task[None]] = set()
@@ -78,6 +81,9 @@ class PostgresStore:
 
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
+
+    def watch_events(self, wake: Callable[[], None]) -> None:
+        self._events_wake = wake
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -120,6 +126,10 @@ class PostgresStore:
     # --- notifications -------------------------------------------------------------
 
     def _heard(self, payload: str) -> None:
+        if payload == listener.EVENTS:
+            if self._events_wake is not None:
+                self._events_wake()
+            return
         self._last_heard_ms = self._clock()
         instance, _, approval_id = payload.partition(":")
         if instance != self._instance and self._wake is not None:
@@ -656,3 +666,41 @@ class PostgresStore:
             if stop:
                 return
 
+
+    # --- webhook deliveries ------------------------------------------------------------
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        rows = await self._db.read(
+            "SELECT (SELECT seq FROM notify_cursors WHERE webhook = %s),"
+            " (SELECT seq FROM audit_head WHERE id = 1)", (webhook,),
+        )
+        cursor, head = rows[0]
+        if cursor is not None and cursor >= head:
+            return 0  # nothing new: no write
+        result: int = await self._write(
+            lambda conn, now: deliveries.queue(conn, now, webhook, names, limit)
+        )
+        return result
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        result: list[webhooks.Delivery] = await self._write(
+            lambda conn, now: deliveries.claim(conn, now, webhook, lease_ms, limit)
+        )
+        return result
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        await self._write(lambda conn, now: deliveries.delivered(conn, webhook, seq))
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        await self._write(
+            lambda conn, now: deliveries.failed(conn, now, webhook, seq, error, retry_at)
+        )
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog:
+        rows = await self._db.read(
+            f"SELECT {tables.BACKLOG_COLUMNS} FROM notify_deliveries WHERE webhook = %s",
+            (webhook,),
+        )
+        return tables.backlog_from_row(rows[0])

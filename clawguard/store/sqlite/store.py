@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import aiosqlite
@@ -28,12 +28,22 @@ from clawguard.core import (
     records,
     registry,
     runs,
+    webhooks,
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.runtime import config
 from clawguard.store import migrations, tables
-from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, policies, writer
+from clawguard.store.sqlite import (
+    approvals,
+    audit_log,
+    budgets,
+    deliveries,
+    files,
+    keys,
+    policies,
+    writer,
+)
 from clawguard.store.sqlite import runs as run_rows
 
 log = logging.getLogger(__name__)
@@ -64,6 +74,9 @@ class SQLiteStore:
 
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         """One daemon owns a SQLite file: every decision is made, and heard, here."""
+
+    def watch_events(self, wake: Callable[[], None]) -> None:
+        """One daemon owns a SQLite file: every event is written, and heard, here."""
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -621,3 +634,41 @@ class SQLiteStore:
             lambda conn, now: run_rows.set_overrides(conn, now, tenant_id, patch)
         )
         return result
+
+    # --- webhook deliveries ------------------------------------------------------------
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        rows = await self._read(
+            "SELECT (SELECT seq FROM notify_cursors WHERE webhook = ?),"
+            " (SELECT coalesce(max(seq), 0) FROM audit)", (webhook,),
+        )
+        cursor, head = rows[0]
+        if cursor is not None and cursor >= head:
+            return 0  # nothing new: no write
+        result: int = await self._writer.write(
+            lambda conn, now: deliveries.queue(conn, now, webhook, names, limit)
+        )
+        return result
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        result: list[webhooks.Delivery] = await self._writer.write(
+            lambda conn, now: deliveries.claim(conn, now, webhook, lease_ms, limit)
+        )
+        return result
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        await self._writer.write(lambda conn, now: deliveries.delivered(conn, webhook, seq))
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        await self._writer.write(
+            lambda conn, now: deliveries.failed(conn, now, webhook, seq, error, retry_at)
+        )
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog:
+        rows = await self._read(
+            f"SELECT {tables.BACKLOG_COLUMNS} FROM notify_deliveries WHERE webhook = ?",
+            (webhook,),
+        )
+        return tables.backlog_from_row(rows[0])
