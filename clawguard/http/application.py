@@ -9,9 +9,18 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from clawguard.core import errors, principals
-from clawguard.http import access, middleware, routes, state
+from clawguard.http import access, console, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, periodic, reaper, refusals, runs
+from clawguard.services import (
+    checkpoints,
+    events,
+    gate,
+    handshake,
+    periodic,
+    reaper,
+    refusals,
+    runs,
+)
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -39,14 +48,17 @@ def create_app(
     app[state.PRICES] = cfg.price_table()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_key_usage_ctx)
+    app.cleanup_ctx.append(_events_ctx)
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_runs_ctx)
     app.cleanup_ctx.append(_refusals_ctx)
     app.cleanup_ctx.append(_checkpoints_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
     app.on_shutdown.append(_answer_parked_waits)
+    app.on_shutdown.append(_end_event_streams)
     app[state.OPENAPI] = routes.openapi_json()
     app.router.add_routes([route.definition() for route in routes.ROUTES])
+    app.router.add_routes(console.ROUTES)
     return app
 
 
@@ -98,6 +110,14 @@ async def _first_admin_key(app: web.Application) -> None:
                 path)
 
 
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = events.Events(app[state.STORE], app[state.CLOCK])
+    app[state.EVENTS] = hub
+    hub.start()
+    yield
+    await hub.stop()
+
+
 async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.RUNS] = runs.Runs(app[state.STORE], app[state.CONFIG], app[state.CLOCK],
                                 app[state.METRICS])
@@ -144,3 +164,8 @@ async def _answer_parked_waits(app: web.Application) -> None:
     if state.APPROVALS in app:
         app[state.APPROVALS].close()
 
+
+async def _end_event_streams(app: web.Application) -> None:
+    # An open stream would hold the drain for server.shutdown_timeout_ms: end them now.
+    if state.EVENTS in app:
+        app[state.EVENTS].close()

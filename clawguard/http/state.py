@@ -10,7 +10,7 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, reaper, refusals, runs
+from clawguard.services import checkpoints, events, gate, handshake, reaper, refusals, runs
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -28,6 +28,7 @@ RUNS = web.AppKey("runs", runs.Runs)
 OPENAPI = web.AppKey("openapi", bytes)
 PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
 KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)
+EVENTS = web.AppKey("events", events.Events)
 
 
 def wall_clock_ms() -> int:

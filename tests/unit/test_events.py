@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clawguard.core import audit, events
+from clawguard.core import audit, budgets, commands, events
 
 
 def _row(action: str, details: dict[str, object], seq: int = 7) -> audit.Row:
@@ -19,8 +19,8 @@ def _row(action: str, details: dict[str, object], seq: int = 7) -> audit.Row:
     ("approval.resolved", "approval.decided"),
     ("approval.expired", "approval.decided"),
     ("approval.waived", "approval.decided"),
-    ("budget.crossed_80", "budget.crossed"),
-    ("budget.crossed_100", "budget.crossed"),
+    ("budget.crossed_soft", "budget.crossed"),
+    ("budget.crossed_hard", "budget.crossed"),
     ("budget.paused", "budget.paused"),
     ("breaker.repeated_call", "run.tripped"),
     ("budget.set", None),
@@ -53,3 +53,13 @@ def test_event_body_carries_the_row_seq_time_and_details() -> None:
 ])
 def test_roles_read_only_their_events(role: str, name: events.EventName, allowed: bool) -> None:
     assert events.may_read(role, name) is allowed
+
+
+def test_the_deciders_real_crossings_and_pauses_are_told() -> None:
+    """The names come from what core.budgets writes, not from a list kept beside it."""
+    chain = [budgets.Level("b", "agent", "a1", 100, 70 * 10_000, "active", "cap")]
+    request = commands.SpendRequest.model_validate({"agentId": "a1", "costUsdCents": 40})
+    charged = budgets.charge(chain, request)
+    rows = [audit.next_row((i, "a" * 64), e, 1) for i, e in enumerate(charged.events, 1)]
+    told = [events.from_row(row) for row in rows]
+    assert [t.type if t else None for t in told] == ["budget.crossed", "budget.paused"]
