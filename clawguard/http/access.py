@@ -46,6 +46,7 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("DELETE", "/api/tools/approvals/grants/{id}"): LEADER | OPERATOR,
     ("GET", "/api/approvals"): LEADER | OPERATOR,
     ("POST", "/api/approvals"): LEADER,
+    ("GET", "/api/me"): EXECUTOR | LEADER | OPERATOR,  # any key: who am I
     ("GET", "/api/keys"): ADMIN,
     ("POST", "/api/keys"): ADMIN,
     ("DELETE", "/api/keys/{id}"): ADMIN,

@@ -350,6 +350,8 @@ ROUTES = [
         Endpoint("Make an API key; its value is in this answer only", wire.KeyCreated,
                  status=201, body=wire.KeyCreate, tag="keys"),
     ),
+    Route("GET", "/api/me", keys.me, Endpoint("The calling key: id, name, role, leads, groups",
+                                             wire.Me, tag="keys")),
     Route("GET", "/api/keys", keys.list_keys, Endpoint("Every API key, never its value",
                                                         wire.KeyList, tag="keys")),
     Route(
