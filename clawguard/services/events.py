@@ -58,8 +58,8 @@ def visible(principal: principals.Principal, event: events.PublicEvent) -> bool:
 
 
 class Subscription:
-    """One client's queue. `next()` gives the next item, None on `timeout` (time for a
-    heartbeat), and raises Closed once the stream is over for it."""
+    """One client's queue. `next()` gives the next item, None when `within_s` passed with
+    none (time for a heartbeat), and raises Closed once the stream is over for it."""
 
     class Closed(Exception):
         pass
@@ -85,11 +85,11 @@ class Subscription:
             self.reason = reason
         self._ready.set()
 
-    async def next(self, timeout: float) -> Item | None:
+    async def next(self, within_s: float) -> Item | None:
         if not self._items and self.reason is None:
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                await asyncio.wait_for(self._ready.wait(), within_s)
         if self._items:
             return self._items.popleft()
         if self.reason is not None:

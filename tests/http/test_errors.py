@@ -483,7 +483,7 @@ NO_INPUT = {"/healthz", "/readyz", "/metrics", "/openapi.json",
             # means the default (the POSTs on the same paths have their cases above)
             "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals",
             "/api/keys", "/api/tool-policies", "/api/role-policy-overrides",
-            # its one input is the Last-Event-ID header: test_events.py refuses a bad one
+            # its one input is the Last-Event-ID header: test_event_stream.py refuses a bad one
             "/api/events", "/api/me"}
 
 

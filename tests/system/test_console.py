@@ -153,7 +153,6 @@ async def test_a_paused_budget_is_resumed_from_the_console_and_the_next_spend_go
                                {"agentId": "a1", "costUsdCents": 20})
     assert spent["stop"] is True
     await budget.locator(".badge.paused").wait_for()
-    await shot(page, "budgets")
     assert fleet.call("executor", "GET", "/api/governance/preflight?agentId=a1")[1][
         "allowed"] is False
     await budget.locator("form.resume input").fill("50")
@@ -195,8 +194,12 @@ async def test_every_view_renders_on_a_phone_and_the_chain_verifies(
                {"scope": "team", "scopeId": "research", "limitUsdCents": 5000, "mode": "cap"})
     fleet.call("operator", "POST", "/api/governance/budgets",
                {"scope": "agent", "scopeId": "writer-3", "limitUsdCents": 800, "mode": "warn"})
+    fleet.call("operator", "POST", "/api/governance/budgets",
+               {"scope": "agent", "scopeId": "scraper-1", "limitUsdCents": 300, "mode": "cap"})
     fleet.call("executor", "POST", "/api/governance/spend",
                {"agentId": "writer-3", "teamId": "research", "costUsdCents": 690})
+    fleet.call("executor", "POST", "/api/governance/spend",
+               {"agentId": "scraper-1", "teamId": "research", "costUsdCents": 320})
     status, run = fleet.call("executor", "POST", "/api/governance/runs", {"agentId": "writer-3"})
     assert status == 201
     fleet.call("executor", "POST", f"/api/governance/runs/{run['run']['id']}/events",
@@ -214,6 +217,10 @@ async def test_every_view_renders_on_a_phone_and_the_chain_verifies(
     assert "repeat" in await page.locator("#runs-table tbody").inner_text()
     await page.set_viewport_size({"width": 1280, "height": 860})
     await shot(page, "runs")
+    await page.click("#tab-budgets")
+    await page.locator("li.budget .badge.paused").wait_for()
+    assert await page.locator("li.budget").count() == 3
+    await shot(page, "budgets")
     await page.click("#tab-audit")
     await page.locator("#chain.ok").wait_for()
     await shot(page, "audit")

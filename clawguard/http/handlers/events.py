@@ -46,8 +46,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
         try:
             await response.write(b": clawguard events\n\n")
             if after is not None:
-                async for item in hub.replay(subscription, after):
-                    await response.write(frame(item))
+                async for missed in hub.replay(subscription, after):
+                    await response.write(frame(missed))
             while True:
                 try:
                     item = await subscription.next(HEARTBEAT_S)

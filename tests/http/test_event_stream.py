@@ -43,10 +43,10 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def next_message(resp: Any, timeout: float = 5) -> dict[str, Any]:
+async def next_message(resp: Any) -> dict[str, Any]:
     """The next message that is not a comment: its fields, `data` parsed."""
     while True:
-        block = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout)
+        block = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
         fields: dict[str, Any] = {}
         for line in block.decode().splitlines():
             if line and not line.startswith(":"):
