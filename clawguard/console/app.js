@@ -282,8 +282,9 @@
       if (answer.approval && answer.approval.status === "pending") approvals.set(row.id, answer.approval);
       else approvals.delete(row.id);
     } catch (err) {
-      if (err.status === 409 || err.status === 404) approvals.delete(row.id);
       notice("Not done: " + err.message);
+      if (err.status === 409) approvals.delete(row.id); // decided or expired meanwhile
+      else if (err.status !== 401) { load("approvals"); return; }
     }
     renderApprovals();
   }
