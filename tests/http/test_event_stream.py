@@ -13,6 +13,7 @@ from clawguard.core import principals
 from clawguard.http import state
 from clawguard.http.handlers import events as event_routes
 from clawguard.runtime import config
+from clawguard.services import events as hub_events
 from clawguard.store import sqlite
 
 TOOLS = "/api/tools/approvals"
@@ -192,3 +193,16 @@ async def test_shutdown_ends_open_streams_at_once(make_client, keyed, keys):
         assert loop.time() - started < 5  # not held for the drain's whole timeout
         assert await asyncio.wait_for(resp.content.read(), 5) == b": clawguard events\n\n"
     await client.close()
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_after_what_it_holds() -> None:
+    """Its stream ends; the client reconnects with its Last-Event-ID and replays the rest."""
+    viewer = principals.Principal("key_v", "viewer", "operator")
+    subscription = hub_events.Subscription(viewer, head=0)
+    for n in range(hub_events.BACKLOG + 1):
+        subscription.offer(hub_events.Item("approval.requested", n + 1, b"{}"))
+    assert subscription.reason == "fell behind"
+    held = [await subscription.next(0) for _ in range(hub_events.BACKLOG)]
+    assert [item.id for item in held if item] == list(range(1, hub_events.BACKLOG + 1))
+    with pytest.raises(hub_events.Subscription.Closed):
+        await subscription.next(0)

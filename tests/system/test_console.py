@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -251,3 +252,51 @@ async def test_the_console_is_served_with_a_strict_policy_and_without_a_key(flee
     # Every /api/ route still needs a key.
     status, _ = request(fleet.url, "GET", "/api/tools/approvals", "")
     assert status == 401
+
+
+async def test_a_leader_can_sign_in_and_decide_with_the_keyboard_alone(
+    fleet: Fleet, browser: Any
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.goto(fleet.url + "/console/")
+    assert await page.evaluate("() => document.activeElement.id") == "key"
+    await page.keyboard.type(fleet.keys["leader"])
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#live.on")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        parked = pool.submit(fleet.call, "executor", "POST", "/api/tools/approvals",
+                             {"toolName": "db.migrate", "agentId": "ops-1", "waitMs": 30_000})
+        await page.locator("li.approval", has_text="db.migrate").wait_for()
+        for _ in range(30):
+            await page.keyboard.press("Tab")
+            focused = await page.evaluate("() => document.activeElement.dataset.decision")
+            if focused == "deny":
+                break
+        assert focused == "deny"
+        label = await page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+        assert label == "Deny: ops-1 may not run db.migrate"  # says what it decides
+        await page.keyboard.press("Enter")
+        status, answer = parked.result(timeout=10)
+    assert status == 200 and answer["resolution"] == "deny"
+
+
+async def test_an_edited_audit_row_shows_the_chain_broken(
+    fleet: Fleet, browser: Any, tmp_path: Path
+) -> None:
+    fleet.call("operator", "POST", "/api/governance/budgets",
+               {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100})
+    page = await signed_in(browser, fleet, "operator")
+    await page.click("#tab-audit")
+    await page.locator("#chain.ok").wait_for()
+    # Someone with the database file rewrites history behind the daemon's back.
+    db = sqlite3.connect(tmp_path / "clawguard.db")
+    db.execute("DROP TRIGGER audit_no_update")
+    db.execute("UPDATE audit SET details = replace(details, '100', '999')"
+               " WHERE action = 'budget.set'")
+    db.commit()
+    db.close()
+    await page.click("#audit-filters button[type=submit]")
+    await page.locator("#chain.bad").wait_for()
+    assert "does not match its hash" in await page.locator("#chain").inner_text()
