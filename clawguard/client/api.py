@@ -316,6 +316,10 @@ class Api(abc.ABC):
 
     # --- keys (admin) -----------------------------------------------------------------
 
+    async def me(self) -> records.Me:
+        """The key this client uses: its id, name, role, leads and groups."""
+        return await self._run(calls.me())
+
     async def list_keys(self) -> list[records.ApiKey]:
         return await self._run(calls.list_keys())
 

@@ -182,6 +182,7 @@ class Client:
     preflight = _blocking(api.Api.preflight)
     step = _blocking_context(api.Api.step)
     spend_summary = _blocking(api.Api.spend_summary)
+    me = _blocking(api.Api.me)
     list_keys = _blocking(api.Api.list_keys)
     create_key = _blocking(api.Api.create_key)
     revoke_key = _blocking(api.Api.revoke_key)

@@ -307,6 +307,10 @@ def revoke(grant_id: str, by: str | None) -> Call[records.Grant]:
                 headers={ACTOR_HEADER: by} if by else {})
 
 
+def me() -> Call[records.Me]:
+    return Call("GET", "/api/me", _one(records.Me))
+
+
 def list_keys() -> Call[list[records.ApiKey]]:
     return Call("GET", "/api/keys", _many(records.ApiKey, "keys"))
 

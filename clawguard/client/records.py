@@ -117,6 +117,17 @@ class ApiKey(Record):
     last_used_at: int | None  # may lag its last use by up to a minute
 
 
+class Me(Record):
+    """The calling key (GET /api/me): never its value."""
+
+    key_id: str
+    name: str
+    role: str
+    leads: list[str] | None
+    groups: list[str] | None
+    expires_at: int | None
+
+
 class KeyCreated(Record):
     """A new key: `key` is its value, shown in this answer only."""
 

@@ -25,7 +25,7 @@ _NAMES: dict[str, EventName] = {
     "approval.resolved": "approval.decided",
     "approval.expired": "approval.decided",
     "approval.waived": "approval.decided",
-    "budget.crossed_soft": "budget.crossed",  # 80% of the limit
+    "budget.crossed_soft": "budget.crossed",  # 80%
     "budget.crossed_hard": "budget.crossed",  # 100%
     "budget.paused": "budget.paused",
 }

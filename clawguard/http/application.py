@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from clawguard.core import errors, principals
-from clawguard.http import access, middleware, routes, state
+from clawguard.http import access, console, middleware, routes, state
 from clawguard.runtime import config, metrics
 from clawguard.services import (
     checkpoints,
+    events,
     gate,
     handshake,
     notify,
@@ -49,14 +50,17 @@ def create_app(
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_notify_ctx)
     app.cleanup_ctx.append(_key_usage_ctx)
+    app.cleanup_ctx.append(_events_ctx)
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_runs_ctx)
     app.cleanup_ctx.append(_refusals_ctx)
     app.cleanup_ctx.append(_checkpoints_ctx)
     app.cleanup_ctx.append(_approvals_ctx)
     app.on_shutdown.append(_answer_parked_waits)
+    app.on_shutdown.append(_end_event_streams)
     app[state.OPENAPI] = routes.openapi_json()
     app.router.add_routes([route.definition() for route in routes.ROUTES])
+    app.router.add_routes(console.ROUTES)
     return app
 
 
@@ -71,26 +75,18 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Webhooks deliver in the background, woken by every commit (README: Notifications)."""
+    """Webhooks deliver in the background, woken by every commit that appends audit rows
+    (README: Notifications)."""
     db = app[state.STORE]
     notifier = notify.Notifier(db, app[state.CONFIG], app[state.CLOCK], app[state.METRICS])
     app[state.NOTIFIER] = notifier
     if not notifier.webhooks:
         yield
         return
-    observe = db.batch_observer
-
-    def committed(writes: int, seconds: float) -> None:
-        if observe is not None:
-            observe(writes, seconds)
-        notifier.nudge()
-
-    db.batch_observer = committed
-    db.watch_events(notifier.nudge)
+    db.watch_audit(lambda _seq: notifier.nudge())
     await notifier.start()
     yield
     await notifier.stop()
-    db.batch_observer = observe
 
 
 async def flush_key_usage(app: web.Application) -> None:
@@ -129,6 +125,14 @@ async def _first_admin_key(app: web.Application) -> None:
     await db.add_key(first, principals.hash_key(key))
     log.warning("no API key existed: created an admin key in %s (readable by its owner only)",
                 path)
+
+
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = events.Events(app[state.STORE], app[state.CLOCK])
+    app[state.EVENTS] = hub
+    hub.start()
+    yield
+    await hub.stop()
 
 
 async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -178,3 +182,8 @@ async def _answer_parked_waits(app: web.Application) -> None:
     if state.APPROVALS in app:
         app[state.APPROVALS].close()
 
+
+async def _end_event_streams(app: web.Application) -> None:
+    # An open stream would hold the drain for server.shutdown_timeout_ms: end them now.
+    if state.EVENTS in app:
+        app[state.EVENTS].close()

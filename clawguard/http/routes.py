@@ -12,7 +12,16 @@ from aiohttp import web
 
 from clawguard.core import commands, errors, guardrails, records
 from clawguard.http import access, bodies, gatewire, middleware, openapi, wire
-from clawguard.http.handlers import approvals, audit, budgets, keys, operations, registry, runs
+from clawguard.http.handlers import (
+    approvals,
+    audit,
+    budgets,
+    events,
+    keys,
+    operations,
+    registry,
+    runs,
+)
 from clawguard.http.handlers import guardrails as guardrail_routes
 
 
@@ -354,6 +363,8 @@ ROUTES = [
         Endpoint("Make an API key; its value is in this answer only", wire.KeyCreated,
                  status=201, body=wire.KeyCreate, tag="keys"),
     ),
+    Route("GET", "/api/me", keys.me, Endpoint("The calling key: id, name, role, leads, groups",
+                                             wire.Me, tag="keys")),
     Route("GET", "/api/keys", keys.list_keys, Endpoint("Every API key, never its value",
                                                         wire.KeyList, tag="keys")),
     Route(
@@ -362,6 +373,18 @@ ROUTES = [
         keys.revoke_key,
         Endpoint("Revoke an API key", wire.KeyOne, path=wire.ItemId, errors=(404, 409),
                  tag="keys"),
+    ),
+    Route(
+        "GET",
+        "/api/events",
+        events.stream,
+        Endpoint(
+            "Server-sent events the key's role may read (approvals, budgets, runs, spends);"
+            " Last-Event-ID resumes after that event",
+            media_type="text/event-stream",
+            errors=(400,),  # a Last-Event-ID that is no event id
+            tag="events",
+        ),
     ),
     Route(
         "GET",

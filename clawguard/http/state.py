@@ -10,7 +10,16 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, notify, reaper, refusals, runs
+from clawguard.services import (
+    checkpoints,
+    events,
+    gate,
+    handshake,
+    notify,
+    reaper,
+    refusals,
+    runs,
+)
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -31,6 +40,7 @@ OPENAPI = web.AppKey("openapi", bytes)
 PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
 KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)
 NOTIFIER = web.AppKey("notifier", notify.Notifier)
+EVENTS = web.AppKey("events", events.Events)
 
 
 def wall_clock_ms() -> int:

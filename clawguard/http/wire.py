@@ -292,6 +292,17 @@ class KeyCreate(commands.Request):
     expires_in_ms: Annotated[int, pydantic.Field(gt=0, le=100 * 365 * 86_400_000)] | None = None
 
 
+class Me(records.Model):
+    """The calling key as GET /api/me shows it: never its value."""
+
+    key_id: str
+    name: str
+    role: str
+    leads: list[str] | None
+    groups: list[str] | None
+    expires_at: int | None
+
+
 class KeyList(records.Model):
     keys: list[records.ApiKey]
 

@@ -2,8 +2,8 @@
 its outbox, POSTed, and retried until a 2xx answers or their time is up (README:
 Notifications).
 
-Nothing here runs inside a request: the store says a transaction committed (`nudge`,
-from its batch observer, or from another instance's NOTIFY) and each webhook's loop
+Nothing here runs inside a request: the store says a commit appended audit rows (`nudge`,
+here or, by NOTIFY, on another instance) and each webhook's loop
 wakes, scans its outbox and starts each POST on a task of its own. A slow or dead
 receiver so delays only its own deliveries, never a request and never another webhook.
 """

@@ -37,10 +37,10 @@ class Store(Protocol):
         expires an approval, so waiters parked here hear it (engines shared by several
         daemons; an engine with a single daemon never calls it)."""
 
-    def watch_events(self, wake: Callable[[], None]) -> None:
-        """Call `wake()` whenever another daemon on the same database commits an audit row
-        with a public event (core.events), so webhooks here deliver it at once (an engine
-        with a single daemon never calls it)."""
+    def watch_audit(self, wake: Callable[[int], None]) -> None:
+        """Also call `wake(seq)` after each commit that appended audit rows (up to `seq`), made
+        here or by another daemon on the same database; `wake(0)` when some may have gone
+        unheard (a dropped notification connection). Callbacks run on the event loop."""
 
     async def ready(self) -> bool:
         """The database answers and every known migration is applied."""
@@ -79,6 +79,10 @@ class Store(Protocol):
     ) -> list[records.AuditEntry]: ...
 
     async def audit_head(self) -> records.AuditHead: ...
+
+    async def audit_after(self, after_seq: int, limit: int) -> list[audit.Row]:
+        """Up to `limit` audit rows with a seq above `after_seq`, in seq order (the event
+        stream's replay and its live reads)."""
 
     async def settled_spends(self, after_id: int, before: int, limit: int
                              ) -> list[ledger.SpendRow]:

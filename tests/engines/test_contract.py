@@ -1030,3 +1030,39 @@ async def test_ledger_checkpoints_cover_the_rows_and_name_a_deleted_one(
     assert ledger_rules.verify(*engines.ledger(settings)).ok  # the totals still agree
     problems, covered = judged()
     assert covered == 0 and "2 rows now, 3 when checkpointed" in problems[0]
+
+
+# --- the audit chain as an event log --------------------------------------------------------
+
+
+async def test_audit_rows_are_read_after_a_seq_and_each_commit_announces_its_last(
+    store: contract.Store, clock: Any
+) -> None:
+    """The event stream's two needs: a wake after every commit that appends audit rows (on
+    PostgreSQL through LISTEN, so for this instance too), and the rows after a seq."""
+    heard: list[int] = []
+    grew = asyncio.Event()
+
+    def wake(seq: int) -> None:
+        heard.append(seq)
+        grew.set()
+
+    store.watch_audit(wake)
+    await store.set_budget(budget("agent", "a1", 10, "cap"), OPERATOR)
+    await asyncio.wait_for(grew.wait(), 5)
+    assert heard[-1] == (await store.audit_head()).seq == 1
+    grew.clear()
+    await charge(store, spend(1))  # no crossing: no audit row, no announcement
+    await store.open_approval(new_approval("apr_1"), 60_000)
+    await asyncio.wait_for(grew.wait(), 5)
+    assert heard == [1, 2]
+    grew.clear()
+    await charge(store, spend(20))  # crosses 100% and pauses: two rows, one commit
+    await asyncio.wait_for(grew.wait(), 5)
+    assert heard == [1, 2, 4]
+    rows = await store.audit_after(1, 10)
+    assert [(r.seq, r.action) for r in rows] == [
+        (2, "approval.requested"), (3, "budget.crossed_hard"), (4, "budget.paused")]
+    assert [r.seq for r in await store.audit_after(1, 2)] == [2, 3]
+    assert await store.audit_after(4, 10) == []
+    assert audit.verify(await store.audit_after(0, 10)).ok  # the rows as stored, hashes too

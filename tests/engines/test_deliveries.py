@@ -123,23 +123,3 @@ async def test_racing_claims_take_each_delivery_once(store: contract.Store) -> N
     claims = await asyncio.gather(*(store.claim_deliveries(HOOK, LEASE, 3) for _ in range(10)))
     seqs = [d.seq for claim in claims for d in claim]
     assert sorted(seqs) == list(range(1, 21))
-
-
-async def test_another_instance_hears_events_to_tell(pg_url: str, clock: Any) -> None:
-    shared = config.StorageConfig(url=pg_url)
-    writer, hearer = engines.open_store(shared, clock), engines.open_store(shared, clock)
-    await writer.open()
-    await hearer.open()
-    heard = asyncio.Event()
-    hearer.watch_events(heard.set)
-    try:
-        await told(writer, "budget.set")  # nothing to tell: no notification
-        await told(writer, "approval.requested")
-        await asyncio.wait_for(heard.wait(), 5)
-        heard.clear()
-        await told(writer, "budget.set")
-        await told(writer, "breaker.no-progress")
-        await asyncio.wait_for(heard.wait(), 5)
-    finally:
-        await writer.close()
-        await hearer.close()

@@ -15,7 +15,7 @@ from conftest import dump
 from daemon import Daemon, call
 
 from clawguard.core import errors, principals
-from clawguard.http import access, routes, state
+from clawguard.http import access, console, routes, state
 from clawguard.runtime import config
 from clawguard.services import refusals
 from clawguard.store import sqlite
@@ -94,11 +94,18 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/keys"): ("/api/keys", None),
     ("POST", "/api/keys"): ("/api/keys", {"role": "executor"}),
     ("DELETE", "/api/keys/{id}"): ("/api/keys/key_000000000000", None),
+    ("GET", "/api/events"): ("/api/events", None),
+    ("GET", "/api/me"): ("/api/me", None),  # refused before it streams, or a 200
+    ("GET", "/console"): ("/console", None),
+    ("GET", "/console/"): ("/console/", None),
+    ("GET", "/console/{name}"): ("/console/app.js", None),
 }
 
 
 def route_table() -> set[tuple[str, str]]:
-    return {(route.method, route.path) for route in routes.ROUTES}
+    """The API's routes and the console's static files (not in the OpenAPI document)."""
+    api = {(route.method, route.path) for route in routes.ROUTES}
+    return api | {(route.method, route.path) for route in console.ROUTES}
 
 
 def test_the_permission_table_covers_every_route_and_nothing_else():
@@ -129,8 +136,11 @@ def keys(keyed, db_path):
 
 async def _send(client, method, path, body, key):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    resp = await client.request(method, path, json=body, headers=headers)
-    await resp.read()
+    resp = await client.request(method, path, json=body, headers=headers,
+                                allow_redirects=False)
+    if resp.content_type != "text/event-stream":  # a stream is never done: the status will do
+        await resp.read()
+    resp.close()
     return resp.status
 
 

@@ -114,8 +114,8 @@ class Checker:
         self.seen: set[tuple[str, str]] = set()
 
     async def __call__(self, client: Any, method: str, template: str, path: str,
-                       expected: int, body: Any = None) -> Any:
-        async with client.request(method, path, json=body) as resp:
+                       expected: int, body: Any = None, headers: Any = None) -> Any:
+        async with client.request(method, path, json=body, headers=headers) as resp:
             payload = await resp.read()
             assert resp.status == expected, (method, path, resp.status, payload[:300])
             documented = self.doc["paths"][template][method.lower()]["responses"]
@@ -221,6 +221,8 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
                        {"role": "leader", "leads": ["a1"], "expiresInMs": 60_000})
     await check(client, "POST", "/api/keys", "/api/keys", 400, {"role": "boss"})
     await check(client, "GET", "/api/keys", "/api/keys", 200)
+    me = await check(client, "GET", "/api/me", "/api/me", 200)
+    assert me["role"] == "admin"  # auth.mode none: the anonymous admin
     one_key = "/api/keys/{id}"
     await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 200)
     await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 409)
@@ -247,6 +249,11 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)
     await the_gate_routes(client, check)
+    async with client.get("/api/events") as stream:  # never ends: its head is the answer
+        [documented] = doc["paths"]["/api/events"]["get"]["responses"]["200"]["content"]
+        assert stream.status == 200 and stream.content_type == documented
+        check.seen.add(("GET", "/api/events"))
+    await check(client, "GET", "/api/events", "/api/events", 400, None, {"Last-Event-ID": "x"})
     assert check.seen == set(ROUTES)
 
 

@@ -81,6 +81,10 @@ def test_the_wheel_carries_the_migrations_and_migrates_from_them(tmp_path):
     assert sources and shipped == [
         f"clawguard/migrations/{path.parent.name}/{path.name}" for path in sources
     ]
+    # The console's static files ride along too: `pip install .` serves /console, no Node.
+    console = sorted(n for n in names if n.startswith("clawguard/console/"))
+    assert console == ["clawguard/console/__init__.py", "clawguard/console/app.css",
+                       "clawguard/console/app.js", "clawguard/console/index.html"]
     # Installed into its own directory, placed ahead of this checkout on the path.
     python = sys.executable
     target = tmp_path / "site"
@@ -120,3 +124,9 @@ def test_the_wheel_carries_the_migrations_and_migrates_from_them(tmp_path):
         env={"PYTHONPATH": str(target)},
     )
     assert check.stdout.strip() == str(target / "clawguard" / "migrations" / "sqlite")
+    served = subprocess.run(
+        [python, "-c",
+         "from clawguard.http import console; print(len(console._content('app.js')))"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(target)},
+    )
+    assert served.returncode == 0 and int(served.stdout) > 1000, served.stderr

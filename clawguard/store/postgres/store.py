@@ -68,7 +68,7 @@ class PostgresStore:
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
         self._wake: Callable[[str], None] | None = None
-        self._events_wake: Callable[[], None] | None = None
+        self._audit_watchers: list[Callable[[int], None]] = []
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
         self._catch_ups: set[asyncio.Task[None]] = set()
@@ -82,8 +82,9 @@ class PostgresStore:
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
 
-    def watch_events(self, wake: Callable[[], None]) -> None:
-        self._events_wake = wake
+    def watch_audit(self, wake: Callable[[int], None]) -> None:
+        """Heard through LISTEN, for this instance's own appends too (a few ms after commit)."""
+        self._audit_watchers.append(wake)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -126,17 +127,21 @@ class PostgresStore:
     # --- notifications -------------------------------------------------------------
 
     def _heard(self, payload: str) -> None:
-        if payload == listener.EVENTS:
-            if self._events_wake is not None:
-                self._events_wake()
-            return
         self._last_heard_ms = self._clock()
+        if payload.startswith(listener.AUDIT_PREFIX):
+            seq = payload[len(listener.AUDIT_PREFIX):]
+            for watcher in self._audit_watchers:
+                watcher(int(seq) if seq.isdigit() else 0)
+            return
         instance, _, approval_id = payload.partition(":")
         if instance != self._instance and self._wake is not None:
             self._wake(approval_id)
 
     def _relistened(self, times_before: int) -> None:
         """Back after a drop: what was decided meanwhile was announced to no one here."""
+        if times_before:
+            for watcher in self._audit_watchers:
+                watcher(0)
         if times_before and self._wake is not None:
             since = self._last_heard_ms - _CATCH_UP_SLACK_MS
             task = asyncio.get_running_loop().create_task(self._catch_up(since))
@@ -188,6 +193,14 @@ class PostgresStore:
             {"agent": agent_id, "event": event_type, "since": since, "limit": limit},
         )
         return [records.AuditEntry.from_stored(*row) for row in rows]
+
+    async def audit_after(self, after_seq: int, limit: int) -> list[audit.Row]:
+        rows = await self._db.read(
+            "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+            " FROM audit WHERE seq > %s ORDER BY seq LIMIT %s",
+            (after_seq, limit),
+        )
+        return [audit.Row(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
         rows = await self._db.read(

@@ -75,8 +75,10 @@ class SQLiteStore:
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         """One daemon owns a SQLite file: every decision is made, and heard, here."""
 
-    def watch_events(self, wake: Callable[[], None]) -> None:
-        """One daemon owns a SQLite file: every event is written, and heard, here."""
+    def watch_audit(self, wake: Callable[[int], None]) -> None:
+        """Heard from the writer after its commit. Rows the offline commands append (`keys
+        create`) are not announced: the next announced row's read picks them up."""
+        self._writer.audit_watchers.append(wake)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -231,6 +233,14 @@ class SQLiteStore:
         rows = await self._read("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", ())
         seq, digest = rows[0] if rows else (0, audit.GENESIS)
         return records.AuditHead(seq=seq, hash=digest)
+
+    async def audit_after(self, after_seq: int, limit: int) -> list[audit.Row]:
+        rows = await self._read(
+            "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+            " FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [audit.Row(*row) for row in rows]
 
     async def spend_summary(
         self, group_by: records.SpendGrouping, since: int | None, until: int | None
