@@ -11,7 +11,16 @@ from aiohttp import web
 from clawguard.core import errors, principals
 from clawguard.http import access, middleware, routes, state
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, periodic, reaper, refusals, runs
+from clawguard.services import (
+    checkpoints,
+    gate,
+    handshake,
+    holds,
+    periodic,
+    reaper,
+    refusals,
+    runs,
+)
 from clawguard.store import engines
 
 log = logging.getLogger(__name__)
@@ -101,6 +110,8 @@ async def _first_admin_key(app: web.Application) -> None:
 async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.RUNS] = runs.Runs(app[state.STORE], app[state.CONFIG], app[state.CLOCK],
                                 app[state.METRICS])
+    app[state.HOLDS] = holds.Holds(app[state.STORE], app[state.CONFIG].holds, app[state.CLOCK],
+                                   app[state.METRICS])
     yield
 
 
@@ -129,7 +140,8 @@ async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
         app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS]
     )
     app[state.STORE].watch_decisions(approvals.heard)
-    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS])
+    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS],
+                            app[state.STORE])
     await sweeper.sweep()  # what expired while the daemon was down, before serving
     app[state.APPROVALS], app[state.REAPER] = approvals, sweeper
     sweeper.start()

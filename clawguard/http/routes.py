@@ -12,7 +12,16 @@ from aiohttp import web
 
 from clawguard.core import commands, errors, guardrails, records
 from clawguard.http import access, bodies, gatewire, middleware, openapi, wire
-from clawguard.http.handlers import approvals, audit, budgets, keys, operations, registry, runs
+from clawguard.http.handlers import (
+    approvals,
+    audit,
+    budgets,
+    holds,
+    keys,
+    operations,
+    registry,
+    runs,
+)
 from clawguard.http.handlers import guardrails as guardrail_routes
 
 
@@ -164,6 +173,45 @@ ROUTES = [
         budgets.preflight,
         Endpoint("May these scopes spend?", records.Preflight, query=commands.ScopeIds,
                  errors=(404,)),  # 404: an unknown runId
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds",
+        holds.place_hold,
+        Endpoint(
+            "Reserve an estimate under the caps before a step runs",
+            records.HoldOne,
+            status=201,
+            body=commands.HoldRequest,
+            errors=(404, 409),  # 404: an unknown runId
+            tag="holds",
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/governance/holds/{id}",
+        holds.get_hold,
+        Endpoint("One hold", records.HoldOne, path=wire.ItemId, errors=(404,), tag="holds"),
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds/{id}/commit",
+        holds.commit_hold,
+        Endpoint(
+            "Charge a hold's actual cost as a spend, and free it",
+            records.SpendOutcome,
+            path=wire.ItemId,
+            body=commands.HoldCommit,
+            errors=(404, 409, 422),
+            tag="holds",
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds/{id}/release",
+        holds.release_hold,
+        Endpoint("Free a hold without spending", records.HoldOne, path=wire.ItemId,
+                 errors=(404, 409), tag="holds"),
     ),
     Route(
         "POST",

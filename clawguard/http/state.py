@@ -10,7 +10,7 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import checkpoints, gate, handshake, reaper, refusals, runs
+from clawguard.services import checkpoints, gate, handshake, holds, reaper, refusals, runs
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -25,6 +25,7 @@ REFUSALS = web.AppKey("refusals", refusals.Refusals)
 CHECKPOINTS = web.AppKey("checkpoints", checkpoints.Checkpoints)
 METRICS = web.AppKey("metrics", metrics.Metrics)
 RUNS = web.AppKey("runs", runs.Runs)
+HOLDS = web.AppKey("holds", holds.Holds)
 OPENAPI = web.AppKey("openapi", bytes)
 PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
 KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)
