@@ -141,7 +141,7 @@ async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[state.STORE].watch_decisions(approvals.heard)
     sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS],
-                            app[state.STORE])
+                            app[state.STORE], app[state.CLOCK])
     await sweeper.sweep()  # what expired while the daemon was down, before serving
     app[state.APPROVALS], app[state.REAPER] = approvals, sweeper
     sweeper.start()

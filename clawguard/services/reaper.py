@@ -26,10 +26,10 @@ BATCH = 500
 class Reaper:
     def __init__(
         self, handshake: handshake.Approvals, period_ms: int, counters: metrics.Metrics,
-        db: contract.Store | None = None,
+        db: contract.Store | None = None, clock: Callable[[], int] | None = None,
     ) -> None:
         self._handshake = handshake
-        self._db = db
+        self._db, self._clock = db, clock
         self._metrics = counters
         self._loop = periodic.Periodic("approval sweep", period_ms / 1000, self.sweep)
 
@@ -40,9 +40,13 @@ class Reaper:
         self._metrics.expired.labels("approval").inc(expired)
         if expired:
             log.info("expired %d approval request(s)", expired)
-        if self._db is not None:
-            await self._drain("hold", self._db.expire_holds)
-            await self._drain("run", self._db.expire_runs)
+        if self._db is not None and self._clock is not None:
+            # A read first, as for approvals: a sweep with nothing due takes no write lock.
+            holds_due, runs_due = await self._db.expiries_due(self._clock())
+            if holds_due:
+                await self._drain("hold", self._db.expire_holds)
+            if runs_due:
+                await self._drain("run", self._db.expire_runs)
         return expired
 
     async def _drain(self, kind: str, expire: Callable[[int], Awaitable[int]]) -> None:

@@ -82,6 +82,9 @@ class Store(Protocol):
     async def release_hold(self, hold_id: str) -> records.Hold:
         """NotFound; Conflict unless held."""
 
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        """Whether a held hold, and a running run, are past expiry at `now` (reads only)."""
+
     async def expire_holds(self, limit: int) -> int:
         """Write `expired` on up to `limit` holds past expiry; how many."""
 

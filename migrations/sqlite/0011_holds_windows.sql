@@ -36,3 +36,6 @@ CREATE INDEX holds_mission ON holds (mission_id, expires_at) WHERE status = 'hel
 CREATE INDEX holds_team ON holds (team_id, expires_at) WHERE status = 'held';
 CREATE INDEX holds_tenant ON holds (tenant_id, expires_at) WHERE status = 'held';
 CREATE INDEX holds_due ON holds (expires_at) WHERE status = 'held';
+
+-- The reaper's question each sweep: is any running run past its lease?
+CREATE INDEX runs_running_lease ON runs (lease_expires_at) WHERE status = 'running';

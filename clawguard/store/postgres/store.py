@@ -630,6 +630,14 @@ class PostgresStore:
         )
         return result
 
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        holds_due = await self._db.read(
+            "SELECT 1 FROM holds WHERE status = 'held' AND expires_at <= %s LIMIT 1", (now,))
+        runs_due = await self._db.read(
+            "SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at <= %s LIMIT 1",
+            (now,))
+        return bool(holds_due), bool(runs_due)
+
     async def expire_holds(self, limit: int) -> int:
         result: int = await self._write(
             lambda conn, now: holds.expire_holds(conn, now, limit)

@@ -351,6 +351,14 @@ class SQLiteStore:
         )
         return result
 
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        holds_due = await self._read(
+            "SELECT 1 FROM holds WHERE status = 'held' AND expires_at <= ? LIMIT 1", (now,))
+        runs_due = await self._read(
+            "SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at <= ? LIMIT 1",
+            (now,))
+        return bool(holds_due), bool(runs_due)
+
     async def expire_holds(self, limit: int) -> int:
         result: int = await self._writer.write(
             lambda conn, now: holds.expire_holds(conn, now, limit)
