@@ -60,10 +60,16 @@ class Budget(Record):
     mode: str
     created_at: int
     updated_at: int
+    held_usd_micros: int = 0
+    window: str = "none"
+    timezone: str = "UTC"
+    window_start: int | None = None
+    window_end: int | None = None
 
 
 class ScopeState(Record):
-    """One budgeted scope as a spend or a preflight saw it."""
+    """One budgeted scope as a spend, a preflight or a hold saw it (heldUsdMicros: preflight
+    and holds only)."""
 
     scope: str
     scope_id: str
@@ -73,6 +79,27 @@ class ScopeState(Record):
     spent_usd_micros: int
     limit_usd_cents: int
     crossed: str = "none"
+    window_start: int | None = None
+    window_end: int | None = None
+    held_usd_micros: int | None = None
+
+
+class Hold(Record):
+    """A reservation under the caps (README: Holds): held, committed, released or expired."""
+
+    id: str
+    agent_id: str | None = None
+    mission_id: str | None = None
+    team_id: str | None = None
+    tenant_id: str | None = None
+    run_id: str | None = None
+    amount_usd_micros: int
+    status: str
+    created_at: int
+    expires_at: int
+    resolved_at: int | None = None
+    spend_id: int | None = None
+    scopes: list[ScopeState]
 
 
 class SpendRecord(Record):
