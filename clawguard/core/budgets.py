@@ -306,18 +306,28 @@ def charge(chain: list[Level], request: commands.SpendRequest, now: int) -> Char
     states: list[records.ScopeState] = []
     events: list[audit.Event] = []
     for row in chain:
-        before, status_before, start, end = window_level(row, now)
+        if row.window == "none":  # inline: most rows have no window, and this is the hot path
+            before, status_before, start, end = row.spent, row.status, None, None
+        else:
+            before, status_before, start, end = window_level(row, now)
         spent = before + cost
         if spent > money.MAX_MICROS:  # checked for every scope before anything is written
             raise errors.Unprocessable(f"the {row.scope} budget's spend total would overflow")
         crossed = money.crossing(before, spent, row.limit)
         status = money.status_for(spent, row.limit, row.mode)
         levels.append((row, spent, status, start))
-        states.append(records.ScopeState(
-            scope=row.scope, scope_id=row.scope_id, status=status, mode=row.mode,
-            spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
-            limit_usd_cents=row.limit, crossed=crossed, window_start=start, window_end=end,
-        ))
+        if start is None:  # the window fields' defaults, left to pydantic: fewer to validate
+            states.append(records.ScopeState(
+                scope=row.scope, scope_id=row.scope_id, status=status, mode=row.mode,
+                spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
+                limit_usd_cents=row.limit, crossed=crossed,
+            ))
+        else:
+            states.append(records.ScopeState(
+                scope=row.scope, scope_id=row.scope_id, status=status, mode=row.mode,
+                spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
+                limit_usd_cents=row.limit, crossed=crossed, window_start=start, window_end=end,
+            ))
         paused = status == "paused" and status_before != "paused"
         if crossed != "none" or paused:  # rare: details only when an event needs them
             details = _details(row.scope, row.scope_id, row.id, row.limit, spent)
