@@ -192,3 +192,26 @@ async def test_a_monthly_budget_resets_at_the_boundary(
     assert (again.window, again.timezone) == ("day", "America/New_York") == (
         zoned.window, zoned.timezone)
     assert again.window_start == utc("2026-03-02T05:00")  # New York's midnight, in UTC
+
+
+async def test_a_write_is_read_at_once_while_other_reads_interleave(
+    store: contract.Store,  # noqa: F811
+) -> None:
+    """Each read after its write's answer sees it, however many reads are in flight: on
+    SQLite one request's half-read statement once pinned an older snapshot for another, and
+    a hold placed a moment before read as unknown."""
+    await store.set_budget(budget("agent", "busy", 100), OPERATOR)
+    stop = asyncio.Event()
+
+    async def reading() -> None:
+        while not stop.is_set():
+            await store.list_budgets(None, None)
+
+    readers = [asyncio.create_task(reading()) for _ in range(16)]
+    try:
+        for n in range(150):
+            hold = await place(store, hold_request(1, f"r{n}", agentId=f"a{n}"))
+            assert await store.get_hold(hold.id) is not None, n
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)

@@ -102,3 +102,4 @@ async def test_a_daily_budget_over_http(client: TestClient[Any, Any], clock: Any
                                                 "limitUsdCents": 20})
     assert (kept["budget"]["window"], kept["budget"]["timezone"]) == ("day", "America/New_York")
     assert kept["budget"]["spentUsdMicros"] == 8 * C
+

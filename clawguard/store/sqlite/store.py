@@ -156,8 +156,11 @@ class SQLiteStore:
         if self._writer.lost is not None:
             raise errors.StoreUnavailable(self._writer.lost)
         try:
-            async with self._reader.execute(sql, tuple(params)) as cursor:
-                return list(await cursor.fetchall())
+            # One call on the reader's thread: with execute() and fetchall() as two, another
+            # request's statement could start between them while this one holds the
+            # connection's read transaction open, and read that older snapshot: a row
+            # committed before it was asked for went unseen (a hold just placed read 404).
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise errors.StoreUnavailable(f"the database cannot be read: {exc}") from exc
 
