@@ -4,14 +4,18 @@ The store applies clawguard.core.holds inside its transactions; this adds the
 settings (the default time to live), the run check, the owner's idempotency
 namespace, the stop rule of a commit's answer, and the metrics.
 
-`Holds.place` is also the gate's: authorize, with an ALLOW verdict and an
-estimate, calls it and answers BLOCK `budget_exhausted` (or `budget_paused`)
-when it raises BudgetExhausted (BudgetPaused).
+`Holds.place_estimate` is the gate's: authorize, with an ALLOW verdict and an
+estimate, calls it (the app holds one `Holds` at http.state.HOLDS) and answers
+BLOCK `budget_exhausted` (or `budget_paused`) when it raises BudgetExhausted
+(BudgetPaused).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
+
+import pydantic
 
 from clawguard.core import budgets, commands, errors, holds, records, runs
 from clawguard.runtime import config, metrics
@@ -47,6 +51,24 @@ class Holds:
             raise
         self._metrics.holds.labels("placed").inc()
         return hold
+
+    async def place_estimate(
+        self, scope_ids: commands.ScopeIds, estimate_usd_cents: Decimal | int, owner: str,
+        idempotency_key: str, ttl_ms: int | None = None,
+    ) -> records.Hold:
+        """`place` for a caller that has scope ids and an estimate rather than a hold request
+        (authorize): the hold of `estimate_usd_cents` on the scopes (and run) of `scope_ids`,
+        or the errors `place` raises; ValueError for an amount a request could not carry
+        (negative, over 10^12 cents) or a ttl_ms outside 1..24 h."""
+        try:
+            request = commands.HoldRequest.model_validate({
+                **scope_ids.model_dump(by_alias=True, exclude_none=True),
+                "amountUsdCents": Decimal(estimate_usd_cents), "ttlMs": ttl_ms,
+                "idempotencyKey": idempotency_key,
+            })
+        except pydantic.ValidationError as exc:
+            raise ValueError(str(exc)) from exc
+        return await self.place(request, owner)
 
     async def get(self, hold_id: str) -> records.Hold:
         hold = await self._db.get_hold(hold_id)

@@ -103,3 +103,21 @@ async def test_a_daily_budget_over_http(client: TestClient[Any, Any], clock: Any
     assert (kept["budget"]["window"], kept["budget"]["timezone"]) == ("day", "America/New_York")
     assert kept["budget"]["spentUsdMicros"] == 8 * C
 
+
+
+async def test_place_estimate_is_the_gates_way_in(client: TestClient[Any, Any]) -> None:
+    from clawguard.core import commands, errors
+
+    await post(client, BUDGETS, {"scope": "agent", "scopeId": "a1", "limitUsdCents": 10,
+                                 "mode": "cap"})
+    holds = client.app[state.HOLDS]
+    scopes = commands.ScopeIds.model_validate({"agentId": "a1", "teamId": "t1"})
+    hold = await holds.place_estimate(scopes, 6, "key_exec", "receipt-1")
+    assert (hold.team_id, hold.amount_usd_micros) == ("t1", 6 * C)
+    assert (await holds.place_estimate(scopes, 6, "key_exec", "receipt-1")).id == hold.id
+    try:
+        await holds.place_estimate(scopes, 5, "key_exec", "receipt-2")
+    except errors.BudgetExhausted as exc:
+        assert exc.details == {"scope": "agent", "scopeId": "a1"}
+    else:
+        raise AssertionError("a hold past the cap was placed")
