@@ -246,7 +246,7 @@ def _holds_show(args: argparse.Namespace, api: client.Client) -> int:
                                     if name != "scopes"])
         _table(("SCOPE", "ID", "STATUS", "SPENT", "HELD", "LIMIT"), [
             (s.scope, s.scope_id, s.status, _dollars(s.spent_usd_micros),
-             _dollars(s.held_usd_micros or 0), _dollars(s.limit_usd_cents * 10_000))
+             _dollars(s.held_usd_micros), _dollars(s.limit_usd_cents * 10_000))
             for s in hold.scopes])
     return EXIT_OK
 

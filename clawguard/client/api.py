@@ -559,7 +559,7 @@ def check_preflight(preflight: records.Preflight) -> None:
         )
     paused = [state.scope for state in preflight.scopes if state.status == "paused"]
     reason = f"budget_paused:{paused[0]}" if paused else (preflight.reason or "not_allowed")
-    raise errors.BudgetPaused(reason, preflight.scopes)
+    raise errors.BudgetPaused(reason, list(preflight.scopes))
 
 
 def check_outcome(outcome: records.SpendOutcome) -> None:

@@ -68,8 +68,7 @@ class Budget(Record):
 
 
 class ScopeState(Record):
-    """One budgeted scope as a spend, a preflight or a hold saw it (heldUsdMicros: preflight
-    and holds only)."""
+    """One budgeted scope as a spend, a preflight or a hold saw it."""
 
     scope: str
     scope_id: str
@@ -81,7 +80,12 @@ class ScopeState(Record):
     crossed: str = "none"
     window_start: int | None = None
     window_end: int | None = None
-    held_usd_micros: int | None = None
+
+
+class HeldScope(ScopeState):
+    """A scope as a preflight or a hold sees it: with what live holds reserve on it."""
+
+    held_usd_micros: int = 0
 
 
 class Hold(Record):
@@ -99,7 +103,7 @@ class Hold(Record):
     expires_at: int
     resolved_at: int | None = None
     spend_id: int | None = None
-    scopes: list[ScopeState]
+    scopes: list[HeldScope]
 
 
 class SpendRecord(Record):
@@ -152,7 +156,7 @@ class KeyCreated(Record):
 class Preflight(Record):
     allowed: bool
     reason: str | None
-    scopes: list[ScopeState]
+    scopes: list[HeldScope]
 
 
 class Resumed(Record):
