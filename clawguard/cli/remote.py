@@ -236,6 +236,21 @@ def _runs_show(args: argparse.Namespace, api: client.Client) -> int:
     return EXIT_OK
 
 
+def _holds_show(args: argparse.Namespace, api: client.Client) -> int:
+    hold = api.get_hold(args.hold_id)
+    if args.json:
+        _print_json({"hold": hold.to_json()})
+    else:
+        _table(("FIELD", "VALUE"), [(name, "-" if value is None else str(value))
+                                    for name, value in hold.to_json().items()
+                                    if name != "scopes"])
+        _table(("SCOPE", "ID", "STATUS", "SPENT", "HELD", "LIMIT"), [
+            (s.scope, s.scope_id, s.status, _dollars(s.spent_usd_micros),
+             _dollars(s.held_usd_micros), _dollars(s.limit_usd_cents * 10_000))
+            for s in hold.scopes])
+    return EXIT_OK
+
+
 def _print_quota(quota: records.Quota, as_json: bool) -> None:
     if as_json:
         _print_json(quota.to_json())
@@ -693,6 +708,12 @@ def add_commands(commands: Any, add: Adder) -> None:
     listing.add_argument("--limit", type=_positive(int), help="at most this many (1..500)")
     showing = _http(add, run_commands, "show", "one run", _runs_show)
     showing.add_argument("run_id", metavar="ID")
+
+    holds = commands.add_parser("holds", help="show a hold (HTTP)")
+    hold_commands = holds.add_subparsers(dest="holds_command", required=True)
+    showing = _http(add, hold_commands, "show", "one hold and the scopes it reserved on",
+                    _holds_show)
+    showing.add_argument("hold_id", metavar="ID")
 
     quotas = commands.add_parser("quota", help="a tenant's run quota (HTTP)")
     quota_commands = quotas.add_subparsers(dest="quota_command", required=True)

@@ -314,6 +314,36 @@ class Api(abc.ABC):
         exclusive, in epoch ms (operator)."""
         return await self._run(calls.spend_summary(group_by, since, until))
 
+    # --- holds (executor; reading one: operator too) --------------------------------------
+
+    async def create_hold(self, amount_usd_cents: calls.Cents, *, agent_id: str | None = None,
+                          mission_id: str | None = None, team_id: str | None = None,
+                          tenant_id: str | None = None, run_id: str | None = None,
+                          ttl_ms: int | None = None, idempotency_key: str | None = None
+                          ) -> records.Hold:
+        """Reserve an estimate under the caps; Conflict (409) `budget_exhausted` or
+        `budget_paused` names the scope that refused it in `.details`."""
+        fields = {**{calls.camel(k): v for k, v in calls.scopes(
+            agent_id, mission_id, team_id, tenant_id).items()}, "runId": run_id,
+            "ttlMs": ttl_ms}
+        return await self._run(calls.create_hold(
+            amount_usd_cents, idempotency_key or calls.new_idempotency_key(), fields))
+
+    async def get_hold(self, hold_id: str) -> records.Hold:
+        return await self._run(calls.get_hold(hold_id))
+
+    async def commit_hold(self, hold_id: str, cost_usd_cents: calls.Cents, *,
+                          task_id: str | None = None, model: str | None = None,
+                          input_tokens: int | None = None, output_tokens: int | None = None
+                          ) -> records.SpendOutcome:
+        """Charge the actual cost as a spend and free the hold; `stop` as for spend()."""
+        return await self._run(calls.commit_hold(hold_id, cost_usd_cents, {
+            "taskId": task_id, "model": model, "inputTokens": input_tokens,
+            "outputTokens": output_tokens}))
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        return await self._run(calls.release_hold(hold_id))
+
     # --- keys (admin) -----------------------------------------------------------------
 
     async def me(self) -> records.Me:
@@ -547,7 +577,7 @@ def check_preflight(preflight: records.Preflight) -> None:
         )
     paused = [state.scope for state in preflight.scopes if state.status == "paused"]
     reason = f"budget_paused:{paused[0]}" if paused else (preflight.reason or "not_allowed")
-    raise errors.BudgetPaused(reason, preflight.scopes)
+    raise errors.BudgetPaused(reason, list(preflight.scopes))
 
 
 def check_outcome(outcome: records.SpendOutcome) -> None:

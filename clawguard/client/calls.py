@@ -183,6 +183,32 @@ def preflight(named: Mapping[str, str | None]) -> Call[records.Preflight]:
                 query=_query(**named))
 
 
+# --- holds ------------------------------------------------------------------------------
+
+
+def create_hold(cost: Cents, key: str, fields: Mapping[str, object]) -> Call[records.Hold]:
+    # Replayable: the idempotency key answers a retry with the same hold.
+    return Call("POST", "/api/governance/holds", _one(records.Hold, "hold"),
+                body=_body({**fields, "amountUsdCents": cents(cost), "idempotencyKey": key}))
+
+
+def get_hold(hold_id: str) -> Call[records.Hold]:
+    return Call("GET", f"/api/governance/holds/{_segment(hold_id)}", _one(records.Hold, "hold"))
+
+
+def commit_hold(hold_id: str, cost: Cents, fields: Mapping[str, object]
+                ) -> Call[records.SpendOutcome]:
+    # Replayable: the same commit again replays its first answer (duplicate: true).
+    return Call("POST", f"/api/governance/holds/{_segment(hold_id)}/commit",
+                _one(records.SpendOutcome), body=_body({**fields, "costUsdCents": cents(cost)}))
+
+
+def release_hold(hold_id: str) -> Call[records.Hold]:
+    # Not replayable: a second release of the same hold is a 409.
+    return Call("POST", f"/api/governance/holds/{_segment(hold_id)}/release",
+                _one(records.Hold, "hold"), replayable=False)
+
+
 # --- runs and quotas ---------------------------------------------------------------------
 
 

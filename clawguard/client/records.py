@@ -62,10 +62,15 @@ class Budget(Record):
     mode: str
     created_at: int
     updated_at: int
+    held_usd_micros: int = 0
+    window: str = "none"
+    timezone: str = "UTC"
+    window_start: int | None = None
+    window_end: int | None = None
 
 
 class ScopeState(Record):
-    """One budgeted scope as a spend or a preflight saw it."""
+    """One budgeted scope as a spend, a preflight or a hold saw it."""
 
     scope: str
     scope_id: str
@@ -75,6 +80,32 @@ class ScopeState(Record):
     spent_usd_micros: int
     limit_usd_cents: int
     crossed: str = "none"
+    window_start: int | None = None
+    window_end: int | None = None
+
+
+class HeldScope(ScopeState):
+    """A scope as a preflight or a hold sees it: with what live holds reserve on it."""
+
+    held_usd_micros: int = 0
+
+
+class Hold(Record):
+    """A reservation under the caps (README: Holds): held, committed, released or expired."""
+
+    id: str
+    agent_id: str | None = None
+    mission_id: str | None = None
+    team_id: str | None = None
+    tenant_id: str | None = None
+    run_id: str | None = None
+    amount_usd_micros: int
+    status: str
+    created_at: int
+    expires_at: int
+    resolved_at: int | None = None
+    spend_id: int | None = None
+    scopes: list[HeldScope]
 
 
 class SpendRecord(Record):
@@ -138,7 +169,7 @@ class KeyCreated(Record):
 class Preflight(Record):
     allowed: bool
     reason: str | None
-    scopes: list[ScopeState]
+    scopes: list[HeldScope]
 
 
 class Resumed(Record):

@@ -10,7 +10,7 @@ from typing import Any, Literal, NamedTuple
 import pydantic
 from pydantic.alias_generators import to_camel
 
-from clawguard.core import audit, money
+from clawguard.core import audit, money, windows
 
 Scope = Literal["agent", "mission", "team", "tenant"]
 SCOPES: tuple[Scope, ...] = ("agent", "mission", "team", "tenant")
@@ -46,6 +46,13 @@ class Budget(Model):
     mode: Mode
     created_at: int
     updated_at: int
+    # Live holds on the scope (core.holds): reserved, not spent.
+    held_usd_micros: int = 0
+    # The calendar window `spent` counts (core.windows): both None for "none".
+    window: windows.Window = "none"
+    timezone: str = windows.DEFAULT_ZONE
+    window_start: int | None = None
+    window_end: int | None = None
 
 
 class ScopeState(Model):
@@ -59,6 +66,15 @@ class ScopeState(Model):
     spent_usd_micros: int
     limit_usd_cents: int
     crossed: money.Crossed = "none"
+    # The window spent counts in (None for "none"); absent from spends stored before windows.
+    window_start: int | None = None
+    window_end: int | None = None
+
+
+class HeldScope(ScopeState):
+    """A scope as a preflight or a hold sees it: with what live holds reserve on it."""
+
+    held_usd_micros: int = 0
 
 
 class SpendRecord(Model):
@@ -129,7 +145,7 @@ class ApiKey(Model):
 class Preflight(Model):
     allowed: bool
     reason: str | None
-    scopes: list[ScopeState]
+    scopes: list[HeldScope]
 
 
 class Resumed(Model):
@@ -435,3 +451,38 @@ class Quota(Model):
     limits: dict[str, int]
     overrides: dict[str, int]
     effective: dict[str, int]
+
+
+HoldStatus = Literal["held", "committed", "released", "expired"]
+
+
+class Hold(Model):
+    """A reservation of `amountUsdMicros` on the scopes it names (README: Holds)."""
+
+    id: str
+    agent_id: str | None
+    mission_id: str | None
+    team_id: str | None
+    tenant_id: str | None
+    run_id: str | None
+    amount_usd_micros: int
+    status: HoldStatus
+    created_at: int
+    expires_at: int
+    resolved_at: int | None
+    spend_id: int | None
+    scopes: list[HeldScope]  # each budgeted scope as the hold's creation saw it, hold included
+
+    def as_of(self, now: int) -> Hold:
+        """A held hold past its expiry reads, and counts, as expired everywhere (the reaper
+        writes the same values later: resolvedAt = expiresAt)."""
+        if self.status == "held" and now >= self.expires_at:
+            return self.model_copy(update={"status": "expired", "resolved_at": self.expires_at})
+        return self
+
+
+HELD_SCOPES = pydantic.TypeAdapter(list[HeldScope])
+
+
+class HoldOne(Model):
+    hold: Hold

@@ -25,6 +25,11 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("POST", "/api/governance/spend"): EXECUTOR,
     ("GET", "/api/governance/preflight"): EXECUTOR,
     ("GET", "/api/governance/spend/summary"): OPERATOR,
+    # Holds: executors place, commit and release them; operators may read one.
+    ("POST", "/api/governance/holds"): EXECUTOR,
+    ("GET", "/api/governance/holds/{id}"): EXECUTOR | OPERATOR,
+    ("POST", "/api/governance/holds/{id}/commit"): EXECUTOR,
+    ("POST", "/api/governance/holds/{id}/release"): EXECUTOR,
     # Runs: executors start, end and report them; operators read them and set quotas.
     ("POST", "/api/governance/runs"): EXECUTOR,
     ("GET", "/api/governance/runs"): OPERATOR,

@@ -16,6 +16,7 @@ from clawguard.services import (
     events,
     gate,
     handshake,
+    holds,
     notify,
     periodic,
     reaper,
@@ -138,6 +139,8 @@ async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.RUNS] = runs.Runs(app[state.STORE], app[state.CONFIG], app[state.CLOCK],
                                 app[state.METRICS])
+    app[state.HOLDS] = holds.Holds(app[state.STORE], app[state.CONFIG].holds, app[state.CLOCK],
+                                   app[state.METRICS])
     yield
 
 
@@ -167,7 +170,8 @@ async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
         app.get(state.SELF_APPROVAL),
     )
     app[state.STORE].watch_decisions(approvals.heard)
-    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS])
+    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS],
+                            app[state.STORE], app[state.CLOCK])
     await sweeper.sweep()  # what expired while the daemon was down, before serving
     app[state.APPROVALS], app[state.REAPER] = approvals, sweeper
     sweeper.start()

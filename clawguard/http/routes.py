@@ -17,6 +17,7 @@ from clawguard.http.handlers import (
     audit,
     budgets,
     events,
+    holds,
     keys,
     operations,
     registry,
@@ -173,6 +174,45 @@ ROUTES = [
         budgets.preflight,
         Endpoint("May these scopes spend?", records.Preflight, query=commands.ScopeIds,
                  errors=(404,)),  # 404: an unknown runId
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds",
+        holds.place_hold,
+        Endpoint(
+            "Reserve an estimate under the caps before a step runs",
+            records.HoldOne,
+            status=201,
+            body=commands.HoldRequest,
+            errors=(404, 409),  # 404: an unknown runId
+            tag="holds",
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/governance/holds/{id}",
+        holds.get_hold,
+        Endpoint("One hold", records.HoldOne, path=wire.ItemId, errors=(404,), tag="holds"),
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds/{id}/commit",
+        holds.commit_hold,
+        Endpoint(
+            "Charge a hold's actual cost as a spend, and free it",
+            records.SpendOutcome,
+            path=wire.ItemId,
+            body=commands.HoldCommit,
+            errors=(404, 409, 422),
+            tag="holds",
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds/{id}/release",
+        holds.release_hold,
+        Endpoint("Free a hold without spending", records.HoldOne, path=wire.ItemId,
+                 errors=(404, 409), tag="holds"),
     ),
     Route(
         "POST",

@@ -15,6 +15,7 @@ from clawguard.services import (
     events,
     gate,
     handshake,
+    holds,
     notify,
     reaper,
     refusals,
@@ -36,6 +37,7 @@ REFUSALS = web.AppKey("refusals", refusals.Refusals)
 CHECKPOINTS = web.AppKey("checkpoints", checkpoints.Checkpoints)
 METRICS = web.AppKey("metrics", metrics.Metrics)
 RUNS = web.AppKey("runs", runs.Runs)
+HOLDS = web.AppKey("holds", holds.Holds)
 OPENAPI = web.AppKey("openapi", bytes)
 PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
 KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)

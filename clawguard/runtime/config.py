@@ -112,6 +112,11 @@ class PriceConfig(_Section):
         return pricing.Price(self.input_per_mtok_usd, self.output_per_mtok_usd)
 
 
+class HoldsConfig(_Section):
+    # A hold's time to live when its request names no ttlMs (at most 24 h, as a request's).
+    ttl_ms: int = pydantic.Field(default=600_000, gt=0, le=24 * 3_600_000)
+
+
 class RunsConfig(_Section):
     lease_ms: int = pydantic.Field(default=3_600_000, gt=0)  # renewed by every event
 
@@ -219,6 +224,7 @@ class Config(_Section):
     def price_table(self) -> dict[str, pricing.Price]:
         """The bundled prices, overridden and extended by [prices."MODEL"]."""
         return pricing.table({model: entry.price() for model, entry in self.prices.items()})
+    holds: HoldsConfig = HoldsConfig()
     runs: RunsConfig = RunsConfig()
     quotas: QuotasConfig = QuotasConfig()
     breakers: BreakersConfig = BreakersConfig()

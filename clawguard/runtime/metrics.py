@@ -70,6 +70,15 @@ class Metrics:
             "clawguard_reaper_sweeps", "Background sweeps run", registry=r)
         self.expired = prom.Counter(
             "clawguard_expired", "Rows expired by the reaper", ["kind"], registry=r)
+        self.holds_outstanding = prom.Gauge(
+            "clawguard_holds_outstanding", "Holds counting against their budgets (held, not"
+            " past expiry)", registry=r)
+        self.held_micros = prom.Gauge(
+            "clawguard_held_usd_micros", "Micro-dollars the outstanding holds reserve",
+            registry=r)
+        self.holds = prom.Counter(
+            "clawguard_holds", "Hold requests by outcome (placed, committed, released,"
+            " budget_exhausted, budget_paused)", ["outcome"], registry=r)
         self.runs_running = prom.Gauge(
             "clawguard_runs_running", "Runs holding a concurrency slot (lease not lapsed)",
             registry=r)

@@ -72,7 +72,40 @@ class Store(Protocol):
         """Charge every named budgeted scope and write one ledger row, all or nothing; a
         `ledger_key` already stored replays (core.budgets.replay) instead."""
 
-    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]: ...
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.HeldScope]:
+        """The chain's budget rows as they read now (core.budgets.current: window, holds)."""
+
+    # --- holds (core.holds) ----------------------------------------------------------
+
+    async def place_hold(
+        self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
+    ) -> records.Hold:
+        """Reserve the request's amount for ttl_ms, deciding on the chain's spend and live holds
+        as they are committed (exactly, however many placements race, on every engine), or
+        raise BudgetPaused / BudgetExhausted; a `key` already stored answers its hold (or
+        IdempotencyConflict for another fingerprint)."""
+
+    async def get_hold(self, hold_id: str) -> records.Hold | None:
+        """The row as stored (callers apply `Hold.as_of`)."""
+
+    async def commit_hold(
+        self, hold_id: str, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        """Charge the hold's actual cost as record_spend does and mark it committed, in one
+        transaction; a committed hold replays its first commit (IdempotencyConflict for
+        another cost); NotFound; Conflict when released or expired."""
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        """NotFound; Conflict unless held."""
+
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        """Whether a held hold, and a running run, are past expiry at `now` (reads only)."""
+
+    async def expire_holds(self, limit: int) -> int:
+        """Write `expired` on up to `limit` holds past expiry; how many."""
+
+    async def count_live_holds(self, now: int) -> tuple[int, int]:
+        """(how many, micros) of holds counting at `now`."""
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -282,6 +315,9 @@ class Store(Protocol):
         """Newest first; `status` as the rows read at `now` (a lapsed lease is expired)."""
 
     async def count_running_runs(self, now: int) -> int: ...
+
+    async def expire_runs(self, limit: int) -> int:
+        """Write `expired` on up to `limit` running runs past their lease; how many."""
 
     async def quota_overrides(self, tenant_id: str) -> dict[str, int]: ...
 

@@ -92,20 +92,47 @@ def history_from_row(row: Iterable[Any]) -> records.HistoryRecord:
 
 # --- budgets -------------------------------------------------------------------------------
 
+# held_micros is unused (always 0): what a scope holds is summed from its live holds.
 BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at, tenant_id"
+    " created_at, updated_at, tenant_id, window_kind, window_zone, window_start"
 )
 
 
 def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
+    """The row as stored; callers apply core.budgets.current for its window and holds."""
+    (bid, scope, scope_id, limit, spent, _, status, mode, created, updated, tenant, window,
+     zone, start) = row
     return records.Budget(
         id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
-        held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
-        created_at=created, updated_at=updated,
+        held_usd_cents=0, status=status, mode=mode, created_at=created, updated_at=updated,
+        window=window, timezone=zone, window_start=start,
     )
+
+
+# --- holds ---------------------------------------------------------------------------------
+
+HOLD_COLUMNS = (
+    "id, agent_id, mission_id, team_id, tenant_id, run_id, amount_micros, status, created_at,"
+    " expires_at, resolved_at, spend_id, scopes"
+)
+
+
+def hold_from_row(row: Sequence[Any]) -> records.Hold:
+    (hid, agent, mission, team, tenant, run, amount, status, created, expires, resolved,
+     spend_id, scopes) = row
+    return records.Hold(
+        id=hid, agent_id=agent, mission_id=mission, team_id=team, tenant_id=tenant,
+        run_id=run, amount_usd_micros=amount, status=status, created_at=created,
+        expires_at=expires, resolved_at=resolved, spend_id=spend_id,
+        scopes=records.HELD_SCOPES.validate_json(scopes),
+    )
+
+
+def held_by_scope(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
+    """{(scope, scope id): micros held} from (scope, scope id, micros) rows."""
+    return {(scope, scope_id): int(micros) for scope, scope_id, micros in rows if micros}
 
 
 # --- API keys ------------------------------------------------------------------------------

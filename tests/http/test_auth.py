@@ -56,6 +56,13 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/tools/approvals/grants"): ("/api/tools/approvals/grants", None),
     ("DELETE", "/api/tools/approvals/grants/{id}"): (
         "/api/tools/approvals/grants/grt_0000000000000000", None),
+    ("POST", "/api/governance/holds"): (
+        "/api/governance/holds", {"agentId": "a1", "amountUsdCents": 1, "idempotencyKey": "k"}),
+    ("GET", "/api/governance/holds/{id}"): ("/api/governance/holds/hld_0000000000000000", None),
+    ("POST", "/api/governance/holds/{id}/commit"): (
+        "/api/governance/holds/hld_0000000000000000/commit", {"costUsdCents": 1}),
+    ("POST", "/api/governance/holds/{id}/release"): (
+        "/api/governance/holds/hld_0000000000000000/release", None),
     ("POST", "/api/governance/runs"): ("/api/governance/runs", {"agentId": "a1"}),
     ("GET", "/api/governance/runs"): ("/api/governance/runs", None),
     ("GET", "/api/governance/runs/{id}"): ("/api/governance/runs/run_0000000000000000", None),

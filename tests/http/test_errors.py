@@ -46,6 +46,10 @@ UNKNOWN_APPROVAL = f"{TOOLS}/apr_0000000000000000"
 RUNS = "/api/governance/runs"
 UNKNOWN_RUN = f"{RUNS}/run_0000000000000000"
 QUOTA = "/api/tenants/org/quota"
+HOLDS = "/api/governance/holds"
+UNKNOWN_HOLD = f"{HOLDS}/hld_0000000000000000"
+# The seeded hold, exactly as sent: its key reused with another body is a 409.
+SEED_HOLD = {"agentId": "h9", "amountUsdCents": 1, "idempotencyKey": "hold-1"}
 MIB = 1024 * 1024
 ERROR_KEYS = {"error", "message", "details"}
 
@@ -497,6 +501,50 @@ CASES: list[Case] = [
     Case("preflight-unknown-run", "GET", f"{PREFLIGHT}?agentId=a1&runId=run_nope", 404),
     Case("preflight-run-too-long", "GET", f"{PREFLIGHT}?agentId=a1&runId={LONG_ID}", 400),
     Case("spend-run-too-long", "POST", SPEND, 400, spend_with(runId=LONG_ID)),
+    # --- budget windows -------------------------------------------------------------------
+    Case("budgets-unknown-timezone", "POST", BUDGETS, 400, budget_with(timezone="Mars/Olympus")),
+    Case("budgets-timezone-path", "POST", BUDGETS, 400, budget_with(timezone="../etc/passwd")),
+    Case("budgets-timezone-empty", "POST", BUDGETS, 400, budget_with(timezone="")),
+    Case("budgets-timezone-number", "POST", BUDGETS, 400, budget_with(timezone=1)),
+    Case("budgets-unknown-window", "POST", BUDGETS, 400, budget_with(window="year")),
+    Case("budgets-window-null-case", "POST", BUDGETS, 400, budget_with(window="Month")),
+    # --- holds ----------------------------------------------------------------------------
+    Case("holds-malformed-json", "POST", HOLDS, 400, raw('{"agentId": ')),
+    Case("holds-no-scope", "POST", HOLDS, 400, j({"amountUsdCents": 1, "idempotencyKey": "k"})),
+    Case("holds-no-key", "POST", HOLDS, 400, j({"agentId": "h1", "amountUsdCents": 1})),
+    Case("holds-no-amount", "POST", HOLDS, 400, j({"agentId": "h1", "idempotencyKey": "k"})),
+    Case("holds-amount-string", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": "1", "idempotencyKey": "k"})),
+    Case("holds-amount-negative", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": -1, "idempotencyKey": "k"})),
+    Case("holds-amount-absurd", "POST", HOLDS, 400,
+         raw('{"agentId": "h1", "amountUsdCents": 1e13, "idempotencyKey": "k"}')),
+    Case("holds-ttl-over-24h", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "ttlMs": 86_400_001})),
+    Case("holds-ttl-zero", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "ttlMs": 0})),
+    Case("holds-ttl-fractional", "POST", HOLDS, 400,
+         raw('{"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "ttlMs": 1.5}')),
+    Case("holds-unknown-field", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "cost": 1})),
+    Case("holds-key-too-long", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": LONG_ID})),
+    Case("holds-unknown-run", "POST", HOLDS, 404,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "runId": "run_nope"})),
+    Case("holds-paused-scope", "POST", HOLDS, 409,
+         j({"agentId": "a1", "amountUsdCents": 1, "idempotencyKey": "k"})),
+    Case("holds-key-other-body", "POST", HOLDS, 409, j({**SEED_HOLD, "amountUsdCents": 2})),
+    Case("hold-id-too-long", "GET", f"{HOLDS}/{LONG_ID}", 400),
+    Case("hold-unknown", "GET", UNKNOWN_HOLD, 404),
+    Case("hold-commit-unknown", "POST", f"{UNKNOWN_HOLD}/commit", 404, j({"costUsdCents": 1})),
+    Case("hold-commit-no-cost", "POST", f"{UNKNOWN_HOLD}/commit", 400, j({})),
+    Case("hold-commit-cost-string", "POST", f"{UNKNOWN_HOLD}/commit", 400,
+         j({"costUsdCents": "1"})),
+    Case("hold-commit-unknown-field", "POST", f"{UNKNOWN_HOLD}/commit", 400,
+         j({"costUsdCents": 1, "agentId": "x"})),
+    Case("hold-commit-malformed", "POST", f"{UNKNOWN_HOLD}/commit", 400, raw("{")),
+    Case("hold-release-unknown", "POST", f"{UNKNOWN_HOLD}/release", 404),
+    Case("hold-release-id-too-long", "POST", f"{HOLDS}/{LONG_ID}/release", 400),
 ]
 
 # case id -> what the daemon gets wrong. Empty since 1ce6722 fixed what this file first found:
@@ -593,6 +641,8 @@ async def seed(client: TestClient[Any, Any]) -> None:
     assert last["stop"] is True and last["stopReason"] == "budget_paused:agent"
     async with client.post(RUNS, json={"agentId": "a1", "tenantId": "org"}) as started:
         assert started.status == 201
+    async with client.post(HOLDS, json=SEED_HOLD) as held:
+        assert held.status == 201
     states = {(s["scope"], s["status"], s["mode"]) for s in last["scopes"]}
     assert states == {("agent", "paused", "cap"), ("team", "soft_capped", "warn")}
 

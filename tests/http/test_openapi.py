@@ -246,6 +246,24 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
     await check(client, "POST", runs, runs, 201, {"agentId": "a1", "tenantId": "org"})
     await check(client, "POST", runs, runs, 429, {"agentId": "a1", "tenantId": "org"})
 
+    holds, one_hold = "/api/governance/holds", "/api/governance/holds/{id}"
+    hold = await check(client, "POST", holds, holds, 201,
+                       {"agentId": "h1", "amountUsdCents": 5, "idempotencyKey": "h"})
+    await check(client, "POST", holds, holds, 409,
+                {"agentId": "a1", "amountUsdCents": 5, "idempotencyKey": "h2"})
+    hold_id = hold["hold"]["id"]
+    await check(client, "GET", one_hold, f"{holds}/{hold_id}", 200)
+    await check(client, "GET", one_hold, f"{holds}/hld_nope", 404)
+    await check(client, "POST", f"{one_hold}/commit", f"{holds}/{hold_id}/commit", 200,
+                {"costUsdCents": 4})
+    await check(client, "POST", f"{one_hold}/commit", f"{holds}/{hold_id}/commit", 409,
+                {"costUsdCents": 3})
+    await check(client, "POST", f"{one_hold}/release", f"{holds}/{hold_id}/release", 409)
+    other = await check(client, "POST", holds, holds, 201,
+                        {"agentId": "h1", "amountUsdCents": 5, "idempotencyKey": "h3"})
+    await check(client, "POST", f"{one_hold}/release",
+                f"{holds}/{other['hold']['id']}/release", 200)
+
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)
     await the_gate_routes(client, check)

@@ -191,6 +191,10 @@ METHODS = {
     ("GET", "/api/role-policy-overrides"): "list_role_overrides",
     ("POST", "/api/role-policy-overrides"): "create_role_override",
     ("DELETE", "/api/role-policy-overrides/{id}"): "delete_role_override",
+    ("POST", "/api/governance/holds"): "create_hold",
+    ("GET", "/api/governance/holds/{id}"): "get_hold",
+    ("POST", "/api/governance/holds/{id}/commit"): "commit_hold",
+    ("POST", "/api/governance/holds/{id}/release"): "release_hold",
     ("POST", "/api/governance/runs"): "start_run",
     ("GET", "/api/governance/runs"): "list_runs",
     ("GET", "/api/governance/runs/{id}"): "get_run",
@@ -241,6 +245,17 @@ def test_every_route_answers_its_model(make, daemon):
     assert [(s.scope, s.spent_usd_micros) for s in spent.scopes] == [("team", 4000)]
     checked = c.preflight(agent_id=agent, team_id=team)
     assert isinstance(checked, records.Preflight) and checked.allowed is True
+
+    hold = c.create_hold(Decimal("0.5"), agent_id=agent, team_id=team, ttl_ms=60_000)
+    assert isinstance(hold, records.Hold) and hold.status == "held"
+    assert hold.scopes[0].held_usd_micros == 5000
+    assert c.get_hold(hold.id).amount_usd_micros == 5000
+    committed = c.commit_hold(hold.id, Decimal("0.6"), model="m")
+    assert isinstance(committed, records.SpendOutcome)
+    assert committed.scopes[0].spent_usd_micros == 10_000
+    assert c.commit_hold(hold.id, Decimal("0.6"), model="m").spend.duplicate is True
+    other = c.create_hold(1, agent_id=agent)
+    assert c.release_hold(other.id).status == "released"
 
     resumed = c.resume_budget("team", team)
     assert isinstance(resumed, records.Resumed) and resumed.will_repause is False

@@ -43,6 +43,7 @@ from clawguard.store.postgres import (
     budgets,
     connection,
     deliveries,
+    holds,
     keys,
     listener,
     policies,
@@ -165,21 +166,31 @@ class PostgresStore:
     async def list_budgets(
         self, scope: records.Scope | None, status: records.Status | None
     ) -> list[records.Budget]:
+        now = self._clock()
         rows = await self._db.read(
             f"SELECT {tables.BUDGET_COLUMNS} FROM budgets"
             " WHERE (%(scope)s::text IS NULL OR scope = %(scope)s)"
-            " AND (%(status)s::text IS NULL OR status = %(status)s)"
             " ORDER BY updated_at DESC, row_seq DESC",
-            {"scope": scope, "status": status},
+            {"scope": scope},
         )
-        return [tables.budget_from_row(row) for row in rows]
+        held = tables.held_by_scope(await self._db.read(budgets.HELD_ALL, {"now": now}))
+        found = [budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+                 for budget in map(tables.budget_from_row, rows)]
+        # Filtered after `current`: a row its window has reset reads active whatever is stored.
+        return [budget for budget in found if status is None or budget.status == status]
 
-    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.HeldScope]:
+        now = self._clock()
+        params = budgets.chain_params(scope_ids)
         rows = await self._db.read(
-            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
-            budgets.chain_params(scope_ids),
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE, params
         )
-        return budget_rules.chain_states(tables.budget_from_row(row) for row in rows)
+        held = tables.held_by_scope(
+            await self._db.read(budgets.HELD_IN_CHAIN, params | {"now": now}))
+        return budget_rules.chain_states(
+            budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+            for budget in map(tables.budget_from_row, rows)
+        )
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -203,10 +214,8 @@ class PostgresStore:
         return [audit.Row(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
-        rows = await self._db.read(
-            "SELECT scope, scope_id, status, mode, spent_micros, limit_cents FROM budgets"
-        )
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        return [(b.scope, b.scope_id, b.status, b.mode, b.spent_usd_micros, b.limit_usd_cents)
+                for b in await self.list_budgets(None, None)]
 
     async def any_approval_due(self, now: int) -> bool:
         rows = await self._db.read(
@@ -637,6 +646,62 @@ class PostgresStore:
     ) -> dict[str, int]:
         result: dict[str, int] = await self._write(
             lambda conn, now: run_rows.set_overrides(conn, now, tenant_id, patch)
+        )
+        return result
+
+    # --- holds -------------------------------------------------------------------------
+
+    async def place_hold(
+        self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
+    ) -> records.Hold:
+        result: records.Hold = await self._write(
+            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms)
+        )
+        return result
+
+    async def get_hold(self, hold_id: str) -> records.Hold | None:
+        rows = await self._db.read(f"SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = %s",
+                                   (hold_id,))
+        return tables.hold_from_row(rows[0]) if rows else None
+
+    async def commit_hold(
+        self, hold_id: str, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        result: records.SpendCharged = await self._write(
+            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint)
+        )
+        return result
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        result: records.Hold = await self._write(
+            lambda conn, now: holds.release_hold(conn, now, hold_id)
+        )
+        return result
+
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        holds_due = await self._db.read(
+            "SELECT 1 FROM holds WHERE status = 'held' AND expires_at <= %s LIMIT 1", (now,))
+        runs_due = await self._db.read(
+            "SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at <= %s LIMIT 1",
+            (now,))
+        return bool(holds_due), bool(runs_due)
+
+    async def expire_holds(self, limit: int) -> int:
+        result: int = await self._write(
+            lambda conn, now: holds.expire_holds(conn, now, limit)
+        )
+        return result
+
+    async def count_live_holds(self, now: int) -> tuple[int, int]:
+        rows = await self._db.read(
+            "SELECT count(*), coalesce(sum(amount_micros), 0)::bigint FROM holds"
+            " WHERE status = 'held' AND expires_at > %s", (now,)
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def expire_runs(self, limit: int) -> int:
+        result: int = await self._write(
+            lambda conn, now: run_rows.expire_runs(conn, now, limit)
         )
         return result
 

@@ -40,6 +40,7 @@ from clawguard.store.sqlite import (
     budgets,
     deliveries,
     files,
+    holds,
     keys,
     policies,
     writer,
@@ -57,6 +58,7 @@ class SQLiteStore:
 
     def __init__(self, settings: config.StorageConfig, clock: writer.Clock) -> None:
         self._settings = settings
+        self._clock = clock
         self._writer = writer.Writer(settings, clock)
         self._reader: aiosqlite.Connection | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -162,28 +164,40 @@ class SQLiteStore:
         if self._writer.lost is not None:
             raise errors.StoreUnavailable(self._writer.lost)
         try:
-            async with self._reader.execute(sql, tuple(params)) as cursor:
-                return list(await cursor.fetchall())
+            # One call on the reader's thread: with execute() and fetchall() as two, another
+            # request's statement could start between them while this one holds the
+            # connection's read transaction open, and read that older snapshot: a row
+            # committed before it was asked for went unseen (a hold just placed read 404).
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise errors.StoreUnavailable(f"the database cannot be read: {exc}") from exc
 
     async def list_budgets(
         self, scope: records.Scope | None, status: records.Status | None
     ) -> list[records.Budget]:
+        now = self._clock()
         rows = await self._read(
             f"SELECT {tables.BUDGET_COLUMNS} FROM budgets"
-            " WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR status = ?2)"
-            " ORDER BY updated_at DESC, rowid DESC",
-            (scope, status),
+            " WHERE (?1 IS NULL OR scope = ?1) ORDER BY updated_at DESC, rowid DESC", (scope,),
         )
-        return [tables.budget_from_row(row) for row in rows]
+        held = tables.held_by_scope(await self._read(budgets.HELD_ALL, (now,)))
+        found = [budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+                 for budget in map(tables.budget_from_row, rows)]
+        # Filtered after `current`: a row its window has reset reads active whatever is stored.
+        return [budget for budget in found if status is None or budget.status == status]
 
-    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.HeldScope]:
+        now = self._clock()
+        ids = (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id,
+               scope_ids.tenant_id)
         rows = await self._read(
-            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
-            (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE, ids
         )
-        return budget_rules.chain_states(tables.budget_from_row(row) for row in rows)
+        held = tables.held_by_scope(await self._read(budgets.HELD_IN_CHAIN, (*ids, now)))
+        return budget_rules.chain_states(
+            budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+            for budget in map(tables.budget_from_row, rows)
+        )
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -197,10 +211,8 @@ class SQLiteStore:
         return [records.AuditEntry.from_stored(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
-        rows = await self._read(
-            "SELECT scope, scope_id, status, mode, spent_micros, limit_cents FROM budgets", ()
-        )
-        return [tuple(row) for row in rows]
+        return [(b.scope, b.scope_id, b.status, b.mode, b.spent_usd_micros, b.limit_usd_cents)
+                for b in await self.list_budgets(None, None)]
 
     async def any_approval_due(self, now: int) -> bool:
         rows = await self._read(
@@ -328,6 +340,56 @@ class SQLiteStore:
         job = budgets.SpendJob(request, fingerprint, ledger_key)
         result: records.SpendCharged = await self._writer.write(job)
         return result
+
+    # --- holds -----------------------------------------------------------------------
+
+    async def place_hold(
+        self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
+    ) -> records.Hold:
+        result: records.Hold = await self._writer.write(
+            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms)
+        )
+        return result
+
+    async def get_hold(self, hold_id: str) -> records.Hold | None:
+        rows = await self._read(f"SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = ?",
+                                (hold_id,))
+        return tables.hold_from_row(rows[0]) if rows else None
+
+    async def commit_hold(
+        self, hold_id: str, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        result: records.SpendCharged = await self._writer.write(
+            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint)
+        )
+        return result
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        result: records.Hold = await self._writer.write(
+            lambda conn, now: holds.release_hold(conn, now, hold_id)
+        )
+        return result
+
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        holds_due = await self._read(
+            "SELECT 1 FROM holds WHERE status = 'held' AND expires_at <= ? LIMIT 1", (now,))
+        runs_due = await self._read(
+            "SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at <= ? LIMIT 1",
+            (now,))
+        return bool(holds_due), bool(runs_due)
+
+    async def expire_holds(self, limit: int) -> int:
+        result: int = await self._writer.write(
+            lambda conn, now: holds.expire_holds(conn, now, limit)
+        )
+        return result
+
+    async def count_live_holds(self, now: int) -> tuple[int, int]:
+        rows = await self._read(
+            "SELECT count(*), coalesce(sum(amount_micros), 0) FROM holds"
+            " WHERE status = 'held' AND expires_at > ?", (now,)
+        )
+        return int(rows[0][0]), int(rows[0][1])
 
     # --- approvals -------------------------------------------------------------------
 
@@ -624,6 +686,12 @@ class SQLiteStore:
             (status, agent_id, now, limit),
         )
         return [tables.run_from_row(row) for row in rows]
+
+    async def expire_runs(self, limit: int) -> int:
+        result: int = await self._writer.write(
+            lambda conn, now: run_rows.expire_runs(conn, now, limit)
+        )
+        return result
 
     async def count_running_runs(self, now: int) -> int:
         rows = await self._read(
