@@ -9,12 +9,16 @@ each:
 1. ``GET /healthz`` -- the ceiling: what the HTTP stack alone can serve;
 2. ``POST /api/governance/spend`` charging four scopes (agent, mission, team,
    tenant; two with budget rows) with a unique ``idempotencyKey`` per request,
-   i.e. one ``BEGIN IMMEDIATE`` transaction with a ledger row per request.
+   i.e. one ``BEGIN IMMEDIATE`` transaction with a ledger row per request;
+3. holds: each step is ``POST /api/governance/holds`` (0.5 cents on the same
+   four scopes, a unique key) then ``POST .../holds/{id}/commit`` (0.4 cents),
+   as an executor that reserves before a step and charges after it. Its line
+   counts steps (two requests each) and their latencies are per request.
 
 It prints requests/s, p50 and p99 latency for each phase and the ratio
-spend-rps / healthz-rps. The target (on a 2-core machine) is a ratio of at
-least 0.3 with a spend p99 under 25 ms and no errors; the exit status is 1
-when it is missed.
+spend-rps / healthz-rps (and holds steps/s over spend requests/s). The target
+(on a 2-core machine) is a ratio of at least 0.3 with a spend p99 under 25 ms
+and no errors; the exit status is 1 when it is missed.
 
 The load generator is ``wrk`` (Debian package ``wrk``) when it is on PATH,
 otherwise a pool of Python processes using aiohttp (same connection count).
@@ -92,8 +96,10 @@ class Result:
 class Daemon:
     """A ``clawguard serve`` subprocess on a fresh temporary database."""
 
-    def __init__(self, workdir: Path, url: str | None = None, auth: str = "none") -> None:
+    def __init__(self, workdir: Path, url: str | None = None, auth: str = "none",
+                 extra_config: str = "") -> None:
         self.workdir = workdir
+        self.extra_config = extra_config  # more TOML, after the settings above
         self.url = url
         self.auth = auth  # "keys": the first-start admin key is in workdir/clawguard-admin.key
         self.log_path = workdir / "daemon.log"
@@ -106,7 +112,7 @@ class Daemon:
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\n'
             f'[storage]\n{storage}\n'
-            f'[auth]\nmode = "{self.auth}"\n'
+            f'[auth]\nmode = "{self.auth}"\n' + self.extra_config
         )
         env = dict(os.environ, CLAWGUARD_AUTH_MODE=self.auth, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -203,15 +209,45 @@ end
 """
 
 
+WRK_HOLDS = """
+-- A step is a hold then its commit: response() queues each new hold's id, and the
+-- thread's next request commits the oldest queued one (on whichever connection is free).
+local counter, next_tid, queued = 0, 0, {}
+function setup(thread)
+  next_tid = next_tid + 1
+  thread:set("tid", next_tid)
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  local id = table.remove(queued, 1)
+  if id then
+    return wrk.format(nil, "/api/governance/holds/" .. id .. "/commit", nil,
+                      '{"costUsdCents":0.4}')
+  end
+  counter = counter + 1
+  local body = string.format('{%s,"idempotencyKey":"hold-%s-%d-%d"}', FIELDS, RUN, tid, counter)
+  return wrk.format(nil, "/api/governance/holds", nil, body)
+end
+function response(status, headers, body)
+  local id = string.match(body, '^{"hold":{"id":"(hld_[0-9a-f]+)"')
+  if id then table.insert(queued, id) end
+end
+"""
+HOLD_FIELDS = SPEND_FIELDS.replace('"costUsdCents":0.4', '"amountUsdCents":0.5')
+
+
 def run_wrk(
-    url: str, spend: bool, connections: int, threads: int, seconds: int, tmp: Path
+    url: str, spend: bool | str, connections: int, threads: int, seconds: int, tmp: Path
 ) -> Result:
-    script = tmp / ("spend.lua" if spend else "healthz.lua")
+    kind = "holds" if spend == "holds" else "spend" if spend else "healthz"
+    script = tmp / f"{kind}.lua"
     lua = WRK_DONE
     if spend:
+        fields = HOLD_FIELDS if kind == "holds" else SPEND_FIELDS
         lua = (
-            f"FIELDS = {json.dumps(SPEND_FIELDS)}\nRUN = {json.dumps(uuid.uuid4().hex[:8])}\n"
-            + WRK_SPEND
+            f"FIELDS = {json.dumps(fields)}\nRUN = {json.dumps(uuid.uuid4().hex[:8])}\n"
+            + (WRK_HOLDS if kind == "holds" else WRK_SPEND)
             + lua
         )
     script.write_text(lua)
@@ -248,7 +284,7 @@ def parse_wrk(stdout: str, stderr: str) -> Result:
 
 
 async def _load(
-    url: str, spend: bool, connections: int, seconds: float, worker: int
+    url: str, spend: bool | str, connections: int, seconds: float, worker: int
 ) -> dict[str, Any]:
     import aiohttp
 
@@ -262,7 +298,22 @@ async def _load(
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             try:
-                if spend:
+                if spend == "holds":
+                    counter += 1
+                    body = (f'{{{HOLD_FIELDS},"idempotencyKey":'
+                            f'"hold-{run}-{worker}-{counter}"}}')
+                    base = url.removesuffix("/api/governance/holds")
+                    async with session.post(url, data=body, headers={
+                            "Content-Type": "application/json"}) as held:
+                        hold = await held.json()
+                    if held.status != 201:
+                        raise aiohttp.ClientError(f"hold: {held.status}")
+                    latencies.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    resp = await session.post(
+                        f"{base}/api/governance/holds/{hold['hold']['id']}/commit",
+                        data='{"costUsdCents":0.4}', headers={"Content-Type": "application/json"})
+                elif spend:
                     counter += 1
                     body = f'{{{SPEND_FIELDS},"idempotencyKey":"bench-{run}-{worker}-{counter}"}}'
                     resp = await session.post(
@@ -290,12 +341,14 @@ async def _load(
 
 
 def _load_worker(
-    url: str, spend: bool, connections: int, seconds: float, worker: int
+    url: str, spend: bool | str, connections: int, seconds: float, worker: int
 ) -> dict[str, Any]:
     return asyncio.run(_load(url, spend, connections, seconds, worker))
 
 
-def run_python(url: str, spend: bool, connections: int, processes: int, seconds: int) -> Result:
+def run_python(
+    url: str, spend: bool | str, connections: int, processes: int, seconds: int
+) -> Result:
     processes = max(1, min(processes, connections))
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     ctx = multiprocessing.get_context("spawn")
@@ -384,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             bases = [daemon.start() for daemon in daemons]
             prepare(bases[0])
 
-            def phase(path: str, spend: bool) -> Result:
+            def phase(path: str, spend: bool | str) -> Result:
                 print(f"{generator}: {path} for {args.seconds} s ...", file=sys.stderr)
                 share = args.connections // len(bases)
                 # One wrk script folder per daemon: each script has its own run id, so the
@@ -405,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             healthz = phase("/healthz", spend=False)
             spend = phase("/api/governance/spend", spend=True)
             charged = agent_spent_micros(bases[0]) // SPEND_MICROS - 1  # minus the probe
+            holds = phase("/api/governance/holds", spend="holds")
+            committed = agent_spent_micros(bases[0]) // SPEND_MICROS - 1 - charged
         except Exception:
             for daemon in daemons:
                 print(f"daemon log (tail):\n{daemon.log_tail()}", file=sys.stderr)
@@ -419,7 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     print(healthz.line("healthz"))
     print(spend.line("spend"))
     print(f"spends charged to agent a1: {charged} (responses counted: {spend.requests})")
-    print(f"ratio spend/healthz: {ratio:.2f}")
+    steps = holds.requests // 2
+    print(f"{'holds:':8} {steps / holds.seconds:8.0f} steps/s (hold + commit)  p50 "
+          f"{holds.p50_ms:6.2f} ms  p99 {holds.p99_ms:6.2f} ms per request  errors "
+          f"{holds.errors}  commits charged: {committed}")
+    print(f"ratio spend/healthz: {ratio:.2f}  holds steps/spend: "
+          f"{steps / holds.seconds / spend.rps if spend.rps else 0:.2f}")
     if generator == "python":
         print("note: the Python generator may saturate before the daemon; wrk is more exact")
     passed = (
@@ -428,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         and spend.errors == 0
         and healthz.errors == 0
         and charged >= spend.requests
+        and holds.errors == 0
     )
     verdict = "PASS" if passed else "FAIL"
     print(

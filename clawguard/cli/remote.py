@@ -236,6 +236,21 @@ def _runs_show(args: argparse.Namespace, api: client.Client) -> int:
     return EXIT_OK
 
 
+def _holds_show(args: argparse.Namespace, api: client.Client) -> int:
+    hold = api.get_hold(args.hold_id)
+    if args.json:
+        _print_json({"hold": hold.to_json()})
+    else:
+        _table(("FIELD", "VALUE"), [(name, "-" if value is None else str(value))
+                                    for name, value in hold.to_json().items()
+                                    if name != "scopes"])
+        _table(("SCOPE", "ID", "STATUS", "SPENT", "HELD", "LIMIT"), [
+            (s.scope, s.scope_id, s.status, _dollars(s.spent_usd_micros),
+             _dollars(s.held_usd_micros), _dollars(s.limit_usd_cents * 10_000))
+            for s in hold.scopes])
+    return EXIT_OK
+
+
 def _print_quota(quota: records.Quota, as_json: bool) -> None:
     if as_json:
         _print_json(quota.to_json())
@@ -314,7 +329,7 @@ def _budgets_resume(args: argparse.Namespace, api: client.Client) -> int:
 
 
 def _approvals_list(args: argparse.Namespace, api: client.Client) -> int:
-    pending = api.pending_approvals(every=args.all)  # every page
+    pending = api.pending_approvals(every=args.all, reviewer_me=args.mine)  # every page
     if args.json:
         _print_json({"ok": True, "approvals": [a.to_json() for a in pending],
                      "nextCursor": None})
@@ -374,6 +389,40 @@ def _approvals_resolve(args: argparse.Namespace, api: client.Client) -> int:
         _print_json({"ok": True, "approval": approval.to_json()})
     else:
         _approvals_table([approval])
+    return EXIT_OK
+
+
+def _stages_lines(approval: records.Approval) -> None:
+    """Under an approval with stages: each stage, its gates' votes against their counts."""
+    for stage in approval.stages or ():
+        gates = ", ".join(
+            f"{gate.group or 'any leader'} {len(gate.votes)}/{gate.count}"
+            + (f" ({', '.join(f'{v.key_name}: {v.decision}' for v in gate.votes)})"
+               if gate.votes else "")
+            for gate in stage.gates)
+        print(f"  stage {stage.name}: {stage.status}; {gates}")
+    if approval.waiver is not None:
+        print(f"  waived by {approval.waiver.key_name}: {approval.waiver.reason}")
+
+
+def _approvals_vote(args: argparse.Namespace, api: client.Client) -> int:
+    approval = api.vote_approval(args.approval_id, args.decision, comments=args.comments,
+                                 conditions=args.conditions, resolved_by=args.by)
+    if args.json:
+        _print_json({"ok": True, "approval": approval.to_json()})
+    else:
+        _approvals_table([approval])
+        _stages_lines(approval)
+    return EXIT_OK
+
+
+def _approvals_waive(args: argparse.Namespace, api: client.Client) -> int:
+    approval = api.waive_approval(args.approval_id, args.reason)
+    if args.json:
+        _print_json({"ok": True, "approval": approval.to_json()})
+    else:
+        _approvals_table([approval])
+        _stages_lines(approval)
     return EXIT_OK
 
 
@@ -602,6 +651,8 @@ def add_commands(commands: Any, add: Adder) -> None:
                     _approvals_list)
     listing.add_argument("--all", action="store_true",
                          help="every pending request, also those this key may not decide")
+    listing.add_argument("--mine", action="store_true",
+                         help="only the requests this key could vote on now (?reviewer=me)")
     showing = _http(add, approval_commands, "show", "one request, every field in full",
                     _approvals_show)
     showing.add_argument("approval_id", metavar="ID")
@@ -614,6 +665,22 @@ def add_commands(commands: Any, add: Adder) -> None:
     resolving.add_argument("--scope", choices=records.GRANT_SCOPES,
                            help="what allow_always grants: the tool with any arguments, or"
                            " these arguments only (asked at a terminal; else tool)")
+    voting = _http(add, approval_commands, "vote",
+                   "vote on an approval with stages (on one without: decide it)",
+                   _approvals_vote)
+    voting.add_argument("approval_id", metavar="ID")
+    voting.add_argument("--decision", required=True, choices=records.VOTE_DECISIONS)
+    voting.add_argument("--conditions", metavar="TEXT",
+                        help="with --decision conditional (required there): what the executor"
+                        " must do, returned to it as an obligation")
+    voting.add_argument("--comments", metavar="TEXT", help="kept with the vote")
+    voting.add_argument("--by", help="who votes, for a daemon without keys (with keys it is"
+                        " always the key)")
+    waiving = _http(add, approval_commands, "waive",
+                    "approve an approval with stages without its votes (admin key)",
+                    _approvals_waive)
+    waiving.add_argument("approval_id", metavar="ID")
+    waiving.add_argument("--reason", required=True, help="why: recorded with the waiver")
     granting = _http(add, approval_commands, "grants", "live sticky allow_always grants",
                      _approvals_grants)
     granting.add_argument("--agent", metavar="ID", help="only this agent's")
@@ -641,6 +708,12 @@ def add_commands(commands: Any, add: Adder) -> None:
     listing.add_argument("--limit", type=_positive(int), help="at most this many (1..500)")
     showing = _http(add, run_commands, "show", "one run", _runs_show)
     showing.add_argument("run_id", metavar="ID")
+
+    holds = commands.add_parser("holds", help="show a hold (HTTP)")
+    hold_commands = holds.add_subparsers(dest="holds_command", required=True)
+    showing = _http(add, hold_commands, "show", "one hold and the scopes it reserved on",
+                    _holds_show)
+    showing.add_argument("hold_id", metavar="ID")
 
     quotas = commands.add_parser("quota", help="a tenant's run quota (HTTP)")
     quota_commands = quotas.add_subparsers(dest="quota_command", required=True)

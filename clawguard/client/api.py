@@ -312,7 +312,41 @@ class Api(abc.ABC):
         exclusive, in epoch ms (operator)."""
         return await self._run(calls.spend_summary(group_by, since, until))
 
+    # --- holds (executor; reading one: operator too) --------------------------------------
+
+    async def create_hold(self, amount_usd_cents: calls.Cents, *, agent_id: str | None = None,
+                          mission_id: str | None = None, team_id: str | None = None,
+                          tenant_id: str | None = None, run_id: str | None = None,
+                          ttl_ms: int | None = None, idempotency_key: str | None = None
+                          ) -> records.Hold:
+        """Reserve an estimate under the caps; Conflict (409) `budget_exhausted` or
+        `budget_paused` names the scope that refused it in `.details`."""
+        fields = {**{calls.camel(k): v for k, v in calls.scopes(
+            agent_id, mission_id, team_id, tenant_id).items()}, "runId": run_id,
+            "ttlMs": ttl_ms}
+        return await self._run(calls.create_hold(
+            amount_usd_cents, idempotency_key or calls.new_idempotency_key(), fields))
+
+    async def get_hold(self, hold_id: str) -> records.Hold:
+        return await self._run(calls.get_hold(hold_id))
+
+    async def commit_hold(self, hold_id: str, cost_usd_cents: calls.Cents, *,
+                          task_id: str | None = None, model: str | None = None,
+                          input_tokens: int | None = None, output_tokens: int | None = None
+                          ) -> records.SpendOutcome:
+        """Charge the actual cost as a spend and free the hold; `stop` as for spend()."""
+        return await self._run(calls.commit_hold(hold_id, cost_usd_cents, {
+            "taskId": task_id, "model": model, "inputTokens": input_tokens,
+            "outputTokens": output_tokens}))
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        return await self._run(calls.release_hold(hold_id))
+
     # --- keys (admin) -----------------------------------------------------------------
+
+    async def me(self) -> records.Me:
+        """The key this client uses: its id, name, role, leads and groups."""
+        return await self._run(calls.me())
 
     async def list_keys(self) -> list[records.ApiKey]:
         return await self._run(calls.list_keys())
@@ -570,14 +604,15 @@ class Api(abc.ABC):
         own agents' requests)."""
         return await self._run(calls.pending(every, limit, cursor))
 
-    async def pending_approvals(self, *, every: bool = False, page_size: int = 1_000
-                                ) -> list[records.Approval]:
+    async def pending_approvals(self, *, every: bool = False, page_size: int = 1_000,
+                                reviewer_me: bool = False) -> list[records.Approval]:
         """The whole pending queue, newest first, read a page at a time (`pending_page`).
-        A request decided meanwhile may be missing; none is listed twice."""
+        A request decided meanwhile may be missing; none is listed twice. `reviewer_me`:
+        only those this key could vote on now (`?reviewer=me`)."""
         found: list[records.Approval] = []
         cursor: str | None = None
         while True:
-            page = await self.pending_page(every=every, limit=page_size, cursor=cursor)
+            page = await self._run(calls.pending(every, page_size, cursor, reviewer_me))
             found += page.approvals
             if page.next_cursor is None:
                 return found
@@ -590,6 +625,19 @@ class Api(abc.ABC):
         """`grant_scope` (allow_always): "tool" grants the tool with any arguments (the
         daemon's default), "args" only this request's arguments."""
         return await self._run(calls.resolve(approval_id, decision, resolved_by, grant_scope))
+
+    async def vote_approval(self, approval_id: str, decision: records.VoteDecision, *,
+                            comments: str | None = None, conditions: str | None = None,
+                            resolved_by: str | None = None) -> records.Approval:
+        """A vote on an approval with stages (on one without: the decision). `conditional`
+        needs `conditions`, which the executor gets as an obligation. The approval comes
+        back still `pending` until the vote that completes or denies it."""
+        return await self._run(calls.vote(approval_id, decision, comments, conditions,
+                                          resolved_by))
+
+    async def waive_approval(self, approval_id: str, reason: str) -> records.Approval:
+        """An admin approves an approval with stages without its votes; `reason` required."""
+        return await self._run(calls.waive(approval_id, reason))
 
     async def grants(self, *, agent_id: str | None = None) -> list[records.Grant]:
         return await self._run(calls.grants(agent_id))
@@ -644,7 +692,7 @@ def check_preflight(preflight: records.Preflight) -> None:
         )
     paused = [state.scope for state in preflight.scopes if state.status == "paused"]
     reason = f"budget_paused:{paused[0]}" if paused else (preflight.reason or "not_allowed")
-    raise errors.BudgetPaused(reason, preflight.scopes)
+    raise errors.BudgetPaused(reason, list(preflight.scopes))
 
 
 def check_outcome(outcome: records.SpendOutcome) -> None:

@@ -183,6 +183,32 @@ def preflight(named: Mapping[str, str | None]) -> Call[records.Preflight]:
                 query=_query(**named))
 
 
+# --- holds ------------------------------------------------------------------------------
+
+
+def create_hold(cost: Cents, key: str, fields: Mapping[str, object]) -> Call[records.Hold]:
+    # Replayable: the idempotency key answers a retry with the same hold.
+    return Call("POST", "/api/governance/holds", _one(records.Hold, "hold"),
+                body=_body({**fields, "amountUsdCents": cents(cost), "idempotencyKey": key}))
+
+
+def get_hold(hold_id: str) -> Call[records.Hold]:
+    return Call("GET", f"/api/governance/holds/{_segment(hold_id)}", _one(records.Hold, "hold"))
+
+
+def commit_hold(hold_id: str, cost: Cents, fields: Mapping[str, object]
+                ) -> Call[records.SpendOutcome]:
+    # Replayable: the same commit again replays its first answer (duplicate: true).
+    return Call("POST", f"/api/governance/holds/{_segment(hold_id)}/commit",
+                _one(records.SpendOutcome), body=_body({**fields, "costUsdCents": cents(cost)}))
+
+
+def release_hold(hold_id: str) -> Call[records.Hold]:
+    # Not replayable: a second release of the same hold is a 409.
+    return Call("POST", f"/api/governance/holds/{_segment(hold_id)}/release",
+                _one(records.Hold, "hold"), replayable=False)
+
+
 # --- runs and quotas ---------------------------------------------------------------------
 
 
@@ -263,12 +289,14 @@ def get_approval(approval_id: str, wait_ms: int | None) -> Call[records.Approval
                 wait_s=(wait_ms or 0) / 1000)
 
 
-def pending(every: bool, limit: int | None, cursor: str | None
+def pending(every: bool, limit: int | None, cursor: str | None, reviewer_me: bool = False
             ) -> Call[records.ApprovalPage]:
     # all=true: every pending request, not only those the key may decide (a daemon that
-    # does not narrow the queue by key ignores it).
+    # does not narrow the queue by key ignores it). reviewer=me: only those it could vote
+    # on now.
     return Call("GET", "/api/tools/approvals", _one(records.ApprovalPage),
-                query={**_query(limit=limit, cursor=cursor), **({"all": "true"} if every else {})})
+                query={**_query(limit=limit, cursor=cursor), **({"all": "true"} if every else {}),
+                       **({"reviewer": "me"} if reviewer_me else {})})
 
 
 def resolve(approval_id: str, decision: str, by: str | None, grant_scope: str | None
@@ -276,6 +304,21 @@ def resolve(approval_id: str, decision: str, by: str | None, grant_scope: str | 
     return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/resolve",
                 _one(records.Approval, "approval"),
                 body=_body({"decision": decision, "resolvedBy": by, "grantScope": grant_scope}),
+                replayable=False)
+
+
+def vote(approval_id: str, decision: str, comments: str | None, conditions: str | None,
+         by: str | None) -> Call[records.Approval]:
+    return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/resolve",
+                _one(records.Approval, "approval"),
+                body=_body({"decision": decision, "comments": comments,
+                            "conditions": conditions, "resolvedBy": by}),
+                replayable=False)
+
+
+def waive(approval_id: str, reason: str) -> Call[records.Approval]:
+    return Call("POST", f"/api/tools/approvals/{_segment(approval_id)}/waive",
+                _one(records.Approval, "approval"), body=_body({"reason": reason}),
                 replayable=False)
 
 
@@ -288,6 +331,10 @@ def revoke(grant_id: str, by: str | None) -> Call[records.Grant]:
     return Call("DELETE", f"/api/tools/approvals/grants/{_segment(grant_id)}",
                 _one(records.Grant, "grant"), replayable=False,
                 headers={ACTOR_HEADER: by} if by else {})
+
+
+def me() -> Call[records.Me]:
+    return Call("GET", "/api/me", _one(records.Me))
 
 
 def list_keys() -> Call[list[records.ApiKey]]:

@@ -29,11 +29,13 @@ EVENT_TYPES: tuple[EventType, ...] = (
 )
 Decision = Literal["allow_once", "allow_always", "deny"]
 DECISIONS: tuple[Decision, ...] = ("allow_once", "allow_always", "deny")
+VoteDecision = Literal["allow_once", "allow_always", "deny", "conditional"]
+VOTE_DECISIONS: tuple[VoteDecision, ...] = ("allow_once", "allow_always", "deny", "conditional")
 HistoryAction = Literal["allow-once", "allow-always", "deny"]
 # What an allow_always grants: the tool with any arguments, or the request's arguments only.
 GrantScope = Literal["tool", "args"]
 GRANT_SCOPES: tuple[GrantScope, ...] = ("tool", "args")
-ALLOWING = frozenset({"allow_once", "allow_always"})
+ALLOWING = frozenset({"allow_once", "allow_always", "approved"})  # approved: with stages
 
 
 class Record(pydantic.BaseModel):
@@ -60,10 +62,15 @@ class Budget(Record):
     mode: str
     created_at: int
     updated_at: int
+    held_usd_micros: int = 0
+    window: str = "none"
+    timezone: str = "UTC"
+    window_start: int | None = None
+    window_end: int | None = None
 
 
 class ScopeState(Record):
-    """One budgeted scope as a spend or a preflight saw it."""
+    """One budgeted scope as a spend, a preflight or a hold saw it."""
 
     scope: str
     scope_id: str
@@ -73,6 +80,32 @@ class ScopeState(Record):
     spent_usd_micros: int
     limit_usd_cents: int
     crossed: str = "none"
+    window_start: int | None = None
+    window_end: int | None = None
+
+
+class HeldScope(ScopeState):
+    """A scope as a preflight or a hold sees it: with what live holds reserve on it."""
+
+    held_usd_micros: int = 0
+
+
+class Hold(Record):
+    """A reservation under the caps (README: Holds): held, committed, released or expired."""
+
+    id: str
+    agent_id: str | None = None
+    mission_id: str | None = None
+    team_id: str | None = None
+    tenant_id: str | None = None
+    run_id: str | None = None
+    amount_usd_micros: int
+    status: str
+    created_at: int
+    expires_at: int
+    resolved_at: int | None = None
+    spend_id: int | None = None
+    scopes: list[HeldScope]
 
 
 class SpendRecord(Record):
@@ -115,6 +148,17 @@ class ApiKey(Record):
     last_used_at: int | None  # may lag its last use by up to a minute
 
 
+class Me(Record):
+    """The calling key (GET /api/me): never its value."""
+
+    key_id: str
+    name: str
+    role: str
+    leads: list[str] | None
+    groups: list[str] | None
+    expires_at: int | None
+
+
 class KeyCreated(Record):
     """A new key: `key` is its value, shown in this answer only."""
 
@@ -125,7 +169,7 @@ class KeyCreated(Record):
 class Preflight(Record):
     allowed: bool
     reason: str | None
-    scopes: list[ScopeState]
+    scopes: list[HeldScope]
 
 
 class Resumed(Record):
@@ -158,7 +202,42 @@ class Handshake(Record):
     approval_id: str | None = None
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class Vote(Record):
+    key_id: str
+    key_name: str
+    decision: str
+    comments: str | None = None
+    conditions: str | None = None
+    voted_at: int
+
+
+class Gate(Record):
+    group: str | None = None
+    count: int
+    votes: list[Vote] = []
+
+
+class Stage(Record):
+    name: str
+    gates: list[Gate]
+    status: str
+
+
+class Waiver(Record):
+    reason: str
+    key_id: str
+    key_name: str
+    waived_at: int
+
+
 class Approval(Record):
+    """`stages`, `sticky` and `waiver` only on approvals with stages (status `approved`
+    once every gate has its count or an admin waived it)."""
+
     id: str
     tool_name: str
     agent_id: str
@@ -171,6 +250,10 @@ class Approval(Record):
     expires_at: int
     resolved_at: int | None
     resolved_by: str | None
+    # Absent from the JSON of approvals without stages, and so from to_json().
+    stages: list[Stage] | None = pydantic.Field(default=None, exclude_if=_absent)
+    sticky: bool | None = pydantic.Field(default=None, exclude_if=_absent)
+    waiver: Waiver | None = pydantic.Field(default=None, exclude_if=_absent)
 
 
 class ApprovalPage(Record):

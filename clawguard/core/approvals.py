@@ -1,9 +1,13 @@
-"""The approval rules: how a request becomes a pending row, and open, decide, expire, revoke.
+"""The approval rules: how a request becomes a pending row, and open, decide, vote, waive,
+expire, revoke.
 
 Each decider takes the rows an engine loaded inside its write transaction and
 returns what to write and the audit event; the engine applies them in that
 transaction (and guards the decision with a conditional UPDATE on a pending
-row), so a request is decided, or expired, exactly once on any engine.
+row), so a request is decided, or expired, exactly once on any engine. An
+approval with stages is decided by the vote that completes or denies it (README:
+Gates and quorum); the votes before it are written the same way and leave it
+pending.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -87,12 +92,45 @@ def _masked(text: str | None) -> str | None:
 def tool_request(
     body: commands.ToolApprovalRequest, requester: principals.Principal, approval_id: str
 ) -> records.NewApproval:
-    return records.NewApproval(
-        id=approval_id, tool_name=body.tool_name, agent_id=body.agent_id,
-        args_summary=None if body.args is None else _summary(body.args),
-        reason=_masked(body.reason), task_id=body.task_id, tenant_id=body.tenant_id,
-        args_fingerprint=args_fingerprint(body.args), requested_by_key=requester.key_id,
+    return new_request(
+        approval_id, body.tool_name, body.agent_id, body.args, body.reason, body.task_id,
+        body.tenant_id, requester,
     )
+
+
+def new_request(
+    approval_id: str, tool_name: str, agent_id: str, args: Any, reason: str | None,
+    task_id: str | None, tenant_id: str | None, requester: principals.Principal,
+    stages: list[records.Stage] | None = None, sticky: bool = True,
+) -> records.NewApproval:
+    """A request to open, its arguments and reason masked. `stages` (None: Clawboo's one
+    decision) are fixed here, as given; `sticky` False: no grant satisfies or comes of it."""
+    return records.NewApproval(
+        id=approval_id, tool_name=tool_name, agent_id=agent_id,
+        args_summary=None if args is None else _summary(args),
+        reason=_masked(reason), task_id=task_id, tenant_id=tenant_id,
+        args_fingerprint=args_fingerprint(args), requested_by_key=requester.key_id,
+        stages=stages, sticky=sticky,
+    )
+
+
+def new_stages(specs: Sequence[Mapping[str, Any]]) -> list[records.Stage]:
+    """Stages as rules declare them, `[{name?, gates: [{group?, count}]}]`, ready to open:
+    unnamed stages are named `stage N`, every gate starts with no votes."""
+    return [
+        records.Stage(
+            name=spec.get("name") or f"stage {number}",
+            gates=[records.Gate(group=gate.get("group"), count=gate["count"])
+                   for gate in spec["gates"]],
+        )
+        for number, spec in enumerate(specs, start=1)
+    ]
+
+
+def threshold_stages(threshold: int) -> list[records.Stage]:
+    """The default when no matched rule names approvals: one stage, one gate of `threshold`
+    distinct leaders."""
+    return [records.Stage(name="approval", gates=[records.Gate(count=threshold)])]
 
 
 def delegation_request(
@@ -145,7 +183,7 @@ def open_request(
     """`grants`: the live sticky grants for (agent, tool) at `now` that the engine found.
 
     A short-circuit's audit row names the arguments it let through."""
-    grant = matching_grant(grants, new.args_fingerprint) if new.honour_grants else None
+    grant = matching_grant(grants, new.args_fingerprint) if new.sticky else None
     if grant is not None:
         return Opening(records.Opened(grant=grant, approval=None), audit.Event(
             "approval", "approval.sticky_allowed", new.agent_id,
@@ -154,30 +192,44 @@ def open_request(
              "grantedBy": grant.approval_id, "taskId": new.task_id,
              "tenantId": new.tenant_id},
         ))
+    staged = new.stages is not None
     approval = records.Approval(
-        **new.model_dump(), status="pending", created_at=now, expires_at=now + ttl_ms,
-        resolved_at=None, resolved_by=None,
+        **new.model_dump(exclude={"stages", "sticky"}), status="pending", created_at=now,
+        expires_at=now + ttl_ms, resolved_at=None, resolved_by=None,
+        requested_by_key=new.requested_by_key, stages=new.stages,
+        sticky=new.sticky if staged else None,
     )
+    details: dict[str, Any] = {
+        "approvalId": approval.id, "toolName": approval.tool_name,
+        "argsSummary": approval.args_summary, "argsFingerprint": approval.args_fingerprint,
+        "reason": approval.reason, "taskId": approval.task_id, "tenantId": approval.tenant_id,
+        "expiresAt": approval.expires_at,
+    }
+    if new.stages is not None:
+        details["stages"] = [stage.to_json() for stage in new.stages]
+        details["sticky"] = new.sticky
     return Opening(records.Opened(grant=None, approval=approval), audit.Event(
-        "approval", "approval.requested", new.agent_id,
-        {"approvalId": approval.id, "toolName": approval.tool_name,
-         "argsSummary": approval.args_summary, "argsFingerprint": approval.args_fingerprint,
-         "reason": approval.reason,
-         "taskId": approval.task_id, "tenantId": approval.tenant_id,
-         "expiresAt": approval.expires_at},
+        "approval", "approval.requested", new.agent_id, details,
     ))
 
 
 @dataclass(frozen=True, slots=True)
 class Decided:
-    """A decision to write: the row as decided, a sticky grant (allow_always), the history
-    line, and the audit event. The engine supersedes any older grant for the pair."""
+    """A decision (or a vote) to write: the row after it, a sticky grant, the history line
+    (None for a vote that leaves the approval pending), and the audit event. The engine
+    writes the row with one conditional UPDATE on a pending row, and supersedes any older
+    grant for the pair."""
 
     approval: records.Approval
     grant: records.Grant | None
-    history_action: records.HistoryAction
+    history_action: records.HistoryAction | None
     history_details: str
     event: audit.Event
+    resolver: principals.Principal | None = None  # whose key made a final outcome
+
+    @property
+    def final(self) -> bool:
+        return self.approval.status != "pending"
 
 
 def decide(
@@ -222,6 +274,7 @@ def decide(
             revoked_by=None,
         )
     return Decided(
+        resolver=decider,
         approval=decided, grant=grant, history_action=HISTORY_ACTION[decision],
         history_details=audit.canonical({"approvalId": approval_id, "resolvedBy": resolved_by}),
         event=audit.Event(
@@ -236,6 +289,269 @@ def decide(
              "grantExpiresAt": None if grant is None else grant.expires_at},
         ),
     )
+
+
+# --- approvals with stages: votes and waivers (README: Approvals, gates and quorum) -----
+
+
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    """One vote as a leader casts it; `conditions` goes with `conditional` only."""
+
+    decision: records.VoteDecision
+    comments: str | None = None
+    conditions: str | None = None
+
+
+def voter_id(voter: principals.Principal, resolved_by: str | None) -> str:
+    """Whom one-vote-per-key counts: the key; with auth mode none (every caller is the one
+    anonymous key), the name the caller gives."""
+    if voter.key_id == principals.ANONYMOUS_KEY and resolved_by is not None:
+        return f"{principals.ANONYMOUS_KEY}:{resolved_by}"
+    return voter.key_id
+
+
+def _counts_for(gate: records.Gate, voter: principals.Principal) -> bool:
+    return gate.group is None or (voter.groups is not None and gate.group in voter.groups)
+
+
+def current_stage(approval: records.Approval) -> int | None:
+    """The index of the stage being decided: the first one not yet approved or waived."""
+    for index, stage in enumerate(approval.stages or ()):
+        if stage.status == "pending":
+            return index
+    return None
+
+
+def open_gates(approval: records.Approval, voter: principals.Principal) -> list[int]:
+    """The gates of the current stage that still need votes and count `voter`'s."""
+    index = current_stage(approval)
+    if index is None or approval.stages is None:
+        return []
+    return [number for number, gate in enumerate(approval.stages[index].gates)
+            if len(gate.votes) < gate.count and _counts_for(gate, voter)]
+
+
+def has_voted(approval: records.Approval, who: str) -> bool:
+    return any(vote.key_id == who for stage in approval.stages or () for gate in stage.gates
+               for vote in gate.votes)
+
+
+def _self_refusal(
+    approval: records.Approval, voter: principals.Principal, allow_self: bool
+) -> str | None:
+    asked = approval.requested_by_key
+    if allow_self or asked is None or asked == principals.ANONYMOUS_KEY:
+        return None
+    if asked == voter.key_id:
+        return "the key that asked may not vote on its own request (allow_self_approval is off)"
+    return None
+
+
+def may_vote(
+    approval: records.Approval, voter: principals.Principal, resolved_by: str | None,
+    allow_self: bool, now: int,
+) -> bool:
+    """Whether `voter` could vote on (or, without stages, decide) `approval` now: what
+    `GET /api/tools/approvals?reviewer=me` lists."""
+    if approval.as_of(now).status != "pending":
+        return False
+    if approval.stages is None:
+        return voter.refusal_to_decide(approval.agent_id, approval.requested_by_key) is None
+    return (voter.may_act_for(approval.agent_id)
+            and _self_refusal(approval, voter, allow_self) is None
+            and not has_voted(approval, voter_id(voter, resolved_by))
+            and bool(open_gates(approval, voter)))
+
+
+def votes_of(approval: records.Approval) -> list[records.Vote]:
+    """Every vote once, in stage order (a vote that counts for two gates is one vote)."""
+    seen: dict[str, records.Vote] = {}
+    for stage in approval.stages or ():
+        for gate in stage.gates:
+            for vote in gate.votes:
+                seen.setdefault(vote.key_id, vote)
+    return list(seen.values())
+
+
+def conditions_of(approval: records.Approval) -> list[str]:
+    """The conditions of its conditional votes: obligations of the executor it lets through."""
+    return [vote.conditions for vote in votes_of(approval) if vote.conditions is not None]
+
+
+def _refused(
+    approval: records.Approval, voter: principals.Principal, decision: str, reason: str
+) -> errors.Refused:
+    return errors.Refused(reason, {"approvalId": approval.id}, audit.Event(
+        "verification", "approval.decision_refused", approval.agent_id,
+        {"approvalId": approval.id, "toolName": approval.tool_name, "decision": decision,
+         "reason": reason, **principals.actor(voter)},
+    ))
+
+
+def vote(
+    approval: records.Approval | None, approval_id: str, ballot: Ballot,
+    resolved_by: str | None, voter: principals.Principal, allow_self: bool,
+    sticky_ttl_ms: int, now: int, grant_id: str, grant_scope: records.GrantScope = "tool",
+) -> Decided:
+    """One vote. Without stages it is Clawboo's one decision (`decide`; conditional is a
+    Conflict there). With stages: NotFound; Refused outside the voter's agents or on its own
+    request (unless `allow_self`); Conflict when decided, expired, or the key voted already;
+    Forbidden, recorded nowhere, when the key counts for no open gate of the current stage.
+    The vote counts in every such gate; a deny denies the approval, and it is approved when
+    every gate of every stage has its count. Only then is a grant made: when the approval
+    is sticky and every vote was allow_always."""
+    if approval is None:
+        raise errors.NotFound(f"no approval {approval_id}")
+    if approval.stages is None:
+        if ballot.decision == "conditional":
+            raise errors.Conflict(
+                f"approval {approval_id} has no stages: it takes allow_once, allow_always or"
+                " deny", {"approvalId": approval_id, "decision": ballot.decision})
+        return decide(approval, approval.requested_by_key, approval_id, ballot.decision,
+                      resolved_by, voter, sticky_ttl_ms, now, grant_id, grant_scope)
+    if not voter.may_act_for(approval.agent_id):
+        raise _refused(approval, voter, ballot.decision,
+                       f"key {voter.name} may decide only for agents it leads, not "
+                       f"{approval.agent_id}")
+    status = approval.as_of(now).status
+    if status != "pending":
+        raise already_decided(approval_id, status)
+    refusal = _self_refusal(approval, voter, allow_self)
+    if refusal is not None:
+        raise _refused(approval, voter, ballot.decision, refusal)
+    who = voter_id(voter, resolved_by)
+    if has_voted(approval, who):
+        raise errors.Conflict(f"key {voter.name} has already voted on approval {approval_id}",
+                              {"approvalId": approval_id, "keyId": voter.key_id})
+    gates = open_gates(approval, voter)
+    index = current_stage(approval)
+    assert approval.stages is not None and index is not None  # pending: a stage is open
+    stage = approval.stages[index]
+    if not gates:
+        raise errors.Forbidden(
+            f"key {voter.name} counts for no open gate of stage {stage.name!r}",
+            {"approvalId": approval_id, "stage": stage.name,
+             "groups": sorted(voter.groups or ())})
+    cast = records.Vote(key_id=who, key_name=resolved_by or voter.name,
+                        decision=ballot.decision, comments=ballot.comments,
+                        conditions=ballot.conditions, voted_at=now)
+    new_gates = [gate.model_copy(update={"votes": [*gate.votes, cast]}) if number in gates
+                 else gate for number, gate in enumerate(stage.gates)]
+    if ballot.decision == "deny":
+        stage_status: records.StageStatus = "deny"
+    elif all(len(gate.votes) >= gate.count for gate in new_gates):
+        stage_status = "approved"
+    else:
+        stage_status = "pending"
+    stages = list(approval.stages)
+    stages[index] = stage.model_copy(update={"gates": new_gates, "status": stage_status})
+    voted = approval.model_copy(update={"stages": stages})
+    if stage_status == "deny":
+        outcome: records.ApprovalStatus = "deny"
+    elif all(s.status == "approved" for s in stages):
+        outcome = "approved"
+    else:
+        return Decided(
+            approval=voted, grant=None, history_action=None, history_details="",
+            event=audit.Event("approval", "approval.voted", approval.agent_id, {
+                "approvalId": approval_id, "toolName": approval.tool_name,
+                "stage": stage.name, "stageStatus": stage_status, **_vote_details(cast),
+                **principals.actor(voter), "taskId": approval.task_id,
+            }),
+        )
+    decided = voted.model_copy(update={
+        "status": outcome, "resolved_at": now, "resolved_by": resolved_by})
+    grant = None
+    if outcome == "approved" and approval.sticky and _all_always(decided):
+        grant = records.Grant(
+            id=grant_id, agent_id=approval.agent_id, tool_name=approval.tool_name,
+            grant_scope="tool", args_fingerprint=None, args_summary=None,
+            approval_id=approval.id, created_at=now,
+            expires_at=now + sticky_ttl_ms if sticky_ttl_ms > 0 else None, revoked_at=None,
+            revoked_by=None,
+        )
+    action: records.HistoryAction = (
+        "deny" if outcome == "deny" else "allow-always" if grant else "allow-once")
+    return Decided(
+        resolver=voter, approval=decided, grant=grant, history_action=action,
+        history_details=audit.canonical({"approvalId": approval_id, "resolvedBy": resolved_by}),
+        event=audit.Event("approval", "approval.resolved", approval.agent_id, {
+            "approvalId": approval_id, "toolName": approval.tool_name, "decision": outcome,
+            "resolvedBy": resolved_by, "resolvedByKey": voter.key_id,
+            "resolvedByRole": voter.role, **principals.actor(voter),
+            "stage": stage.name, "lastVote": _vote_details(cast),
+            "votes": [_vote_details(v) for v in votes_of(decided)],
+            "conditions": conditions_of(decided), "taskId": approval.task_id,
+            "grantId": None if grant is None else grant.id,
+            "grantScope": None if grant is None else grant.grant_scope,
+            "argsSummary": approval.args_summary, "argsFingerprint": approval.args_fingerprint,
+            "grantExpiresAt": None if grant is None else grant.expires_at,
+        }),
+    )
+
+
+def _vote_details(cast: records.Vote) -> dict[str, Any]:
+    return {"voterKey": cast.key_id, "voterName": cast.key_name, "vote": cast.decision,
+            "comments": cast.comments, "voteConditions": cast.conditions}
+
+
+def waive(
+    approval: records.Approval | None, approval_id: str, reason: str,
+    resolved_by: str | None, admin: principals.Principal, now: int,
+) -> Decided:
+    """An admin approves an approval with stages without its votes: NotFound; Conflict when
+    it has no stages (decide it) or is decided or expired. Every stage not yet approved reads
+    `waived`; no grant comes of a waiver."""
+    if approval is None:
+        raise errors.NotFound(f"no approval {approval_id}")
+    if approval.stages is None:
+        raise errors.Conflict(
+            f"approval {approval_id} has no stages to waive: decide it with resolve",
+            {"approvalId": approval_id})
+    status = approval.as_of(now).status
+    if status != "pending":
+        raise already_decided(approval_id, status)
+    waiver = records.Waiver(reason=reason, key_id=admin.key_id,
+                            key_name=resolved_by or admin.name, waived_at=now)
+    stages = [stage if stage.status == "approved"
+              else stage.model_copy(update={"status": "waived"})
+              for stage in approval.stages]
+    waived = approval.model_copy(update={
+        "status": "approved", "resolved_at": now, "resolved_by": resolved_by,
+        "stages": stages, "waiver": waiver})
+    return Decided(
+        resolver=admin, approval=waived, grant=None, history_action="allow-once",
+        history_details=audit.canonical({"approvalId": approval_id, "resolvedBy": resolved_by,
+                                         "waived": reason}),
+        event=audit.Event("approval", "approval.waived", approval.agent_id, {
+            "approvalId": approval_id, "toolName": approval.tool_name, "decision": "approved",
+            "reason": reason, "resolvedBy": resolved_by, "resolvedByKey": admin.key_id,
+            "resolvedByRole": admin.role, **principals.actor(admin),
+            "votes": [_vote_details(v) for v in votes_of(approval)],
+            "taskId": approval.task_id,
+        }),
+    )
+
+
+def stored_status(approval: records.Approval) -> str:
+    """The status column of a row. An approved approval with stages is stored as allow_once,
+    or allow_always when it made a grant (the column's values predate stages); it reads
+    `approved` (`read_status`)."""
+    if approval.status == "approved":
+        return "allow_always" if approval.sticky and _all_always(approval) else "allow_once"
+    return approval.status
+
+
+def _all_always(approval: records.Approval) -> bool:
+    votes = votes_of(approval)
+    return approval.waiver is None and bool(votes) and all(
+        vote.decision == "allow_always" for vote in votes)
+
+
+def read_status(stored: str, staged: bool) -> str:
+    """What a stored status reads as (`stored_status` undone)."""
+    return "approved" if staged and stored in ("allow_once", "allow_always") else stored
 
 
 def already_decided(approval_id: str, status: str) -> errors.Conflict:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from clawguard.core import money, records
+from clawguard.core import money, records, windows
 
 Ident = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, pydantic.StringConstraints(max_length=10_000)]
@@ -39,6 +39,17 @@ class Request(records.Model):
     model_config = pydantic.ConfigDict(strict=True, extra="forbid", validate_by_name=False)
 
 
+def _timezone(name: str) -> str:
+    windows.zone(name)  # ValueError naming it when unknown
+    return name
+
+
+Timezone = Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=64),
+    pydantic.AfterValidator(_timezone),
+]
+
+
 class BudgetSet(Request):
     scope: records.Scope
     scope_id: Ident
@@ -46,6 +57,10 @@ class BudgetSet(Request):
     mode: records.Mode | None = None
     # Omitted on an existing row: kept, like mode; null: the row belongs to no tenant.
     tenant_id: Ident | None = None
+    # The calendar window spend counts in, and its IANA zone; omitted on an existing row:
+    # kept, like mode (a new row: "none", "UTC").
+    window: windows.Window | None = None
+    timezone: Timezone | None = None
 
 
 class ScopeIds(Request):
@@ -99,6 +114,31 @@ class SpendRequest(ScopeIds):
     def priced(self, micros: int) -> SpendRequest:
         """This spend at a cost the daemon worked out (exact: micros are 1/10,000 cent)."""
         return self.model_copy(update={"cost_usd_cents": Decimal(micros).scaleb(-4)})
+
+
+HOLD_TTL_MAX_MS = 24 * 3_600_000
+
+
+class HoldRequest(ScopeIds):
+    """Reserve an estimate on the named scopes (README: Holds)."""
+
+    amount_usd_cents: SpendCents
+    ttl_ms: Annotated[int, pydantic.Field(gt=0, le=HOLD_TTL_MAX_MS)] | None = None
+    idempotency_key: Ident
+
+    @functools.cached_property
+    def amount_micros(self) -> int:
+        return money.cents_to_micros(self.amount_usd_cents)
+
+
+class HoldCommit(Request):
+    """The actual cost of a held step, charged as a spend to the hold's scopes."""
+
+    cost_usd_cents: SpendCents
+    task_id: Ident | None = None
+    model: Ident | None = None
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
 
 
 WaitMs = Annotated[int, pydantic.Field(ge=0, le=2**53)]

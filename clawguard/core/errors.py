@@ -8,7 +8,9 @@
      ├── NotFound              an id or scope that has no row
      ├── Conflict              a request that contradicts stored state
      │    ├── IdempotencyConflict   the same idempotency key with another body
-     │    └── DelegationCap         a run past a delegation cap (depth, children, roots)
+     │    ├── DelegationCap         a run past a delegation cap (depth, children, roots)
+     │    ├── BudgetExhausted       a hold that does not fit under a cap (details: scope)
+     │    └── BudgetPaused          a hold on a scope whose cap has paused it (details: scope)
      ├── Unprocessable         well-formed, but semantically refused
      ├── QuotaExceeded         a run start past its tenant's quota (retry later)
      ├── RequestTimeout        a client too slow to send its request
@@ -69,6 +71,14 @@ class IdempotencyConflict(Conflict):
 
 class DelegationCap(Conflict):
     code = "delegation_cap"
+
+
+class BudgetExhausted(Conflict):
+    code = "budget_exhausted"
+
+
+class BudgetPaused(Conflict):
+    code = "budget_paused"
 
 
 class Unprocessable(ClawguardError):

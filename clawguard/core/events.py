@@ -25,8 +25,8 @@ _NAMES: dict[str, EventName] = {
     "approval.resolved": "approval.decided",
     "approval.expired": "approval.decided",
     "approval.waived": "approval.decided",
-    "budget.crossed_80": "budget.crossed",
-    "budget.crossed_100": "budget.crossed",
+    "budget.crossed_soft": "budget.crossed",  # 80%
+    "budget.crossed_hard": "budget.crossed",  # 100%
     "budget.paused": "budget.paused",
 }
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, NamedTuple
 import pydantic
 from pydantic.alias_generators import to_camel
 
-from clawguard.core import audit, money
+from clawguard.core import audit, money, windows
 
 Scope = Literal["agent", "mission", "team", "tenant"]
 SCOPES: tuple[Scope, ...] = ("agent", "mission", "team", "tenant")
@@ -46,6 +46,13 @@ class Budget(Model):
     mode: Mode
     created_at: int
     updated_at: int
+    # Live holds on the scope (core.holds): reserved, not spent.
+    held_usd_micros: int = 0
+    # The calendar window `spent` counts (core.windows): both None for "none".
+    window: windows.Window = "none"
+    timezone: str = windows.DEFAULT_ZONE
+    window_start: int | None = None
+    window_end: int | None = None
 
 
 class ScopeState(Model):
@@ -59,6 +66,15 @@ class ScopeState(Model):
     spent_usd_micros: int
     limit_usd_cents: int
     crossed: money.Crossed = "none"
+    # The window spent counts in (None for "none"); absent from spends stored before windows.
+    window_start: int | None = None
+    window_end: int | None = None
+
+
+class HeldScope(ScopeState):
+    """A scope as a preflight or a hold sees it: with what live holds reserve on it."""
+
+    held_usd_micros: int = 0
 
 
 class SpendRecord(Model):
@@ -129,7 +145,7 @@ class ApiKey(Model):
 class Preflight(Model):
     allowed: bool
     reason: str | None
-    scopes: list[ScopeState]
+    scopes: list[HeldScope]
 
 
 class Resumed(Model):
@@ -207,19 +223,67 @@ class AuditHead(Model):
 
 Decision = Literal["allow_once", "allow_always", "deny"]
 DECISIONS: tuple[str, ...] = Decision.__args__  # type: ignore[attr-defined]
-ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expired"]
+# A leader's vote on an approval with stages: a decision, or an approval with conditions.
+VoteDecision = Literal["allow_once", "allow_always", "deny", "conditional"]
+# `approved`: an approval with stages whose every gate has its count, or that was waived.
+ApprovalStatus = Literal["pending", "allow_once", "allow_always", "deny", "expired", "approved"]
+StageStatus = Literal["pending", "approved", "deny", "waived"]
 
 
 # What a waiting caller hears: a decision, the row's expiry, or its own deadline.
-Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout"]
+Resolution = Literal["allow_once", "allow_always", "deny", "expired", "timeout", "approved"]
 HistoryAction = Literal["allow-once", "allow-always", "deny"]
 # What a sticky grant covers: the tool with any arguments, or only the arguments it was
 # granted for (matched by their fingerprint, core.approvals.args_fingerprint).
 GrantScope = Literal["tool", "args"]
 
 
+class Vote(Model):
+    """One leader's vote, as the gate it counts for holds it (README: Approvals)."""
+
+    key_id: str
+    key_name: str
+    decision: VoteDecision
+    comments: str | None = None
+    conditions: str | None = None  # a conditional vote's conditions, for the executor
+    voted_at: int
+
+
+class Gate(Model):
+    """`count` votes of leaders (of `group` only, when given) approve it."""
+
+    group: str | None = None
+    count: int = pydantic.Field(ge=1, le=1000)
+    votes: list[Vote] = []
+
+
+class Stage(Model):
+    name: str
+    gates: list[Gate] = pydantic.Field(min_length=1, max_length=100)
+    status: StageStatus = "pending"
+
+
+class Waiver(Model):
+    """An admin approved the approval without its votes: who, when and why."""
+
+    reason: str
+    key_id: str
+    key_name: str
+    waived_at: int
+
+
+STAGES = pydantic.TypeAdapter(list[Stage])  # the stored text of an approval's stages
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class NewApproval(Model):
-    """A pending row as the handshake asks the store to open it (masked already)."""
+    """A pending row as the handshake asks the store to open it (masked already).
+
+    `stages` None: Clawboo's one-decision approval. `sticky` False: no live grant satisfies
+    it and its approval makes none."""
 
     id: str
     tool_name: str
@@ -230,8 +294,8 @@ class NewApproval(Model):
     tenant_id: str | None
     args_fingerprint: str
     requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
-    # False when a gate rule says `sticky: false`: no standing grant may satisfy it.
-    honour_grants: bool = pydantic.Field(default=True, exclude=True)
+    stages: list[Stage] | None = None
+    sticky: bool = True
 
 
 class Approval(Model):
@@ -248,6 +312,12 @@ class Approval(Model):
     resolved_at: int | None
     resolved_by: str | None
     args_fingerprint: str | None  # None on rows opened before fingerprints were kept
+    # Approvals with stages only (left out of the JSON of Clawboo's approvals):
+    stages: list[Stage] | None = pydantic.Field(default=None, exclude_if=_absent)
+    sticky: bool | None = pydantic.Field(default=None, exclude_if=_absent)
+    waiver: Waiver | None = pydantic.Field(default=None, exclude_if=_absent)
+    # Which key asked: a voter's own request is refused unless self-approval is allowed.
+    requested_by_key: str | None = pydantic.Field(default=None, exclude=True)
 
     def as_of(self, now: int) -> Approval:
         """The row as it acts at `now`: pending past its expiry reads as expired, everywhere.
@@ -381,3 +451,38 @@ class Quota(Model):
     limits: dict[str, int]
     overrides: dict[str, int]
     effective: dict[str, int]
+
+
+HoldStatus = Literal["held", "committed", "released", "expired"]
+
+
+class Hold(Model):
+    """A reservation of `amountUsdMicros` on the scopes it names (README: Holds)."""
+
+    id: str
+    agent_id: str | None
+    mission_id: str | None
+    team_id: str | None
+    tenant_id: str | None
+    run_id: str | None
+    amount_usd_micros: int
+    status: HoldStatus
+    created_at: int
+    expires_at: int
+    resolved_at: int | None
+    spend_id: int | None
+    scopes: list[HeldScope]  # each budgeted scope as the hold's creation saw it, hold included
+
+    def as_of(self, now: int) -> Hold:
+        """A held hold past its expiry reads, and counts, as expired everywhere (the reaper
+        writes the same values later: resolvedAt = expiresAt)."""
+        if self.status == "held" and now >= self.expires_at:
+            return self.model_copy(update={"status": "expired", "resolved_at": self.expires_at})
+        return self
+
+
+HELD_SCOPES = pydantic.TypeAdapter(list[HeldScope])
+
+
+class HoldOne(Model):
+    hold: Hold

@@ -25,6 +25,11 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     ("POST", "/api/governance/spend"): EXECUTOR,
     ("GET", "/api/governance/preflight"): EXECUTOR,
     ("GET", "/api/governance/spend/summary"): OPERATOR,
+    # Holds: executors place, commit and release them; operators may read one.
+    ("POST", "/api/governance/holds"): EXECUTOR,
+    ("GET", "/api/governance/holds/{id}"): EXECUTOR | OPERATOR,
+    ("POST", "/api/governance/holds/{id}/commit"): EXECUTOR,
+    ("POST", "/api/governance/holds/{id}/release"): EXECUTOR,
     # Runs: executors start, end and report them; operators read them and set quotas.
     ("POST", "/api/governance/runs"): EXECUTOR,
     ("GET", "/api/governance/runs"): OPERATOR,
@@ -39,16 +44,24 @@ PERMISSIONS: dict[tuple[str, str], frozenset[principals.Role]] = {
     # sticky grants and the history are also an operator's to read and revoke.
     ("POST", "/api/governance/delegation-approval"): EXECUTOR,
     ("POST", "/api/tools/approvals"): EXECUTOR,
-    ("GET", "/api/tools/approvals"): LEADER,
+    ("GET", "/api/tools/approvals"): LEADER | OPERATOR,  # an operator's console reads it
     ("GET", "/api/tools/approvals/{id}"): EXECUTOR | LEADER,
     ("POST", "/api/tools/approvals/{id}/resolve"): LEADER,
+    ("POST", "/api/tools/approvals/{id}/waive"): ADMIN,
     ("GET", "/api/tools/approvals/grants"): LEADER | OPERATOR,
     ("DELETE", "/api/tools/approvals/grants/{id}"): LEADER | OPERATOR,
     ("GET", "/api/approvals"): LEADER | OPERATOR,
     ("POST", "/api/approvals"): LEADER,
+    ("GET", "/api/me"): EXECUTOR | LEADER | OPERATOR,  # any key: who am I
     ("GET", "/api/keys"): ADMIN,
     ("POST", "/api/keys"): ADMIN,
     ("DELETE", "/api/keys/{id}"): ADMIN,
+    # The live stream; each key hears only what its role may read (core.events.READERS).
+    ("GET", "/api/events"): LEADER | OPERATOR,
+    # The console's static files: the page signs in with a key for every /api/ call.
+    ("GET", "/console"): PUBLIC,
+    ("GET", "/console/"): PUBLIC,
+    ("GET", "/console/{name}"): PUBLIC,
     # The action gate's documents are an operator's to write, read and try out.
     ("GET", "/api/guardrails"): OPERATOR,
     ("POST", "/api/guardrails"): OPERATOR,

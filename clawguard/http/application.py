@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from clawguard.core import errors, principals
-from clawguard.http import access, middleware, routes, state
+from clawguard.http import access, console, middleware, routes, state
 from clawguard.runtime import config, metrics
 from clawguard.services import (
     authorize,
     checkpoints,
+    events,
     gate,
     handshake,
+    holds,
+    notify,
     periodic,
     reaper,
     refusals,
@@ -47,7 +50,9 @@ def create_app(
     app[state.KEY_USAGE] = access.KeyUsage()
     app[state.PRICES] = cfg.price_table()
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_notify_ctx)
     app.cleanup_ctx.append(_key_usage_ctx)
+    app.cleanup_ctx.append(_events_ctx)
     app.on_startup.append(_first_admin_key)
     app.cleanup_ctx.append(_runs_ctx)
     app.cleanup_ctx.append(_refusals_ctx)
@@ -55,8 +60,10 @@ def create_app(
     app.cleanup_ctx.append(_approvals_ctx)
     app.cleanup_ctx.append(_authorizer_ctx)
     app.on_shutdown.append(_answer_parked_waits)
+    app.on_shutdown.append(_end_event_streams)
     app[state.OPENAPI] = routes.openapi_json()
     app.router.add_routes([route.definition() for route in routes.ROUTES])
+    app.router.add_routes(console.ROUTES)
     return app
 
 
@@ -68,6 +75,21 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.GATE] = gate.Gate(db)
     yield
     await db.close()
+
+
+async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Webhooks deliver in the background, woken by every commit that appends audit rows
+    (README: Notifications)."""
+    db = app[state.STORE]
+    notifier = notify.Notifier(db, app[state.CONFIG], app[state.CLOCK], app[state.METRICS])
+    app[state.NOTIFIER] = notifier
+    if not notifier.webhooks:
+        yield
+        return
+    db.watch_audit(lambda _seq: notifier.nudge())
+    await notifier.start()
+    yield
+    await notifier.stop()
 
 
 async def flush_key_usage(app: web.Application) -> None:
@@ -108,9 +130,19 @@ async def _first_admin_key(app: web.Application) -> None:
                 path)
 
 
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = events.Events(app[state.STORE], app[state.CLOCK])
+    app[state.EVENTS] = hub
+    hub.start()
+    yield
+    await hub.stop()
+
+
 async def _runs_ctx(app: web.Application) -> AsyncIterator[None]:
     app[state.RUNS] = runs.Runs(app[state.STORE], app[state.CONFIG], app[state.CLOCK],
                                 app[state.METRICS])
+    app[state.HOLDS] = holds.Holds(app[state.STORE], app[state.CONFIG].holds, app[state.CLOCK],
+                                   app[state.METRICS])
     yield
 
 
@@ -136,10 +168,12 @@ async def _refusals_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
     approvals = handshake.Approvals(
-        app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS]
+        app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS],
+        app.get(state.SELF_APPROVAL),
     )
     app[state.STORE].watch_decisions(approvals.heard)
-    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS])
+    sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS],
+                            app[state.STORE], app[state.CLOCK])
     await sweeper.sweep()  # what expired while the daemon was down, before serving
     app[state.APPROVALS], app[state.REAPER] = approvals, sweeper
     sweeper.start()
@@ -161,3 +195,8 @@ async def _answer_parked_waits(app: web.Application) -> None:
     if state.APPROVALS in app:
         app[state.APPROVALS].close()
 
+
+async def _end_event_streams(app: web.Application) -> None:
+    # An open stream would hold the drain for server.shutdown_timeout_ms: end them now.
+    if state.EVENTS in app:
+        app[state.EVENTS].close()

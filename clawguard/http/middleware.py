@@ -101,11 +101,13 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 # Routes that may wait for a person: their time is clawguard_approval_wait_seconds, and
 # left out of the request latency, which would otherwise measure the humans, not the API.
+# The event stream lasts as long as a console stays open.
 WAITS_FOR_PEOPLE = frozenset({
     ("POST", "/api/governance/delegation-approval"),
     ("POST", "/api/tools/approvals"),
     ("GET", "/api/tools/approvals/{id}"),
     ("POST", "/api/governance/authorize"),  # an ALERT waits like delegation-approval
+    ("GET", "/api/events"),
 })
 
 

@@ -16,7 +16,9 @@ from clawguard.http.handlers import (
     approvals,
     audit,
     budgets,
+    events,
     governance,
+    holds,
     keys,
     operations,
     registry,
@@ -176,6 +178,45 @@ ROUTES = [
     ),
     Route(
         "POST",
+        "/api/governance/holds",
+        holds.place_hold,
+        Endpoint(
+            "Reserve an estimate under the caps before a step runs",
+            records.HoldOne,
+            status=201,
+            body=commands.HoldRequest,
+            errors=(404, 409),  # 404: an unknown runId
+            tag="holds",
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/governance/holds/{id}",
+        holds.get_hold,
+        Endpoint("One hold", records.HoldOne, path=wire.ItemId, errors=(404,), tag="holds"),
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds/{id}/commit",
+        holds.commit_hold,
+        Endpoint(
+            "Charge a hold's actual cost as a spend, and free it",
+            records.SpendOutcome,
+            path=wire.ItemId,
+            body=commands.HoldCommit,
+            errors=(404, 409, 422),
+            tag="holds",
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/governance/holds/{id}/release",
+        holds.release_hold,
+        Endpoint("Free a hold without spending", records.HoldOne, path=wire.ItemId,
+                 errors=(404, 409), tag="holds"),
+    ),
+    Route(
+        "POST",
         "/api/governance/runs",
         runs.start_run,
         Endpoint(
@@ -316,10 +357,23 @@ ROUTES = [
         "/api/tools/approvals/{id}/resolve",
         approvals.resolve_tool_approval,
         Endpoint(
-            "Decide an approval",
+            "Decide an approval, or vote on one with stages",
             wire.ApprovalOne,
             path=wire.ItemId,
             body=wire.ApprovalResolve,
+            errors=(403, 404, 409),
+            tag="approvals",
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/tools/approvals/{id}/waive",
+        approvals.waive_tool_approval,
+        Endpoint(
+            "Approve an approval with stages without its votes (admin, with a reason)",
+            wire.ApprovalOne,
+            path=wire.ItemId,
+            body=wire.ApprovalWaive,
             errors=(404, 409),
             tag="approvals",
         ),
@@ -350,6 +404,8 @@ ROUTES = [
         Endpoint("Make an API key; its value is in this answer only", wire.KeyCreated,
                  status=201, body=wire.KeyCreate, tag="keys"),
     ),
+    Route("GET", "/api/me", keys.me, Endpoint("The calling key: id, name, role, leads, groups",
+                                             wire.Me, tag="keys")),
     Route("GET", "/api/keys", keys.list_keys, Endpoint("Every API key, never its value",
                                                         wire.KeyList, tag="keys")),
     Route(
@@ -358,6 +414,18 @@ ROUTES = [
         keys.revoke_key,
         Endpoint("Revoke an API key", wire.KeyOne, path=wire.ItemId, errors=(404, 409),
                  tag="keys"),
+    ),
+    Route(
+        "GET",
+        "/api/events",
+        events.stream,
+        Endpoint(
+            "Server-sent events the key's role may read (approvals, budgets, runs, spends);"
+            " Last-Event-ID resumes after that event",
+            media_type="text/event-stream",
+            errors=(400,),  # a Last-Event-ID that is no event id
+            tag="events",
+        ),
     ),
     Route(
         "GET",

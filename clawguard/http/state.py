@@ -10,7 +10,18 @@ from aiohttp import web
 from clawguard.core import pricing, principals
 from clawguard.http import access
 from clawguard.runtime import config, metrics
-from clawguard.services import authorize, checkpoints, gate, handshake, reaper, refusals, runs
+from clawguard.services import (
+    authorize,
+    checkpoints,
+    events,
+    gate,
+    handshake,
+    holds,
+    notify,
+    reaper,
+    refusals,
+    runs,
+)
 from clawguard.store import contract
 
 CONFIG = web.AppKey("config", config.Config)
@@ -19,6 +30,8 @@ STORE = web.AppKey("store", contract.Store)
 KEY_CACHE = web.AppKey("key_cache", access.KeyCache)
 PRINCIPAL = web.RequestKey("principal", principals.Principal)
 APPROVALS = web.AppKey("approvals", handshake.Approvals)
+# Reads allow_self_approval when a vote is cast; absent: never (handshake.never_self_approval).
+SELF_APPROVAL: web.AppKey[handshake.SelfApproval] = web.AppKey("self_approval")
 GATE = web.AppKey("gate", gate.Gate)
 REAPER = web.AppKey("reaper", reaper.Reaper)
 REFUSALS = web.AppKey("refusals", refusals.Refusals)
@@ -26,9 +39,12 @@ CHECKPOINTS = web.AppKey("checkpoints", checkpoints.Checkpoints)
 METRICS = web.AppKey("metrics", metrics.Metrics)
 RUNS = web.AppKey("runs", runs.Runs)
 AUTHORIZER = web.AppKey("authorizer", authorize.Authorizer)
+HOLDS = web.AppKey("holds", holds.Holds)
 OPENAPI = web.AppKey("openapi", bytes)
 PRICES: web.AppKey[Mapping[str, pricing.Price]] = web.AppKey("prices")
 KEY_USAGE = web.AppKey("key_usage", access.KeyUsage)
+NOTIFIER = web.AppKey("notifier", notify.Notifier)
+EVENTS = web.AppKey("events", events.Events)
 
 
 def wall_clock_ms() -> int:

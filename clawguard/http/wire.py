@@ -227,6 +227,8 @@ class GrantFilter(Query):
 class PendingFilter(Query):
     limit: PendingLimit = PENDING_LIMIT_DEFAULT
     cursor: PageCursor = None
+    # `me`: only the approvals the caller's key could vote on now.
+    reviewer: Literal["me"] | None = None
 
 
 class HistoryFilter(Query):
@@ -234,11 +236,36 @@ class HistoryFilter(Query):
     limit: HistoryLimit = HISTORY_LIMIT_DEFAULT
 
 
+NonEmptyText = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=10_000)]
+
+
 class ApprovalResolve(commands.Request):
-    decision: records.Decision
+    """A decision, or a vote on an approval with stages: `conditional` approves with
+    `conditions` (required), which the executor receives as an obligation."""
+
+    decision: records.VoteDecision
     resolved_by: commands.Ident | None = None
     # What an allow_always grants: the tool with any arguments, or these arguments only.
     grant_scope: records.GrantScope = "tool"
+    comments: commands.Text | None = None
+    conditions: NonEmptyText | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _conditions_with_conditional(self) -> ApprovalResolve:
+        if (self.decision == "conditional") != (self.conditions is not None):
+            raise ValueError("conditions are required with decision conditional, and only then")
+        return self
+
+
+class ApprovalWaive(commands.Request):
+    reason: NonEmptyText  # why the gates are waived: required, never blank
+
+    @pydantic.field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("reason must not be blank")
+        return value
 
 
 class Ok(records.Model):
@@ -263,6 +290,17 @@ class KeyCreate(commands.Request):
     leads: list[commands.Ident] | None = pydantic.Field(default=None, max_length=1000)
     groups: list[commands.Ident] | None = pydantic.Field(default=None, max_length=1000)
     expires_in_ms: Annotated[int, pydantic.Field(gt=0, le=100 * 365 * 86_400_000)] | None = None
+
+
+class Me(records.Model):
+    """The calling key as GET /api/me shows it: never its value."""
+
+    key_id: str
+    name: str
+    role: str
+    leads: list[str] | None
+    groups: list[str] | None
+    expires_at: int | None
 
 
 class KeyList(records.Model):

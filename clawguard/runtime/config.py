@@ -12,12 +12,14 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import pydantic
 
 from clawguard.core import errors, pricing
+from clawguard.core import events as public_events
 from clawguard.core import runs as run_rules
+from clawguard.core import webhooks as webhook_rules
 
 ENV_PREFIX = "CLAWGUARD_"
 ADMIN_KEY_FILE = "clawguard-admin.key"
@@ -110,6 +112,11 @@ class PriceConfig(_Section):
         return pricing.Price(self.input_per_mtok_usd, self.output_per_mtok_usd)
 
 
+class HoldsConfig(_Section):
+    # A hold's time to live when its request names no ttlMs (at most 24 h, as a request's).
+    ttl_ms: int = pydantic.Field(default=600_000, gt=0, le=24 * 3_600_000)
+
+
 class RunsConfig(_Section):
     lease_ms: int = pydantic.Field(default=3_600_000, gt=0)  # renewed by every event
 
@@ -153,6 +160,59 @@ class DelegationConfig(_Section):
     root_window_ms: int = pydantic.Field(default=300_000, gt=0)
 
 
+class WebhookConfig(_Section):
+    """[[notify.webhooks]]: where the chosen events are POSTed, signed with `secret`."""
+
+    url: str
+    events: list[public_events.EventName] = pydantic.Field(
+        default_factory=lambda: cast(list[public_events.EventName],
+                                     list(public_events.EVENT_NAMES)), min_length=1)
+    # Shown masked by `clawguard check-config`.
+    secret: pydantic.SecretStr | None = pydantic.Field(default=None, min_length=1)
+    format: Literal["json", "slack"] = "json"
+
+    @pydantic.field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")) or len(url) < 10:
+            raise ValueError("must be an http:// or https:// url")
+        return url
+
+    @pydantic.model_validator(mode="after")
+    def _signed(self) -> WebhookConfig:
+        if self.format == "json" and self.secret is None:
+            raise ValueError("a json webhook needs a secret to sign its bodies with")
+        return self
+
+    @property
+    def id(self) -> str:
+        return webhook_rules.webhook_id(self.url)
+
+
+class NotifyConfig(_Section):
+    """Webhooks (README: Notifications); the retry timings are settings so tests can shrink
+    them."""
+
+    # The console link in Slack messages; default: the listen address plus /console.
+    console_url: str | None = None
+    webhooks: list[WebhookConfig] = []
+    timeout_ms: int = pydantic.Field(default=10_000, gt=0, le=300_000)
+    retry_min_ms: int = pydantic.Field(default=1_000, gt=0)
+    retry_max_ms: int = pydantic.Field(default=300_000, gt=0)
+    give_up_ms: int = pydantic.Field(default=86_400_000, gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _distinct(self) -> NotifyConfig:
+        if len({hook.url for hook in self.webhooks}) != len(self.webhooks):
+            raise ValueError("two webhooks have the same url")
+        if self.retry_max_ms < self.retry_min_ms:
+            raise ValueError("retry_max_ms is below retry_min_ms")
+        return self
+
+    def backoff(self) -> webhook_rules.Backoff:
+        return webhook_rules.Backoff(self.retry_min_ms, self.retry_max_ms, self.give_up_ms)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
@@ -164,10 +224,21 @@ class Config(_Section):
     def price_table(self) -> dict[str, pricing.Price]:
         """The bundled prices, overridden and extended by [prices."MODEL"]."""
         return pricing.table({model: entry.price() for model, entry in self.prices.items()})
+    holds: HoldsConfig = HoldsConfig()
     runs: RunsConfig = RunsConfig()
     quotas: QuotasConfig = QuotasConfig()
     breakers: BreakersConfig = BreakersConfig()
     delegation: DelegationConfig = DelegationConfig()
+    notify: NotifyConfig = NotifyConfig()
+
+    @property
+    def console_url(self) -> str:
+        """notify.console_url, else the listen address plus /console."""
+        if self.notify.console_url is not None:
+            return self.notify.console_url
+        host = self.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.server.port}/console"
 
     def run_rules(self) -> run_rules.Rules:
         return run_rules.Rules(

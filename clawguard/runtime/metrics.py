@@ -70,6 +70,15 @@ class Metrics:
             "clawguard_reaper_sweeps", "Background sweeps run", registry=r)
         self.expired = prom.Counter(
             "clawguard_expired", "Rows expired by the reaper", ["kind"], registry=r)
+        self.holds_outstanding = prom.Gauge(
+            "clawguard_holds_outstanding", "Holds counting against their budgets (held, not"
+            " past expiry)", registry=r)
+        self.held_micros = prom.Gauge(
+            "clawguard_held_usd_micros", "Micro-dollars the outstanding holds reserve",
+            registry=r)
+        self.holds = prom.Counter(
+            "clawguard_holds", "Hold requests by outcome (placed, committed, released,"
+            " budget_exhausted, budget_paused)", ["outcome"], registry=r)
         self.runs_running = prom.Gauge(
             "clawguard_runs_running", "Runs holding a concurrency slot (lease not lapsed)",
             registry=r)
@@ -90,6 +99,17 @@ class Metrics:
         self.verdict_children = {
             decision: self.verdicts.labels(decision) for decision in ("ALLOW", "BLOCK", "PENDING")
         }
+        self.webhook_deliveries = prom.Counter(
+            "clawguard_webhook_deliveries",
+            "Webhook delivery tries by outcome: sent (answered 2xx), retried (failed, tried"
+            " again later), failed (given up)", ["webhook", "outcome"], registry=r)
+        self.webhook_queue = prom.Gauge(
+            "clawguard_webhook_queue_depth", "Events not yet delivered to a webhook (given-up"
+            " ones left out)", ["webhook"], registry=r)
+        self.webhook_oldest = prom.Gauge(
+            "clawguard_webhook_oldest_undelivered_seconds",
+            "Age of the oldest event not yet delivered to a webhook (0: none)", ["webhook"],
+            registry=r)
 
         # Labelled children by label values: labels() takes a lock and builds a tuple,
         # which the spend path would pay several times a request.
@@ -158,6 +178,10 @@ class Metrics:
         top.sort(reverse=True)
         for ratio, scope, scope_id, mode in top[: self.budget_series]:
             self.utilisation.labels(scope, scope_id, mode).set(ratio)
+
+    def set_webhook_backlog(self, webhook: str, depth: int, oldest_age_s: float) -> None:
+        self.webhook_queue.labels(webhook).set(depth)
+        self.webhook_oldest.labels(webhook).set(oldest_age_s)
 
     def render(self) -> bytes:
         return prom.generate_latest(self.registry)

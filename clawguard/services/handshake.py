@@ -19,7 +19,7 @@ import asyncio
 import contextvars
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from clawguard.core import approvals, commands, errors, principals, records
@@ -42,6 +42,20 @@ def new_approval_id() -> str:
 
 
 Waiter = asyncio.Future[records.Approval | None]
+# Reads the governance settings' allow_self_approval when a vote is cast (never cached: a
+# PATCH applies to the next vote).
+SelfApproval = Callable[[], Awaitable[bool]]
+
+
+async def never_self_approval() -> bool:
+    """The setting's default, until the app wires the settings store in."""
+    return False
+
+
+def _prebuilt(
+    new: records.NewApproval, requester: principals.Principal, approval_id: str
+) -> records.NewApproval:
+    return new
 
 
 def _require_scope(caller: principals.Principal, agent_id: str | None) -> None:
@@ -61,9 +75,10 @@ class Approvals:
 
     def __init__(
         self, db: contract.Store, settings: config.ApprovalsConfig, clock: Clock,
-        counters: metrics.Metrics,
+        counters: metrics.Metrics, allow_self_approval: SelfApproval | None = None,
     ) -> None:
         self._db = db
+        self._allow_self_approval = allow_self_approval or never_self_approval
         self._metrics = counters
         self._settings = settings
         self._clock = clock
@@ -112,9 +127,16 @@ class Approvals:
         def build(b: commands.ToolApprovalRequest, r: principals.Principal, approval_id: str
                   ) -> records.NewApproval:
             new = approvals.tool_request(b, r, approval_id)
-            return new if honour_grants else new.model_copy(update={"honour_grants": False})
+            return new if honour_grants else new.model_copy(update={"sticky": False})
 
         return self._handshake(build, body, requester, body.wait_ms)
+    def request(
+        self, new: records.NewApproval, wait_ms: int | None
+    ) -> Coroutine[Any, Any, records.Handshake]:
+        """The handshake for a request already built (core.approvals.new_request), with
+        stages or without: open it (or short-circuit on a grant) and wait up to `wait_ms`.
+        An approval with stages wakes its waiters only with its final outcome."""
+        return self._handshake(_prebuilt, new, principals.ANONYMOUS, wait_ms)
 
     async def _handshake(
         self, build: Callable[[B, principals.Principal, str], records.NewApproval], body: B,
@@ -189,26 +211,58 @@ class Approvals:
         page = [row for row in rows[:limit] if viewer.may_act_for(row.agent_id)]
         return page, records.PendingKey.of(page[-1]) if len(rows) > limit and page else None
 
+    async def reviews(
+        self, viewer: principals.Principal, limit: int, after: records.PendingKey | None = None
+    ) -> tuple[list[records.Approval], records.PendingKey | None]:
+        """`?reviewer=me`: a page of the pending requests the viewer could vote on (or decide)
+        now, newest first (core.approvals.may_vote); read on until the page is full."""
+        allow_self = await self._allow_self_approval()
+        page: list[records.Approval] = []
+        while True:
+            now = self._clock()
+            rows = await self._db.list_pending_approvals(now, limit + 1, after, viewer.leads)
+            for row in rows[:limit]:
+                if approvals.may_vote(row, viewer, None, allow_self, now):
+                    page.append(row)
+                    if len(page) == limit:
+                        more = len(rows) > limit or row is not rows[-1]
+                        return page, records.PendingKey.of(row) if more else None
+            if len(rows) <= limit:
+                return page, None
+            after = records.PendingKey.of(rows[limit - 1])
+
     # --- deciding ---------------------------------------------------------------------
 
-    async def resolve(
-        self, approval_id: str, decision: records.Decision, resolved_by: str | None,
-        decider: principals.Principal, grant_scope: records.GrantScope = "tool",
+    async def vote(
+        self, approval_id: str, ballot: approvals.Ballot, resolved_by: str | None,
+        voter: principals.Principal, grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        """Decide once (the store refuses a second decision, a late one, and a decider who
-        may not) and wake waiters."""
+        """One vote (on an approval without stages: the decision), counted once whatever
+        races it; its waiters are woken only when the approval is decided."""
+        allow_self = await self._allow_self_approval()
         try:
-            approval = await self._db.resolve_approval(
-                approval_id, decision, resolved_by, self._settings.sticky_ttl_ms, decider,
-                grant_scope,
+            approval = await self._db.vote_approval(
+                approval_id, ballot, resolved_by, voter, allow_self,
+                self._settings.sticky_ttl_ms, grant_scope,
             )
         except errors.Refused as refused:
             await self._audit_refusal(refused)
             raise
+        if approval.status != "pending":
+            self._wake(approval.id, approval)
+            # One turn of the loop, so the woken waiters answer before this voter
+            # does: their agents are blocked, the leader is not. Without it, a batch
+            # of votes committed together answers every voter before any waiter.
+            await asyncio.sleep(0)
+        return approval
+
+    async def waive(
+        self, approval_id: str, reason: str, resolved_by: str | None,
+        admin: principals.Principal,
+    ) -> records.Approval:
+        """An admin approves an approval with stages without its votes; wakes its waiters."""
+        approval = await self._db.waive_approval(approval_id, reason, resolved_by, admin)
         self._wake(approval.id, approval)
-        # One turn of the loop, so the woken waiters answer before this resolver
-        # does: their agents are blocked, the leader is not. Without it, a batch
-        # of resolves committed together answers every resolver before any waiter.
         await asyncio.sleep(0)
         return approval
 

@@ -32,13 +32,8 @@ async def record_spend(
         )
         request = request.priced(micros)
     charged = await db.record_spend(request, fingerprint, key)
-    reason = budgets.stop_reason(charged.scopes)
-    outcome = "duplicate" if charged.spend.duplicate else "stopped" if reason else "recorded"
-    counters.count_spend(
-        outcome, (scope for scope, _ in request.named()), charged.spend.cost_usd_micros,
-        request.model,
-    )
     if price is not None:
+        reason = answered(charged, request, counters).stop_reason
         return records.PricedSpendOutcome(
             spend=charged.spend, stop=reason is not None, stop_reason=reason,
             scopes=charged.scopes, priced=True, price=records.PriceUsed(
@@ -46,6 +41,19 @@ async def record_spend(
                 output_per_mtok_usd=str(price.output_per_mtok_usd),
             ),
         )
+    return answered(charged, request, counters)
+
+
+def answered(
+    charged: records.SpendCharged, request: commands.SpendRequest, counters: metrics.Metrics
+) -> records.SpendOutcome:
+    """A charged spend's answer (the stop rule) once counted: /spend's and a hold commit's."""
+    reason = budgets.stop_reason(charged.scopes)
+    outcome = "duplicate" if charged.spend.duplicate else "stopped" if reason else "recorded"
+    counters.count_spend(
+        outcome, (scope for scope, _ in request.named()), charged.spend.cost_usd_micros,
+        request.model,
+    )
     return records.SpendOutcome(
         spend=charged.spend, stop=reason is not None, stop_reason=reason, scopes=charged.scopes
     )

@@ -7,9 +7,10 @@ database cannot be reached, never a driver exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import (
     audit,
     authorize,
@@ -20,6 +21,7 @@ from clawguard.core import (
     records,
     registry,
     runs,
+    webhooks,
 )
 from clawguard.core import gate as gate_rules
 from clawguard.core.gate import settings as gate_settings
@@ -36,6 +38,11 @@ class Store(Protocol):
         """Call `wake(approval_id)` whenever another daemon on the same database decides or
         expires an approval, so waiters parked here hear it (engines shared by several
         daemons; an engine with a single daemon never calls it)."""
+
+    def watch_audit(self, wake: Callable[[int], None]) -> None:
+        """Also call `wake(seq)` after each commit that appended audit rows (up to `seq`), made
+        here or by another daemon on the same database; `wake(0)` when some may have gone
+        unheard (a dropped notification connection). Callbacks run on the event loop."""
 
     async def ready(self) -> bool:
         """The database answers and every known migration is applied."""
@@ -67,13 +74,50 @@ class Store(Protocol):
         """Charge every named budgeted scope and write one ledger row, all or nothing; a
         `ledger_key` already stored replays (core.budgets.replay) instead."""
 
-    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]: ...
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.HeldScope]:
+        """The chain's budget rows as they read now (core.budgets.current: window, holds)."""
+
+    # --- holds (core.holds) ----------------------------------------------------------
+
+    async def place_hold(
+        self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
+    ) -> records.Hold:
+        """Reserve the request's amount for ttl_ms, deciding on the chain's spend and live holds
+        as they are committed (exactly, however many placements race, on every engine), or
+        raise BudgetPaused / BudgetExhausted; a `key` already stored answers its hold (or
+        IdempotencyConflict for another fingerprint)."""
+
+    async def get_hold(self, hold_id: str) -> records.Hold | None:
+        """The row as stored (callers apply `Hold.as_of`)."""
+
+    async def commit_hold(
+        self, hold_id: str, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        """Charge the hold's actual cost as record_spend does and mark it committed, in one
+        transaction; a committed hold replays its first commit (IdempotencyConflict for
+        another cost); NotFound; Conflict when released or expired."""
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        """NotFound; Conflict unless held."""
+
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        """Whether a held hold, and a running run, are past expiry at `now` (reads only)."""
+
+    async def expire_holds(self, limit: int) -> int:
+        """Write `expired` on up to `limit` holds past expiry; how many."""
+
+    async def count_live_holds(self, now: int) -> tuple[int, int]:
+        """(how many, micros) of holds counting at `now`."""
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
     ) -> list[records.AuditEntry]: ...
 
     async def audit_head(self) -> records.AuditHead: ...
+
+    async def audit_after(self, after_seq: int, limit: int) -> list[audit.Row]:
+        """Up to `limit` audit rows with a seq above `after_seq`, in seq order (the event
+        stream's replay and its live reads)."""
 
     async def settled_spends(self, after_id: int, before: int, limit: int
                              ) -> list[ledger.SpendRow]:
@@ -111,8 +155,9 @@ class Store(Protocol):
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
         """A live sticky grant for (agent, tool) short-circuits (core.approvals.matching_grant:
-        a tool grant, or an args grant for `new.args_fingerprint`); else a pending row
-        expiring ttl_ms from now. Either way audited, in one transaction."""
+        a tool grant, or an args grant for `new.args_fingerprint`; never when `new.sticky`
+        is false); else a pending row expiring ttl_ms from now, with `new.stages` when given.
+        Either way audited, in one transaction."""
 
     async def get_approval(self, approval_id: str) -> records.Approval | None:
         """The row as stored (callers apply `Approval.as_of`)."""
@@ -135,6 +180,24 @@ class Store(Protocol):
         or past expiry. allow_always also writes a sticky grant for the tool or, with
         `grant_scope` args, for the row's argument fingerprint only; every decision
         is appended to the history and audited."""
+
+    async def vote_approval(
+        self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
+        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        grant_scope: records.GrantScope = "tool",
+    ) -> records.Approval:
+        """One vote, exactly once however many race (core.approvals.vote decides): on an
+        approval without stages it is resolve_approval; with stages it is counted in the
+        current stage's open gates, and the approval is decided (approved or deny, with its
+        history line, grant and audit row) only by the vote that completes or denies it.
+        `allow_self`: the settings' allow_self_approval, read by the caller at vote time."""
+
+    async def waive_approval(
+        self, approval_id: str, reason: str, resolved_by: str | None,
+        admin: principals.Principal,
+    ) -> records.Approval:
+        """Approve a pending approval with stages without its votes, recorded as a waiver
+        (core.approvals.waive): NotFound, or Conflict when decided or without stages."""
 
     async def any_approval_due(self, now: int) -> bool:
         """Whether a pending row is past expiry at `now` (a read: no write lock taken)."""
@@ -255,6 +318,9 @@ class Store(Protocol):
 
     async def count_running_runs(self, now: int) -> int: ...
 
+    async def expire_runs(self, limit: int) -> int:
+        """Write `expired` on up to `limit` running runs past their lease; how many."""
+
     async def quota_overrides(self, tenant_id: str) -> dict[str, int]: ...
 
     async def set_quota_overrides(
@@ -265,7 +331,7 @@ class Store(Protocol):
     # --- authorize: approval settings, receipts, the enforcement check, reports -----------
 
     async def authorize_reads(self, scope_ids: commands.ScopeIds
-                              ) -> tuple[list[records.ScopeState], int]:
+                              ) -> tuple[list[records.HeldScope], int]:
         """scope_states and gate_generation in one read: what every authorize reads first."""
 
     async def get_settings(self) -> gate_settings.Settings:
@@ -304,6 +370,29 @@ class Store(Protocol):
             list[tuple[str, int, int, int]], list[tuple[str, int, int]]]:
         """(tool, total, approved, rejected) largest first and (category, total, approved)
         by name, over the approvals opened by receipts made since `since`, by SQL."""
+    # --- webhook deliveries (the audit chain is their outbox; README: Notifications) ----
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        """Scan up to `limit` audit rows past the webhook's cursor, queue a delivery due now
+        for each whose public event is among `names` (webhooks.wanted), and move the cursor
+        past them, in one transaction; how many rows were scanned (0 writes nothing). A
+        webhook without a cursor gets one at the head: it is not told the history."""
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        """Up to `limit` of the webhook's deliveries due now, oldest due first, each leased:
+        not due again for `lease_ms` unless its outcome is written. On an engine several
+        daemons share, no two claim one delivery while its lease holds."""
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        """Delivered: the delivery is removed."""
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        """One more failed try: due again at `retry_at`, or given up when None (kept, with
+        `error` and the time, out of the queue)."""
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog: ...
 
     async def close(self) -> None:
         """Finish every queued write, then close."""

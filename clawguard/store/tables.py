@@ -16,13 +16,25 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from clawguard.core import authorize, documents, guardrails, money, principals, records, registry
+from clawguard.core import (
+    approvals,
+    audit,
+    authorize,
+    documents,
+    guardrails,
+    money,
+    principals,
+    records,
+    registry,
+    webhooks,
+)
 
 # --- approvals, sticky grants, the approval history ----------------------------------------
 
 APPROVAL_COLUMNS = (
     "id, tool_name, agent_id, args_summary, reason, status, task_id, tenant_id, created_at,"
-    " expires_at, resolved_at, resolved_by, args_fingerprint"
+    " expires_at, resolved_at, resolved_by, args_fingerprint, stages, sticky, waiver,"
+    " requested_by_key"
 )
 GRANT_COLUMNS = (
     "id, agent_id, tool_name, grant_scope, args_fingerprint, args_summary, approval_id,"
@@ -33,12 +45,32 @@ HISTORY_COLUMNS = "id, agent_id, action, tool_name, details, created_at"
 
 def approval_from_row(row: Iterable[Any]) -> records.Approval:
     (aid, tool, agent, args, reason, status, task, tenant, created, expires, resolved_at,
-     resolved_by, fingerprint) = row
+     resolved_by, fingerprint, stages, sticky, waiver, requested_by_key) = row
+    staged = stages is not None
     return records.Approval(
-        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason, status=status,
-        task_id=task, tenant_id=tenant, created_at=created, expires_at=expires,
-        resolved_at=resolved_at, resolved_by=resolved_by, args_fingerprint=fingerprint,
+        id=aid, tool_name=tool, agent_id=agent, args_summary=args, reason=reason,
+        status=approvals.read_status(status, staged), task_id=task, tenant_id=tenant,
+        created_at=created, expires_at=expires, resolved_at=resolved_at,
+        resolved_by=resolved_by, args_fingerprint=fingerprint,
+        stages=records.STAGES.validate_json(stages) if staged else None,
+        sticky=bool(sticky) if staged else None,
+        waiver=None if waiver is None else records.Waiver.model_validate_json(waiver),
+        requested_by_key=requested_by_key,
     )
+
+
+def approval_values(approval: records.Approval) -> tuple[Any, ...]:
+    """What a decision or a vote writes to its row: status, resolved_at, resolved_by,
+    stages and waiver (the engines add who resolved it and the row's id)."""
+    return (
+        approvals.stored_status(approval), approval.resolved_at, approval.resolved_by,
+        None if approval.stages is None else stages_json(approval.stages),
+        None if approval.waiver is None else approval.waiver.to_json_bytes().decode(),
+    )
+
+
+def stages_json(stages: list[records.Stage]) -> str:
+    return records.STAGES.dump_json(stages, by_alias=True).decode()
 
 
 def grant_from_row(row: Iterable[Any]) -> records.Grant:
@@ -61,20 +93,47 @@ def history_from_row(row: Iterable[Any]) -> records.HistoryRecord:
 
 # --- budgets -------------------------------------------------------------------------------
 
+# held_micros is unused (always 0): what a scope holds is summed from its live holds.
 BUDGET_COLUMNS = (
     "id, scope, scope_id, limit_cents, spent_micros, held_micros, status, mode,"
-    " created_at, updated_at, tenant_id"
+    " created_at, updated_at, tenant_id, window_kind, window_zone, window_start"
 )
 
 
 def budget_from_row(row: Iterable[Any]) -> records.Budget:
-    bid, scope, scope_id, limit, spent, held, status, mode, created, updated, tenant = row
+    """The row as stored; callers apply core.budgets.current for its window and holds."""
+    (bid, scope, scope_id, limit, spent, _, status, mode, created, updated, tenant, window,
+     zone, start) = row
     return records.Budget(
         id=bid, scope=scope, scope_id=scope_id, tenant_id=tenant, limit_usd_cents=limit,
         spent_usd_cents=money.micros_to_cents(spent), spent_usd_micros=spent,
-        held_usd_cents=money.micros_to_cents(held), status=status, mode=mode,
-        created_at=created, updated_at=updated,
+        held_usd_cents=0, status=status, mode=mode, created_at=created, updated_at=updated,
+        window=window, timezone=zone, window_start=start,
     )
+
+
+# --- holds ---------------------------------------------------------------------------------
+
+HOLD_COLUMNS = (
+    "id, agent_id, mission_id, team_id, tenant_id, run_id, amount_micros, status, created_at,"
+    " expires_at, resolved_at, spend_id, scopes"
+)
+
+
+def hold_from_row(row: Sequence[Any]) -> records.Hold:
+    (hid, agent, mission, team, tenant, run, amount, status, created, expires, resolved,
+     spend_id, scopes) = row
+    return records.Hold(
+        id=hid, agent_id=agent, mission_id=mission, team_id=team, tenant_id=tenant,
+        run_id=run, amount_usd_micros=amount, status=status, created_at=created,
+        expires_at=expires, resolved_at=resolved, spend_id=spend_id,
+        scopes=records.HELD_SCOPES.validate_json(scopes),
+    )
+
+
+def held_by_scope(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
+    """{(scope, scope id): micros held} from (scope, scope id, micros) rows."""
+    return {(scope, scope_id): int(micros) for scope, scope_id, micros in rows if micros}
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -217,4 +276,27 @@ def receipt_row(receipt: authorize.Stored, new: authorize.NewReceipt) -> tuple[A
 RECEIPT_INSERT_COLUMNS = (
     "id, agent_id, mission_id, team_id, tenant_id, run_id, tool_name, categories, decision,"
     " approval_id, idempotency_key, fingerprint, document, created_at"
+)
+
+
+# A webhook delivery (notify_deliveries d) with the audit row (audit a) it tells.
+DELIVERY_COLUMNS = (
+    "d.attempts, d.created_at, a.seq, a.event_type, a.action, a.agent_id, a.details,"
+    " a.created_at, a.prev_hash, a.hash"
+)
+
+
+def delivery_from_row(webhook: str, row: Sequence[Any]) -> webhooks.Delivery:
+    return webhooks.Delivery(webhook, row[0], row[1], audit.Row(*row[2:10]))
+
+
+def backlog_from_row(row: Sequence[Any]) -> webhooks.Backlog:
+    """From (undelivered, oldest created_at, earliest next try, given up)."""
+    return webhooks.Backlog(int(row[0]), row[1], row[2], int(row[3]))
+
+
+BACKLOG_COLUMNS = (
+    "count(*) FILTER (WHERE failed_at IS NULL), min(created_at) FILTER (WHERE failed_at IS NULL),"
+    " min(next_attempt_at) FILTER (WHERE failed_at IS NULL),"
+    " count(*) FILTER (WHERE failed_at IS NOT NULL)"
 )

@@ -397,6 +397,151 @@ async def test_expiry_is_written_once(store: contract.Store, clock: Any,
     assert chain_ok(settings).ok
 
 
+# --- approvals with stages: votes, quorum, waivers -----------------------------------------
+
+
+def leader(name: str, *groups: str) -> principals.Principal:
+    return principals.Principal(f"key_{name}", name, "leader", groups=frozenset(groups) or None)
+
+
+def staged_approval(approval_id: str, stages: list[dict[str, Any]], sticky: bool = True
+                    ) -> records.NewApproval:
+    return approvals.new_request(approval_id, "deploy", "a1", {"env": "prod"}, "why", "t1",
+                                 None, REQUESTER, approvals.new_stages(stages), sticky)
+
+
+def ballot(decision: str, conditions: str | None = None) -> approvals.Ballot:
+    return approvals.Ballot(decision, None, conditions)  # type: ignore[arg-type]
+
+
+TWO_STAGES = [{"name": "finance", "gates": [{"group": "finance", "count": 2}]},
+              {"name": "security", "gates": [{"group": "security", "count": 1}]}]
+
+
+async def test_votes_are_kept_stage_by_stage_and_decide_once(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    ann, bob, cat = leader("ann", "finance"), leader("bob", "finance"), leader("cat", "security")
+    opened = await store.open_approval(staged_approval("apr_s", TWO_STAGES), 60_000)
+    assert opened.approval is not None and opened.approval.stages is not None
+    with pytest.raises(errors.Forbidden):  # security does not count in the finance stage
+        await store.vote_approval("apr_s", ballot("deny"), None, cat, False, 0)
+    with pytest.raises(errors.Refused):  # the key that asked
+        await store.vote_approval("apr_s", ballot("allow_always"), None, REQUESTER, False, 0)
+    voted = await store.vote_approval("apr_s", ballot("allow_always"), "ann", ann, False, 0)
+    assert voted.status == "pending" and voted.resolved_at is None
+    with pytest.raises(errors.Conflict):  # one vote per key
+        await store.vote_approval("apr_s", ballot("allow_always"), "ann", ann, False, 0)
+    await store.vote_approval("apr_s", ballot("allow_always"), "bob", bob, False, 0)
+    row = await store.get_approval("apr_s")
+    assert row is not None and row.status == "pending" and row.stages is not None
+    assert [s.status for s in row.stages] == ["approved", "pending"]
+    assert [v.key_id for v in row.stages[0].gates[0].votes] == ["key_ann", "key_bob"]
+    [listed] = await store.list_pending_approvals(clock(), 10)
+    assert listed == row
+    final = await store.vote_approval("apr_s", ballot("allow_always"), "cat", cat, False, 0)
+    assert (final.status, final.resolved_by) == ("approved", "cat")
+    assert await store.get_approval("apr_s") == final
+    assert await store.list_pending_approvals(clock(), 10) == []
+    [grant] = await store.list_grants(clock(), "a1")  # every vote was allow_always
+    assert (grant.approval_id, grant.grant_scope) == ("apr_s", "tool")
+    assert [h.action for h in await store.list_history("a1", 10)] == ["allow-always"]
+    actions = [e.action for e in await store.list_audit(None, "approval", None, 100)]
+    assert actions.count("approval.voted") == 2 and actions.count("approval.resolved") == 1
+    assert chain_ok(settings).ok
+
+
+async def test_twenty_concurrent_votes_on_a_two_of_n_gate_decide_once(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    leaders = [leader(f"l{n}") for n in range(20)]
+    # PostgreSQL: half the votes through a second daemon's store on the same database.
+    # (SQLite has one writer, one daemon: its votes queue in that writer.)
+    other = engines.open_store(settings, clock) if settings.engine == "postgres" else store
+    if other is not store:
+        await other.open()
+    stores = [store, other] * 10
+    try:
+        for approval_id, decisions in (("apr_allow", ["allow_once"] * 20),
+                                       ("apr_mixed", ["allow_once", "deny"] * 10)):
+            await store.open_approval(
+                staged_approval(approval_id, [{"gates": [{"count": 2}]}]), 60_000)
+            answers = await asyncio.gather(
+                *(db.vote_approval(approval_id, ballot(d), who.name, who, False, 0)
+                  for db, who, d in zip(stores, leaders, decisions, strict=True)),
+                return_exceptions=True,
+            )
+            await _one_outcome(store, approval_id, leaders, answers)
+    finally:
+        if other is not store:
+            await other.close()
+    resolved = [e for e in await store.list_audit(None, "approval", None, 200)
+                if e.action == "approval.resolved"]
+    assert sorted(e.details["approvalId"] for e in resolved) == ["apr_allow", "apr_mixed"]
+    assert chain_ok(settings).ok
+
+
+async def _one_outcome(store: contract.Store, approval_id: str,
+                       voters: list[principals.Principal], answers: list[Any]) -> None:
+    assert all(isinstance(a, records.Approval | errors.Conflict) for a in answers)
+    taken = [a for a in answers if isinstance(a, records.Approval)]
+    finals = [a for a in taken if a.status != "pending"]
+    assert len(finals) == 1  # exactly one approval outcome
+    row = await store.get_approval(approval_id)
+    assert row is not None and row.stages is not None and row.status == finals[0].status
+    stored = [v.key_id for v in row.stages[0].gates[0].votes]
+    # no vote lost or counted twice: the votes answered 200 are the ones stored, each once
+    counted = [who.key_id for who, a in zip(voters, answers, strict=True)
+               if isinstance(a, records.Approval)]
+    assert sorted(stored) == sorted(counted) and len(set(stored)) == len(stored)
+    if approval_id == "apr_allow":
+        assert (row.status, len(stored)) == ("approved", 2)
+
+
+async def test_a_waiver_is_recorded_once_and_votes_survive_a_restart(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    admin = principals.Principal("key_adm", "root", "admin")
+    await store.open_approval(staged_approval("apr_w", TWO_STAGES, sticky=False), 60_000)
+    await store.vote_approval("apr_w", ballot("conditional", "dry run first"), "ann",
+                              leader("ann", "finance"), False, 0)
+    await store.close()
+    again = engines.open_store(settings, clock)  # a restart in the middle of the quorum
+    await again.open()
+    try:
+        kept = await again.get_approval("apr_w")
+        assert kept is not None and kept.stages is not None and kept.sticky is False
+        [vote] = kept.stages[0].gates[0].votes
+        assert (vote.key_id, vote.decision, vote.conditions) == (
+            "key_ann", "conditional", "dry run first")
+        waived = await again.waive_approval("apr_w", "ticket SEC-1234", "root", admin)
+        assert waived.status == "approved" and waived.waiver is not None
+        assert (waived.waiver.reason, waived.waiver.key_id) == ("ticket SEC-1234", "key_adm")
+        assert await again.get_approval("apr_w") == waived
+        with pytest.raises(errors.Conflict):
+            await again.waive_approval("apr_w", "again", "root", admin)
+        with pytest.raises(errors.Conflict):
+            await again.vote_approval("apr_w", ballot("deny"), "bob", leader("bob", "finance"),
+                                      False, 0)
+        assert await again.list_grants(clock(), None) == []
+        [event] = [e for e in await again.list_audit(None, "approval", None, 100)
+                   if e.action == "approval.waived"]
+        assert (event.details["reason"], event.details["keyId"]) == ("ticket SEC-1234",
+                                                                    "key_adm")
+        # a sticky grant of the pair does not satisfy a request that says sticky false
+        await again.open_approval(new_approval("apr_g", tool="deploy"), 60_000)
+        await again.resolve_approval("apr_g", "allow_always", None, 0, LEADER)
+        strict = await again.open_approval(staged_approval("apr_n", TWO_STAGES, False), 60_000)
+        assert strict.grant is None and strict.approval is not None
+        clock.advance(60_000)
+        assert [a.id for a in await again.expire_approvals(10)] == ["apr_n"]
+        expired = await again.get_approval("apr_n")
+        assert expired is not None and expired.status == "expired"
+    finally:
+        await again.close()
+    assert chain_ok(settings).ok
+
+
 async def test_history_keys_and_audit_head(store: contract.Store,
                                            settings: config.StorageConfig) -> None:
     record = await store.append_history("a1", "deny", "shell", '{"x":1}')
@@ -885,3 +1030,39 @@ async def test_ledger_checkpoints_cover_the_rows_and_name_a_deleted_one(
     assert ledger_rules.verify(*engines.ledger(settings)).ok  # the totals still agree
     problems, covered = judged()
     assert covered == 0 and "2 rows now, 3 when checkpointed" in problems[0]
+
+
+# --- the audit chain as an event log --------------------------------------------------------
+
+
+async def test_audit_rows_are_read_after_a_seq_and_each_commit_announces_its_last(
+    store: contract.Store, clock: Any
+) -> None:
+    """The event stream's two needs: a wake after every commit that appends audit rows (on
+    PostgreSQL through LISTEN, so for this instance too), and the rows after a seq."""
+    heard: list[int] = []
+    grew = asyncio.Event()
+
+    def wake(seq: int) -> None:
+        heard.append(seq)
+        grew.set()
+
+    store.watch_audit(wake)
+    await store.set_budget(budget("agent", "a1", 10, "cap"), OPERATOR)
+    await asyncio.wait_for(grew.wait(), 5)
+    assert heard[-1] == (await store.audit_head()).seq == 1
+    grew.clear()
+    await charge(store, spend(1))  # no crossing: no audit row, no announcement
+    await store.open_approval(new_approval("apr_1"), 60_000)
+    await asyncio.wait_for(grew.wait(), 5)
+    assert heard == [1, 2]
+    grew.clear()
+    await charge(store, spend(20))  # crosses 100% and pauses: two rows, one commit
+    await asyncio.wait_for(grew.wait(), 5)
+    assert heard == [1, 2, 4]
+    rows = await store.audit_after(1, 10)
+    assert [(r.seq, r.action) for r in rows] == [
+        (2, "approval.requested"), (3, "budget.crossed_hard"), (4, "budget.paused")]
+    assert [r.seq for r in await store.audit_after(1, 2)] == [2, 3]
+    assert await store.audit_after(4, 10) == []
+    assert audit.verify(await store.audit_after(0, 10)).ok  # the rows as stored, hashes too

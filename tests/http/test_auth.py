@@ -15,7 +15,7 @@ from conftest import dump
 from daemon import Daemon, call
 
 from clawguard.core import errors, principals
-from clawguard.http import access, routes, state
+from clawguard.http import access, console, routes, state
 from clawguard.runtime import config
 from clawguard.services import refusals
 from clawguard.store import sqlite
@@ -51,9 +51,18 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/tools/approvals/{id}"): ("/api/tools/approvals/apr_0000000000000000", None),
     ("POST", "/api/tools/approvals/{id}/resolve"): (
         "/api/tools/approvals/apr_0000000000000000/resolve", {"decision": "deny"}),
+    ("POST", "/api/tools/approvals/{id}/waive"): (
+        "/api/tools/approvals/apr_0000000000000000/waive", {"reason": "ticket SEC-1"}),
     ("GET", "/api/tools/approvals/grants"): ("/api/tools/approvals/grants", None),
     ("DELETE", "/api/tools/approvals/grants/{id}"): (
         "/api/tools/approvals/grants/grt_0000000000000000", None),
+    ("POST", "/api/governance/holds"): (
+        "/api/governance/holds", {"agentId": "a1", "amountUsdCents": 1, "idempotencyKey": "k"}),
+    ("GET", "/api/governance/holds/{id}"): ("/api/governance/holds/hld_0000000000000000", None),
+    ("POST", "/api/governance/holds/{id}/commit"): (
+        "/api/governance/holds/hld_0000000000000000/commit", {"costUsdCents": 1}),
+    ("POST", "/api/governance/holds/{id}/release"): (
+        "/api/governance/holds/hld_0000000000000000/release", None),
     ("POST", "/api/governance/runs"): ("/api/governance/runs", {"agentId": "a1"}),
     ("GET", "/api/governance/runs"): ("/api/governance/runs", None),
     ("GET", "/api/governance/runs/{id}"): ("/api/governance/runs/run_0000000000000000", None),
@@ -101,11 +110,18 @@ SAMPLES: dict[tuple[str, str], tuple[str, dict | None]] = {
         "/api/governance/enforcement/check?resourceType=agent&resourceId=a1", None),
     ("GET", "/api/governance/report"): ("/api/governance/report", None),
     ("GET", "/api/governance/approval-stats"): ("/api/governance/approval-stats", None),
+    ("GET", "/api/events"): ("/api/events", None),
+    ("GET", "/api/me"): ("/api/me", None),  # refused before it streams, or a 200
+    ("GET", "/console"): ("/console", None),
+    ("GET", "/console/"): ("/console/", None),
+    ("GET", "/console/{name}"): ("/console/app.js", None),
 }
 
 
 def route_table() -> set[tuple[str, str]]:
-    return {(route.method, route.path) for route in routes.ROUTES}
+    """The API's routes and the console's static files (not in the OpenAPI document)."""
+    api = {(route.method, route.path) for route in routes.ROUTES}
+    return api | {(route.method, route.path) for route in console.ROUTES}
 
 
 def test_the_permission_table_covers_every_route_and_nothing_else():
@@ -136,8 +152,11 @@ def keys(keyed, db_path):
 
 async def _send(client, method, path, body, key):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    resp = await client.request(method, path, json=body, headers=headers)
-    await resp.read()
+    resp = await client.request(method, path, json=body, headers=headers,
+                                allow_redirects=False)
+    if resp.content_type != "text/event-stream":  # a stream is never done: the status will do
+        await resp.read()
+    resp.close()
     return resp.status
 
 

@@ -47,6 +47,10 @@ UNKNOWN_APPROVAL = f"{TOOLS}/apr_0000000000000000"
 RUNS = "/api/governance/runs"
 UNKNOWN_RUN = f"{RUNS}/run_0000000000000000"
 QUOTA = "/api/tenants/org/quota"
+HOLDS = "/api/governance/holds"
+UNKNOWN_HOLD = f"{HOLDS}/hld_0000000000000000"
+# The seeded hold, exactly as sent: its key reused with another body is a 409.
+SEED_HOLD = {"agentId": "h9", "amountUsdCents": 1, "idempotencyKey": "hold-1"}
 MIB = 1024 * 1024
 ERROR_KEYS = {"error", "message", "details"}
 
@@ -338,6 +342,41 @@ CASES: list[Case] = [
          j({"decision": "allow_always", "grant_scope": "args"})),
     Case("resolve-unknown-approval", "POST", f"{UNKNOWN_APPROVAL}/resolve", 404,
          j({"decision": "deny"})),
+    # votes on approvals with stages, and waivers
+    Case("resolve-conditional-without-conditions", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "conditional"})),
+    Case("resolve-conditional-conditions-null", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "conditional", "conditions": None})),
+    Case("resolve-conditional-conditions-empty", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "conditional", "conditions": ""})),
+    Case("resolve-conditions-not-a-string", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "conditional", "conditions": ["dry run"]})),
+    Case("resolve-conditions-with-allow", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "allow_once", "conditions": "dry run"})),
+    Case("resolve-comments-number", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "deny", "comments": 5})),
+    Case("resolve-comments-too-long", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "deny", "comments": "c" * 10_001})),
+    Case("resolve-decision-uppercase", "POST", f"{UNKNOWN_APPROVAL}/resolve", 400,
+         j({"decision": "CONDITIONAL", "conditions": "x"})),
+    Case("resolve-unknown-approval-conditional", "POST", f"{UNKNOWN_APPROVAL}/resolve", 404,
+         j({"decision": "conditional", "conditions": "dry run"})),
+    Case("waive-missing-reason", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, j({})),
+    Case("waive-empty-reason", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, j({"reason": ""})),
+    Case("waive-blank-reason", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, j({"reason": "  \n"})),
+    Case("waive-reason-null", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, j({"reason": None})),
+    Case("waive-reason-number", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, j({"reason": 1})),
+    Case("waive-reason-too-long", "POST", f"{UNKNOWN_APPROVAL}/waive", 400,
+         j({"reason": "r" * 10_001})),
+    Case("waive-unknown-field", "POST", f"{UNKNOWN_APPROVAL}/waive", 400,
+         j({"reason": "r", "decision": "allow_once"})),
+    Case("waive-no-body", "POST", f"{UNKNOWN_APPROVAL}/waive", 400),
+    Case("waive-malformed", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, raw('{"reason": ')),
+    Case("waive-array", "POST", f"{UNKNOWN_APPROVAL}/waive", 400, j(["r"])),
+    Case("waive-id-too-long", "POST", f"{TOOLS}/{LONG_ID}/waive", 400, j({"reason": "r"})),
+    Case("waive-unknown-approval", "POST", f"{UNKNOWN_APPROVAL}/waive", 404, j({"reason": "r"})),
+    Case("pending-unknown-reviewer", "GET", f"{TOOLS}?reviewer=alice", 400),
+    Case("pending-reviewer-uppercase", "GET", f"{TOOLS}?reviewer=ME", 400),
     Case("revoke-unknown-grant", "DELETE", f"{GRANTS}/grt_0000000000000000", 404),
     Case("revoke-grant-id-too-long", "DELETE", f"{GRANTS}/{LONG_ID}", 400),
     Case("history-missing-action", "POST", HISTORY, 400, j({"agentId": "a1", "toolName": "t"})),
@@ -463,6 +502,50 @@ CASES: list[Case] = [
     Case("preflight-unknown-run", "GET", f"{PREFLIGHT}?agentId=a1&runId=run_nope", 404),
     Case("preflight-run-too-long", "GET", f"{PREFLIGHT}?agentId=a1&runId={LONG_ID}", 400),
     Case("spend-run-too-long", "POST", SPEND, 400, spend_with(runId=LONG_ID)),
+    # --- budget windows -------------------------------------------------------------------
+    Case("budgets-unknown-timezone", "POST", BUDGETS, 400, budget_with(timezone="Mars/Olympus")),
+    Case("budgets-timezone-path", "POST", BUDGETS, 400, budget_with(timezone="../etc/passwd")),
+    Case("budgets-timezone-empty", "POST", BUDGETS, 400, budget_with(timezone="")),
+    Case("budgets-timezone-number", "POST", BUDGETS, 400, budget_with(timezone=1)),
+    Case("budgets-unknown-window", "POST", BUDGETS, 400, budget_with(window="year")),
+    Case("budgets-window-null-case", "POST", BUDGETS, 400, budget_with(window="Month")),
+    # --- holds ----------------------------------------------------------------------------
+    Case("holds-malformed-json", "POST", HOLDS, 400, raw('{"agentId": ')),
+    Case("holds-no-scope", "POST", HOLDS, 400, j({"amountUsdCents": 1, "idempotencyKey": "k"})),
+    Case("holds-no-key", "POST", HOLDS, 400, j({"agentId": "h1", "amountUsdCents": 1})),
+    Case("holds-no-amount", "POST", HOLDS, 400, j({"agentId": "h1", "idempotencyKey": "k"})),
+    Case("holds-amount-string", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": "1", "idempotencyKey": "k"})),
+    Case("holds-amount-negative", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": -1, "idempotencyKey": "k"})),
+    Case("holds-amount-absurd", "POST", HOLDS, 400,
+         raw('{"agentId": "h1", "amountUsdCents": 1e13, "idempotencyKey": "k"}')),
+    Case("holds-ttl-over-24h", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "ttlMs": 86_400_001})),
+    Case("holds-ttl-zero", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "ttlMs": 0})),
+    Case("holds-ttl-fractional", "POST", HOLDS, 400,
+         raw('{"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "ttlMs": 1.5}')),
+    Case("holds-unknown-field", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "cost": 1})),
+    Case("holds-key-too-long", "POST", HOLDS, 400,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": LONG_ID})),
+    Case("holds-unknown-run", "POST", HOLDS, 404,
+         j({"agentId": "h1", "amountUsdCents": 1, "idempotencyKey": "k", "runId": "run_nope"})),
+    Case("holds-paused-scope", "POST", HOLDS, 409,
+         j({"agentId": "a1", "amountUsdCents": 1, "idempotencyKey": "k"})),
+    Case("holds-key-other-body", "POST", HOLDS, 409, j({**SEED_HOLD, "amountUsdCents": 2})),
+    Case("hold-id-too-long", "GET", f"{HOLDS}/{LONG_ID}", 400),
+    Case("hold-unknown", "GET", UNKNOWN_HOLD, 404),
+    Case("hold-commit-unknown", "POST", f"{UNKNOWN_HOLD}/commit", 404, j({"costUsdCents": 1})),
+    Case("hold-commit-no-cost", "POST", f"{UNKNOWN_HOLD}/commit", 400, j({})),
+    Case("hold-commit-cost-string", "POST", f"{UNKNOWN_HOLD}/commit", 400,
+         j({"costUsdCents": "1"})),
+    Case("hold-commit-unknown-field", "POST", f"{UNKNOWN_HOLD}/commit", 400,
+         j({"costUsdCents": 1, "agentId": "x"})),
+    Case("hold-commit-malformed", "POST", f"{UNKNOWN_HOLD}/commit", 400, raw("{")),
+    Case("hold-release-unknown", "POST", f"{UNKNOWN_HOLD}/release", 404),
+    Case("hold-release-id-too-long", "POST", f"{HOLDS}/{LONG_ID}/release", 400),
 ]
 
 # case id -> what the daemon gets wrong. Empty since 1ce6722 fixed what this file first found:
@@ -484,7 +567,9 @@ NO_INPUT = {"/healthz", "/readyz", "/metrics", "/openapi.json",
             # means the default (the POSTs on the same paths have their cases above)
             "/api/tools/approvals", "/api/tools/approvals/grants", "/api/approvals",
             "/api/keys", "/api/tool-policies", "/api/role-policy-overrides",
-            "/api/governance/settings"}  # its PATCH has cases in test_authorize_errors
+            "/api/governance/settings",  # its PATCH has cases in test_authorize_errors
+            # its one input is the Last-Event-ID header: test_event_stream.py refuses a bad one
+            "/api/events", "/api/me"}
 
 
 def test_the_table_covers_every_route_that_takes_input() -> None:
@@ -559,6 +644,8 @@ async def seed(client: TestClient[Any, Any]) -> None:
     assert last["stop"] is True and last["stopReason"] == "budget_paused:agent"
     async with client.post(RUNS, json={"agentId": "a1", "tenantId": "org"}) as started:
         assert started.status == 201
+    async with client.post(HOLDS, json=SEED_HOLD) as held:
+        assert held.status == 201
     states = {(s["scope"], s["status"], s["mode"]) for s in last["scopes"]}
     assert states == {("agent", "paused", "cap"), ("team", "soft_capped", "warn")}
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import jsonschema
 import pytest
+import staged
 from daemon import Daemon, call
 from openapi_spec_validator import validate as validate_spec
 
@@ -113,8 +114,8 @@ class Checker:
         self.seen: set[tuple[str, str]] = set()
 
     async def __call__(self, client: Any, method: str, template: str, path: str,
-                       expected: int, body: Any = None) -> Any:
-        async with client.request(method, path, json=body) as resp:
+                       expected: int, body: Any = None, headers: Any = None) -> Any:
+        async with client.request(method, path, json=body, headers=headers) as resp:
             payload = await resp.read()
             assert resp.status == expected, (method, path, resp.status, payload[:300])
             documented = self.doc["paths"][template][method.lower()]["responses"]
@@ -185,6 +186,16 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
                 {"decision": "allow_always", "resolvedBy": "alice"})
     await check(client, "POST", f"{ONE_TOOL}/resolve", f"{TOOLS}/{approval_id}/resolve", 409,
                 {"decision": "deny"})
+    await check(client, "POST", f"{ONE_TOOL}/waive", f"{TOOLS}/{approval_id}/waive", 409,
+                {"reason": "no stages to waive"})
+    staged_id = await staged.open_staged(client.app, [{"gates": [{"count": 2}]}])
+    await check(client, "POST", f"{ONE_TOOL}/resolve", f"{TOOLS}/{staged_id}/resolve", 200,
+                {"decision": "conditional", "conditions": "dry run first", "resolvedBy": "bo"})
+    listed = await check(client, "GET", TOOLS, f"{TOOLS}?reviewer=me", 200)
+    assert [row["id"] for row in listed["approvals"]] == [staged_id]  # a gate still open
+    waived = await check(client, "POST", f"{ONE_TOOL}/waive", f"{TOOLS}/{staged_id}/waive", 200,
+                         {"reason": "ticket SEC-1234"})
+    assert waived["approval"]["status"] == "approved"
     sticky = await check(client, "POST", TOOLS, TOOLS, 200, {"toolName": "rm", "agentId": "a1"})
     assert sticky == {"resolution": "allow_always"}  # Clawboo's bare answer, no approvalId
     await check(client, "POST", "/api/governance/delegation-approval",
@@ -210,6 +221,8 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
                        {"role": "leader", "leads": ["a1"], "expiresInMs": 60_000})
     await check(client, "POST", "/api/keys", "/api/keys", 400, {"role": "boss"})
     await check(client, "GET", "/api/keys", "/api/keys", 200)
+    me = await check(client, "GET", "/api/me", "/api/me", 200)
+    assert me["role"] == "admin"  # auth.mode none: the anonymous admin
     one_key = "/api/keys/{id}"
     await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 200)
     await check(client, "DELETE", one_key, f"/api/keys/{made['apiKey']['id']}", 409)
@@ -233,10 +246,33 @@ async def test_real_answers_of_every_route_match_the_document(client, doc):
     await check(client, "POST", runs, runs, 201, {"agentId": "a1", "tenantId": "org"})
     await check(client, "POST", runs, runs, 429, {"agentId": "a1", "tenantId": "org"})
 
+    holds, one_hold = "/api/governance/holds", "/api/governance/holds/{id}"
+    hold = await check(client, "POST", holds, holds, 201,
+                       {"agentId": "h1", "amountUsdCents": 5, "idempotencyKey": "h"})
+    await check(client, "POST", holds, holds, 409,
+                {"agentId": "a1", "amountUsdCents": 5, "idempotencyKey": "h2"})
+    hold_id = hold["hold"]["id"]
+    await check(client, "GET", one_hold, f"{holds}/{hold_id}", 200)
+    await check(client, "GET", one_hold, f"{holds}/hld_nope", 404)
+    await check(client, "POST", f"{one_hold}/commit", f"{holds}/{hold_id}/commit", 200,
+                {"costUsdCents": 4})
+    await check(client, "POST", f"{one_hold}/commit", f"{holds}/{hold_id}/commit", 409,
+                {"costUsdCents": 3})
+    await check(client, "POST", f"{one_hold}/release", f"{holds}/{hold_id}/release", 409)
+    other = await check(client, "POST", holds, holds, 201,
+                        {"agentId": "h1", "amountUsdCents": 5, "idempotencyKey": "h3"})
+    await check(client, "POST", f"{one_hold}/release",
+                f"{holds}/{other['hold']['id']}/release", 200)
+
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 204)
     await check(client, "DELETE", ONE_BUDGET, f"{BUDGETS}/agent/a1", 404)
     await the_gate_routes(client, check)
     await the_authorize_routes(client, check)
+    async with client.get("/api/events") as stream:  # never ends: its head is the answer
+        [documented] = doc["paths"]["/api/events"]["get"]["responses"]["200"]["content"]
+        assert stream.status == 200 and stream.content_type == documented
+        check.seen.add(("GET", "/api/events"))
+    await check(client, "GET", "/api/events", "/api/events", 400, None, {"Last-Event-ID": "x"})
     assert check.seen == set(ROUTES)
 
 

@@ -341,3 +341,15 @@ def test_runs_and_quota_commands(served):
     assert refused.returncode == 1 and "runs_per_hour" in refused.stderr
     unknown = run(served, "runs", "show", "run_nope")
     assert unknown.returncode == 1
+
+
+def test_holds_show(served):
+    daemon, keys = served
+    with client.Client(daemon.url, api_key=keys["executor"]) as executor:
+        hold = executor.create_hold(25, agent_id=unique("agent"))
+    shown, table = run_all(served, ("holds", "show", hold.id, "--json"),
+                           ("holds", "show", hold.id))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == daemon_json(served, f"/api/governance/holds/{hold.id}")
+    assert table.returncode == 0 and hold.id in table.stdout and "held" in table.stdout
+    assert run(served, "holds", "show", "hld_nope").returncode == 1

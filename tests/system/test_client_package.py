@@ -44,6 +44,8 @@ def test_importing_the_client_loads_none_of_the_daemon():
 PAIRS = [
     (records.Budget, daemon_records.Budget),
     (records.ScopeState, daemon_records.ScopeState),
+    (records.HeldScope, daemon_records.HeldScope),
+    (records.Hold, daemon_records.Hold),
     (records.SpendRecord, daemon_records.SpendRecord),
     (records.SpendOutcome, daemon_records.SpendOutcome),
     (records.Preflight, daemon_records.Preflight),

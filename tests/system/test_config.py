@@ -34,14 +34,27 @@ def test_every_setting_is_documented_in_the_example():
         for key in table.model_fields:  # type: ignore[union-attr]
             if key == "plans":  # [quotas.plans.NAME]: a table of plans, each key documented
                 fields |= set(config.PlanConfig.model_fields)
+            elif key == "webhooks":  # [[notify.webhooks]]: an array of tables
+                fields |= set(config.WebhookConfig.model_fields)
             else:
                 fields.add(key)
     assert sections == set(config.Config.model_fields)
     assert documented == fields
 
 
+def test_the_commented_webhook_example_is_a_valid_setting(tmp_path):
+    text = EXAMPLE.read_text().split("[[notify.webhooks]]", 1)[1]
+    path = tmp_path / "c.toml"
+    path.write_text("[[notify.webhooks]]\n" + "\n".join(
+        line.removeprefix("# ") for line in text.splitlines()
+        if re.match(r"# (url|events|secret|format) = ", line)))
+    [hook] = config.load(path, environ={}).notify.webhooks
+    assert hook.url == "https://hooks.example.com/clawguard" and hook.format == "json"
+    assert hook.events == list(config.WebhookConfig(url=hook.url, secret="s").events)
+
+
 def test_the_commented_price_example_is_a_valid_setting(tmp_path):
-    text = EXAMPLE.read_text().split("# Model prices", 1)[1]
+    text = EXAMPLE.read_text().split("# Model prices", 1)[1].split("\n[", 1)[0]
     path = tmp_path / "c.toml"
     path.write_text("\n".join(line.removeprefix("# ") for line in text.splitlines()
                               if line.startswith(("# [", "# input", "# output"))))
@@ -189,3 +202,20 @@ def test_an_unknown_setting_is_named_in_plain_words(tmp_path, text, environ):
     assert refused.value.message == (
         "bad setting server.bogus: clawguard has no such setting"
         " (config.example.toml lists them all)")
+
+
+def test_every_notify_setting_is_in_the_readme_table():
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for key in config.NotifyConfig.model_fields:
+        assert f"`notify.{key}`" in table, key
+
+
+def test_check_config_masks_a_webhook_secret(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[notify.webhooks]]\nurl = "https://h.example/x"\nsecret = "s3cr3t-value"\n')
+    shown = subprocess.run(
+        [sys.executable, "-m", "clawguard", "check-config", "--config", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "https://h.example/x" in shown and "s3cr3t-value" not in shown

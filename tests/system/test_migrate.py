@@ -26,18 +26,11 @@ def test_migrate_twice_is_a_no_op(db_path):
     assert versions == [m.version for m in migrations.available("sqlite")] and versions[0] == 1
 
 
-# Numbers whose files come from branches developed in parallel (0011, while the authorize
-# branch holds 0012). Once merged the assertion below names them: empty this then.
-RESERVED_ON_OTHER_BRANCHES: set[int] = {11}
-
-
 def test_migration_files_are_numbered_in_sequence():
-    # Numbers are handed out per branch ahead of merging, so one may be skipped for now:
-    # each is applied by its own row in schema_migrations, never by "above the highest".
+    # Numbers are handed out per branch ahead of merging; merged, they leave no gap. Each is
+    # applied by its own row in schema_migrations, never by "above the highest".
     versions = [m.version for m in migrations.available("sqlite")]
-    assert not RESERVED_ON_OTHER_BRANCHES & set(versions), "merged: empty the reserved set"
-    numbered = sorted([*versions, *RESERVED_ON_OTHER_BRANCHES])
-    assert numbered == list(range(1, len(numbered) + 1))
+    assert versions == list(range(1, len(versions) + 1))
     assert [(m.version, m.name) for m in migrations.available("sqlite")] == [
         (m.version, m.name) for m in migrations.available("postgres")]
 
@@ -88,6 +81,10 @@ def test_the_wheel_carries_the_migrations_and_migrates_from_them(tmp_path):
     assert sources and shipped == [
         f"clawguard/migrations/{path.parent.name}/{path.name}" for path in sources
     ]
+    # The console's static files ride along too: `pip install .` serves /console, no Node.
+    console = sorted(n for n in names if n.startswith("clawguard/console/"))
+    assert console == ["clawguard/console/__init__.py", "clawguard/console/app.css",
+                       "clawguard/console/app.js", "clawguard/console/index.html"]
     # Installed into its own directory, placed ahead of this checkout on the path.
     python = sys.executable
     target = tmp_path / "site"
@@ -127,3 +124,9 @@ def test_the_wheel_carries_the_migrations_and_migrates_from_them(tmp_path):
         env={"PYTHONPATH": str(target)},
     )
     assert check.stdout.strip() == str(target / "clawguard" / "migrations" / "sqlite")
+    served = subprocess.run(
+        [python, "-c",
+         "from clawguard.http import console; print(len(console._content('app.js')))"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(target)},
+    )
+    assert served.returncode == 0 and int(served.stdout) > 1000, served.stderr

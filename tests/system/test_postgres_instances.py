@@ -10,11 +10,14 @@ chain they wrote together verifies.
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -199,3 +202,30 @@ def test_a_decision_on_one_instance_wakes_the_waiter_on_the_other(
     time.sleep(0.5)
     _, audit = call(b.url, "GET", "/api/governance/audit?eventType=approval&limit=1000")
     assert [e["action"] for e in audit["audit"]].count("approval.expired") == 1
+
+
+def test_an_approval_asked_on_one_instance_is_streamed_by_the_other(
+    pair: tuple[Daemon, Daemon]
+) -> None:
+    """The console's stream on one daemon hears what happens on the other: the audit
+    chain's growth is announced on the LISTEN channel both follow."""
+    a, b = pair
+    parts = urllib.parse.urlsplit(a.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/api/events")
+    stream = conn.getresponse()
+    assert stream.status == 200
+    assert stream.readline() == b": clawguard events\n"
+    started = time.perf_counter()
+    status, asked = call(b.url, "POST", "/api/tools/approvals",
+                         {"toolName": "deploy", "agentId": "a1", "waitMs": 0})
+    assert status == 200
+    lines = []
+    while not lines or lines[-1] != b"\n" or not any(x.startswith(b"data: ") for x in lines):
+        lines.append(stream.readline())
+    took = time.perf_counter() - started
+    conn.close()
+    data = json.loads(next(x for x in lines if x.startswith(b"data: "))[6:])
+    assert data["type"] == "approval.requested"
+    assert data["data"]["approvalId"] == asked["approvalId"]
+    assert took < 2

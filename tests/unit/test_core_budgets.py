@@ -50,18 +50,18 @@ def level(limit=100, spent=0, status="active", mode="cap", scope="agent", sid="a
 def test_charge_reports_each_crossing_once(before, cents, mode, crossed, status, actions):
     paused = "paused" if before >= 100 * C and mode == "cap" else "active"
     row = level(spent=before, mode=mode, status=paused)
-    outcome = budgets.charge([row], spend(cents))
+    outcome = budgets.charge([row], spend(cents), NOW)
     [state] = outcome.scopes
     assert (state.crossed, state.status) == (crossed, status)
     assert state.spent_usd_micros == before + cents * C
     assert [event.action for event in outcome.events] == actions
-    assert outcome.levels == [(row, before + cents * C, status)]
+    assert outcome.levels == [(row, before + cents * C, status, None)]
     assert row.spent == before  # the decider decides; the engine applies
 
 
 def test_charge_keeps_chain_order_and_charges_every_scope():
     chain = [level(scope="agent", bid="a"), level(scope="team", sid="t1", bid="t", limit=1)]
-    outcome = budgets.charge(chain, spend(1, teamId="t1"))
+    outcome = budgets.charge(chain, spend(1, teamId="t1"), NOW)
     assert [(s.scope, s.status) for s in outcome.scopes] == [("agent", "active"),
                                                               ("team", "paused")]
     assert budgets.stop_reason(outcome.scopes) == "budget_paused:team"
@@ -69,7 +69,7 @@ def test_charge_keeps_chain_order_and_charges_every_scope():
 
 def test_charge_refuses_an_overflow_before_deciding_anything():
     with pytest.raises(errors.Unprocessable):
-        budgets.charge([level(spent=2**63 - 10)], spend(1))
+        budgets.charge([level(spent=2**63 - 10)], spend(1), NOW)
 
 
 def test_in_chain_order():
@@ -151,7 +151,7 @@ def test_fingerprint_is_a_canonical_json_of_named_fields():
 
 
 def test_replay_answers_the_first_outcome_or_409():
-    first = budgets.charge([level()], spend(1))
+    first = budgets.charge([level()], spend(1), NOW)
     stored = budgets.StoredSpend(7, "fp", 10_000,
                                  records.SCOPE_STATES.dump_json(first.scopes, by_alias=True))
     replayed = budgets.replay(stored, "fp")

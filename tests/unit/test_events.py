@@ -19,8 +19,9 @@ def _row(action: str, details: dict[str, object], seq: int = 7) -> audit.Row:
     ("approval.resolved", "approval.decided"),
     ("approval.expired", "approval.decided"),
     ("approval.waived", "approval.decided"),
-    ("budget.crossed_80", "budget.crossed"),
-    ("budget.crossed_100", "budget.crossed"),
+    ("budget.crossed_soft", "budget.crossed"),
+    ("budget.crossed_hard", "budget.crossed"),
+    ("budget.crossed_80", None),  # no such action: the crossings are soft (80%) and hard
     ("budget.paused", "budget.paused"),
     ("breaker.repeated_call", "run.tripped"),
     ("budget.set", None),

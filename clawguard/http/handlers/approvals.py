@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import commands, errors, principals
 from clawguard.http import bodies, state, wire
 
@@ -42,7 +43,9 @@ async def request_tool_approval(
 
 async def list_tool_approvals(request: web.Request, query: wire.PendingFilter) -> web.Response:
     # `?all=true` (which a client may send) is no way out of a leader's own agents.
-    pending, last = await request.app[state.APPROVALS].pending(
+    service = request.app[state.APPROVALS]
+    listing = service.reviews if query.reviewer == "me" else service.pending
+    pending, last = await listing(
         state.principal_of(request), query.limit, wire.pending_key(query.cursor)
     )
     next_cursor = None if last is None else wire.pending_cursor(last)
@@ -61,9 +64,19 @@ async def get_tool_approval(
 async def resolve_tool_approval(
     request: web.Request, path: wire.ItemId, body: wire.ApprovalResolve
 ) -> web.Response:
-    approval = await request.app[state.APPROVALS].resolve(
-        path.id, body.decision, actor_of(request, body.resolved_by), state.principal_of(request),
+    ballot = approval_rules.Ballot(body.decision, body.comments, body.conditions)
+    approval = await request.app[state.APPROVALS].vote(
+        path.id, ballot, actor_of(request, body.resolved_by), state.principal_of(request),
         body.grant_scope,
+    )
+    return bodies.respond(wire.ApprovalOne(approval=approval))
+
+
+async def waive_tool_approval(
+    request: web.Request, path: wire.ItemId, body: wire.ApprovalWaive
+) -> web.Response:
+    approval = await request.app[state.APPROVALS].waive(
+        path.id, body.reason, actor_of(request), state.principal_of(request)
     )
     return bodies.respond(wire.ApprovalOne(approval=approval))
 

@@ -37,9 +37,11 @@ async def resume_budget(
 async def record_spend(request: web.Request, body: commands.SpendRequest) -> web.Response:
     app = request.app
     owner = state.principal_of(request).key_id
-    return bodies.respond(await spending.record_spend(
+    outcome = await spending.record_spend(
         app[state.STORE], body, owner, app[state.METRICS], app[state.PRICES]
-    ))
+    )
+    app[state.EVENTS].spent(body, outcome)  # nothing to do unless a console listens
+    return bodies.respond(outcome)
 
 
 async def spend_summary(request: web.Request, query: wire.SpendSummaryQuery) -> web.Response:

@@ -29,3 +29,14 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request, path: wire.ItemId) -> web.Response:
     return bodies.respond(wire.KeyOne(api_key=await request.app[state.STORE].revoke_key(path.id)))
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who the key is (the console shows the views its role may use)."""
+    principal = state.principal_of(request)
+    return bodies.respond(wire.Me(
+        key_id=principal.key_id, name=principal.name, role=principal.role,
+        leads=None if principal.leads is None else sorted(principal.leads),
+        groups=None if principal.groups is None else sorted(principal.groups),
+        expires_at=principal.expires_at,
+    ))

@@ -30,6 +30,10 @@ async def metrics_page(request: web.Request) -> web.Response:
     counters.set_budgets(await db.budget_levels())
     counters.pending_approvals.set(await db.count_pending_approvals(request.app[state.CLOCK]()))
     counters.runs_running.set(await db.count_running_runs(request.app[state.CLOCK]()))
+    holds, held = await db.count_live_holds(request.app[state.CLOCK]())
+    counters.holds_outstanding.set(holds)
+    counters.held_micros.set(held)
+    await request.app[state.NOTIFIER].observe()
     return web.Response(body=counters.render(),
                         headers={"Content-Type": metrics.CONTENT_TYPE})
 

@@ -6,7 +6,7 @@ and expiries are announced with NOTIFY, and the audit chain has one head.
 
     connection.py  the pool, the retrying transaction helper, driver errors -> StoreUnavailable
     schema.py      migrations/postgres applied under an advisory lock (also for `clawguard migrate`)
-    listener.py    LISTEN/NOTIFY: wakes waiters parked on other instances
+    listener.py    LISTEN/NOTIFY: wakes waiters parked on other instances, and event streams
     audit_log.py   the hash-chained audit rows: appended behind the one head, read back whole
     keys.py        API keys; KeyAdmin for `clawguard keys` without a daemon
     budgets.py     budgets and the spend ledger: spends charged a batch a transaction

@@ -31,14 +31,27 @@ async def open_approval(
     approval = opening.opened.approval
     if approval is not None:
         await conn.execute(
-            f"INSERT INTO approvals ({tables.APPROVAL_COLUMNS}, requested_by_key)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s)",
+            f"INSERT INTO approvals ({tables.APPROVAL_COLUMNS}) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, NULL, %s)",
             (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
              approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
-             approval.expires_at, approval.args_fingerprint, new.requested_by_key),
+             approval.expires_at, approval.args_fingerprint,
+             None if new.stages is None else tables.stages_json(new.stages), new.sticky,
+             new.requested_by_key),
         )
     await audit_log.append(conn, now, [opening.event])
     return opening.opened
+
+
+async def _lock(conn: connection.Connection, approval_id: str) -> records.Approval | None:
+    """The row, locked until the transaction ends: concurrent votes and decisions on one
+    approval, on any instance, each read the votes committed before them."""
+    cursor = await conn.execute(
+        f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE id = %s FOR UPDATE",
+        (approval_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else tables.approval_from_row(row)
 
 
 async def resolve_approval(
@@ -46,36 +59,62 @@ async def resolve_approval(
     resolved_by: str | None, sticky_ttl_ms: int, decider: principals.Principal,
     grant_scope: records.GrantScope, instance: str,
 ) -> records.Approval:
-    cursor = await conn.execute(
-        f"SELECT {tables.APPROVAL_COLUMNS}, requested_by_key FROM approvals"
-        " WHERE id = %s FOR UPDATE",
-        (approval_id,),
-    )
-    row = await cursor.fetchone()
+    approval = await _lock(conn, approval_id)
     decided = approvals.decide(
-        None if row is None else tables.approval_from_row(row[:-1]),
-        None if row is None else row[-1],
+        approval, None if approval is None else approval.requested_by_key,
         approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
         "grt_" + secrets.token_hex(8), grant_scope,
     )
-    # The one conditional update that makes a decision: only a pending, unexpired row.
+    return await _apply(conn, now, decided, instance)
+
+
+async def vote_approval(
+    conn: connection.Connection, now: int, approval_id: str, ballot: approvals.Ballot,
+    resolved_by: str | None, voter: principals.Principal, allow_self: bool,
+    sticky_ttl_ms: int, grant_scope: records.GrantScope, instance: str,
+) -> records.Approval:
+    decided = approvals.vote(
+        await _lock(conn, approval_id), approval_id, ballot, resolved_by, voter, allow_self,
+        sticky_ttl_ms, now, "grt_" + secrets.token_hex(8), grant_scope,
+    )
+    return await _apply(conn, now, decided, instance)
+
+
+async def waive_approval(
+    conn: connection.Connection, now: int, approval_id: str, reason: str,
+    resolved_by: str | None, admin: principals.Principal, instance: str,
+) -> records.Approval:
+    decided = approvals.waive(await _lock(conn, approval_id), approval_id, reason,
+                              resolved_by, admin, now)
+    return await _apply(conn, now, decided, instance)
+
+
+async def _apply(
+    conn: connection.Connection, now: int, decided: approvals.Decided, instance: str
+) -> records.Approval:
+    resolver = decided.resolver if decided.final else None
+    # The one conditional update that decides or votes: only a pending, unexpired row.
     cursor = await conn.execute(
-        "UPDATE approvals SET status = %s, resolved_at = %s, resolved_by = %s,"
-        " resolved_by_key = %s, resolved_by_role = %s"
+        "UPDATE approvals SET status = %s, resolved_at = %s, resolved_by = %s, stages = %s,"
+        " waiver = %s, resolved_by_key = %s, resolved_by_role = %s"
         " WHERE id = %s AND status = 'pending' AND expires_at > %s",
-        (decision, now, resolved_by, decider.key_id, decider.role, approval_id, now),
+        (*tables.approval_values(decided.approval),
+         None if resolver is None else resolver.key_id,
+         None if resolver is None else resolver.role, decided.approval.id, now),
     )
     if cursor.rowcount != 1:  # the lock above makes this unreachable; the guard stays
-        raise approvals.already_decided(approval_id, "decided")
+        raise approvals.already_decided(decided.approval.id, "decided")
     if decided.grant is not None:
         await _insert_grant(conn, now, decided.grant)
-    await conn.execute(
-        "INSERT INTO approval_history (agent_id, action, tool_name, details, created_at)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (decided.approval.agent_id, decided.history_action, decided.approval.tool_name,
-         decided.history_details, now),
-    )
-    await listener.notify(conn, f"{instance}:{approval_id}")
+    if decided.history_action is not None:
+        await conn.execute(
+            "INSERT INTO approval_history (agent_id, action, tool_name, details, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (decided.approval.agent_id, decided.history_action, decided.approval.tool_name,
+             decided.history_details, now),
+        )
+    if decided.final:  # a vote that leaves it pending wakes nobody
+        await listener.notify(conn, f"{instance}:{decided.approval.id}")
     await audit_log.append(conn, now, [decided.event])
     return decided.approval
 

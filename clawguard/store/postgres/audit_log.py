@@ -4,7 +4,8 @@ A transaction gathers its audit events and appends them last (`append`):
 it locks the single `audit_head` row, chains the events to it and moves it.
 The head is the last lock any transaction takes, so it never waits for a
 row while holding the head, and instances never deadlock on it; the lock
-also makes seq one gapless order across every instance.
+also makes seq one gapless order across every instance. The head's update
+also notifies every instance that the chain grew.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator, Sequence
 import psycopg
 
 from clawguard.core import audit, errors
-from clawguard.store.postgres import connection
+from clawguard.store.postgres import connection, listener
 
 
 async def append(conn: connection.Connection, now: int, events: Sequence[audit.Event]) -> None:
@@ -37,7 +38,13 @@ async def append(conn: connection.Connection, now: int, events: Sequence[audit.E
         rows,
     )
     assert last is not None
-    await conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", last)
+    # The notification rides on the head's UPDATE (no extra round trip) and leaves at the
+    # commit: every instance's event stream hears that the chain grew (store.watch_audit).
+    await conn.execute(
+        "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1"
+        " RETURNING pg_notify('clawguard_approvals', %s)",
+        (*last, f"{listener.AUDIT_PREFIX}{last[0]}"),
+    )
 
 
 def audit_chain(url: str) -> Iterator[audit.Row]:

@@ -45,28 +45,79 @@ async def _locked_budget(
     return None if row is None else tables.budget_from_row(row)
 
 
+# What live holds reserve on each scope of one chain (chain_params, and now).
+HELD_IN_CHAIN = (
+    "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND agent_id = %(agent)s AND expires_at > %(now)s GROUP BY agent_id"
+    " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND mission_id = %(mission)s AND expires_at > %(now)s"
+    " GROUP BY mission_id"
+    " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND team_id = %(team)s AND expires_at > %(now)s GROUP BY team_id"
+    " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND tenant_id = %(tenant)s AND expires_at > %(now)s"
+    " GROUP BY tenant_id"
+)
+# ... and on every scope that has any.
+HELD_ALL = (
+    "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND expires_at > %(now)s AND agent_id IS NOT NULL GROUP BY agent_id"
+    " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND expires_at > %(now)s AND mission_id IS NOT NULL"
+    " GROUP BY mission_id"
+    " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND expires_at > %(now)s AND team_id IS NOT NULL GROUP BY team_id"
+    " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND expires_at > %(now)s AND tenant_id IS NOT NULL"
+    " GROUP BY tenant_id"
+)
+
+
 async def _save_budget(conn: connection.Connection, budget: records.Budget) -> None:
     await conn.execute(
         "UPDATE budgets SET limit_cents = %s, status = %s, mode = %s, updated_at = %s,"
-        " tenant_id = %s WHERE id = %s",
+        " tenant_id = %s, spent_micros = %s, window_kind = %s, window_zone = %s,"
+        " window_start = %s WHERE id = %s",
         (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.tenant_id,
+         budget.spent_usd_micros, budget.window, budget.timezone, budget.window_start,
          budget.id),
     )
+
+
+async def _current(
+    conn: connection.Connection, now: int, scope: str, scope_id: str
+) -> records.Budget | None:
+    found = await _locked_budget(conn, scope, scope_id)
+    return None if found is None else budgets.current(found, now)
 
 
 async def set_budget(
     conn: connection.Connection, now: int, request: commands.BudgetSet,
     actor: principals.Principal,
 ) -> records.Budget:
-    existing = await _locked_budget(conn, request.scope, request.scope_id)
-    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor)
+    existing = await _current(conn, now, request.scope, request.scope_id)
+    since = budgets.recount_from(existing, request, now)
+    recounted = None
+    if since is not None:
+        assert existing is not None
+        cursor = await conn.execute(
+            "SELECT coalesce(sum(c.micros), 0)::bigint FROM spend_charges c JOIN spends s"
+            " ON s.id = c.spend_id WHERE c.budget_id = %s AND s.created_at >= %s",
+            (existing.id, since),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        recounted = int(row[0])
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor,
+                                recounted)
     budget = change.budget
     if change.created:  # two instances creating it at once: one retries and updates it
         await conn.execute(
             f"INSERT INTO budgets ({tables.BUDGET_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s, %s, %s, %s, %s, %s)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
-             budget.mode, now, now, budget.tenant_id),
+             budget.mode, now, now, budget.tenant_id, budget.window, budget.timezone,
+             budget.window_start),
         )
     else:
         await _save_budget(conn, budget)
@@ -90,7 +141,7 @@ async def resume_budget(
     actor: principals.Principal,
 ) -> records.Resumed:
     resumed, events = budgets.resume_budget(
-        await _locked_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now, actor
+        await _current(conn, now, scope, scope_id), scope, scope_id, grace_cents, now, actor
     )
     await _save_budget(conn, resumed.budget)
     await audit_log.append(conn, now, events)
@@ -130,7 +181,8 @@ async def record_spends(
                 scopes.append(scope)
                 scope_ids.append(scope_id)
     locking = await conn.execute(
-        "SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros, b.status, b.mode"
+        "SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros, b.status, b.mode,"
+        " b.window_kind, b.window_zone, b.window_start"
         " FROM budgets b JOIN unnest(%s::text[], %s::text[]) AS w(scope, scope_id)"
         " ON b.scope = w.scope AND b.scope_id = w.scope_id"
         " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b",
@@ -167,7 +219,7 @@ async def record_spends(
                 for scope, scope_id in zip(records.SCOPES, _chain_key(request), strict=True)
                 if (scope, scope_id) in levels
             ])
-            outcome = budgets.charge(chain, request)
+            outcome = budgets.charge(chain, request, now)
         except errors.ClawguardError as exc:
             outcomes.append(exc)
             continue
@@ -177,8 +229,8 @@ async def record_spends(
         ledger.append((spend_id, key, spend.fingerprint, request.agent_id, request.mission_id,
                        request.team_id, request.tenant_id, cost, request.task_id, request.model,
                        request.input_tokens, request.output_tokens, scopes_json))
-        for row, spent, status in outcome.levels:
-            row.spent, row.status = spent, status
+        for row, spent, status, start in outcome.levels:
+            row.spent, row.status, row.window_start = spent, status, start
             charged[row.id] = row
             charges.append((row.id, spend_id, cost))
         events.extend(outcome.events)
@@ -210,10 +262,12 @@ async def record_spends(
         rows = sorted(charged.values(), key=lambda row: (records.SCOPES.index(row.scope),
                                                          row.scope_id))
         await conn.execute(
-            "UPDATE budgets b SET spent_micros = v.spent, status = v.status, updated_at = %s"
-            " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS v(id, spent, status)"
-            " WHERE b.id = v.id",
-            (now, [r.id for r in rows], [r.spent for r in rows], [r.status for r in rows]),
+            "UPDATE budgets b SET spent_micros = v.spent, status = v.status,"
+            " window_start = v.start, updated_at = %s"
+            " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[])"
+            " AS v(id, spent, status, start) WHERE b.id = v.id",
+            (now, [r.id for r in rows], [r.spent for r in rows], [r.status for r in rows],
+             [r.window_start for r in rows]),
         )
     await audit_log.append(conn, now, events)
     return outcomes
@@ -255,8 +309,10 @@ def ledger_check(url: str) -> list[tuple[str, int, int]]:
             return [
                 (r[0], r[1], r[2])
                 for r in conn.execute(
-                    "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0)::bigint FROM budgets b"
-                    " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
+                    "SELECT b.id, b.spent_micros, coalesce(sum(c.micros) FILTER (WHERE"
+                    " s.created_at >= coalesce(b.window_start, 0)), 0)::bigint FROM budgets b"
+                    " LEFT JOIN spend_charges c ON c.budget_id = b.id"
+                    " LEFT JOIN spends s ON s.id = c.spend_id GROUP BY b.id"
                 )
             ]
     except psycopg.Error as exc:

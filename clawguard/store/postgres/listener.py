@@ -1,4 +1,5 @@
-"""LISTEN/NOTIFY: decisions and expiries made on one instance wake waiters parked on another.
+"""LISTEN/NOTIFY: decisions and expiries made on one instance wake waiters parked on another,
+and every instance hears when the audit chain grows (the event stream's live reads).
 
 A write that decides or expires an approval sends `pg_notify` inside its
 transaction, so the notification leaves only if the decision commits. Each
@@ -22,6 +23,9 @@ from clawguard.store.postgres import connection
 log = logging.getLogger(__name__)
 
 CHANNEL = "clawguard_approvals"
+# A payload `audit:<seq>` says the audit chain grew to seq; any other is `<instance>:<id>`
+# of a decided approval (an instance is 8 hex digits, never "audit").
+AUDIT_PREFIX = "audit:"
 # A silent network drop sends nothing; a ping this often notices it.
 PING_S = 5.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0

@@ -151,3 +151,15 @@ async def set_overrides(
     )
     await audit_log.append(conn, now, [event])
     return updated
+
+
+async def expire_runs(conn: connection.Connection, now: int, limit: int) -> int:
+    """Write `expired` on up to `limit` running runs past their lease (see the SQLite twin);
+    rows another transaction holds are left to the next sweep."""
+    cursor = await conn.execute(
+        "UPDATE runs SET status = 'expired', ended_at = lease_expires_at WHERE id IN"
+        " (SELECT id FROM runs WHERE status = 'running' AND lease_expires_at <= %s"
+        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)",
+        (now, limit),
+    )
+    return cursor.rowcount

@@ -17,9 +17,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import (
     audit,
     authorize,
@@ -32,6 +33,7 @@ from clawguard.core import (
     records,
     registry,
     runs,
+    webhooks,
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
@@ -43,6 +45,8 @@ from clawguard.store.postgres import (
     audit_log,
     budgets,
     connection,
+    deliveries,
+    holds,
     keys,
     listener,
     policies,
@@ -69,6 +73,7 @@ class PostgresStore:
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
         self._wake: Callable[[str], None] | None = None
+        self._audit_watchers: list[Callable[[int], None]] = []
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
         self._catch_ups: set[asyncio.Task[None]] = set()
@@ -81,6 +86,10 @@ class PostgresStore:
 
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
+
+    def watch_audit(self, wake: Callable[[int], None]) -> None:
+        """Heard through LISTEN, for this instance's own appends too (a few ms after commit)."""
+        self._audit_watchers.append(wake)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -124,12 +133,20 @@ class PostgresStore:
 
     def _heard(self, payload: str) -> None:
         self._last_heard_ms = self._clock()
+        if payload.startswith(listener.AUDIT_PREFIX):
+            seq = payload[len(listener.AUDIT_PREFIX):]
+            for watcher in self._audit_watchers:
+                watcher(int(seq) if seq.isdigit() else 0)
+            return
         instance, _, approval_id = payload.partition(":")
         if instance != self._instance and self._wake is not None:
             self._wake(approval_id)
 
     def _relistened(self, times_before: int) -> None:
         """Back after a drop: what was decided meanwhile was announced to no one here."""
+        if times_before:
+            for watcher in self._audit_watchers:
+                watcher(0)
         if times_before and self._wake is not None:
             since = self._last_heard_ms - _CATCH_UP_SLACK_MS
             task = asyncio.get_running_loop().create_task(self._catch_up(since))
@@ -153,21 +170,31 @@ class PostgresStore:
     async def list_budgets(
         self, scope: records.Scope | None, status: records.Status | None
     ) -> list[records.Budget]:
+        now = self._clock()
         rows = await self._db.read(
             f"SELECT {tables.BUDGET_COLUMNS} FROM budgets"
             " WHERE (%(scope)s::text IS NULL OR scope = %(scope)s)"
-            " AND (%(status)s::text IS NULL OR status = %(status)s)"
             " ORDER BY updated_at DESC, row_seq DESC",
-            {"scope": scope, "status": status},
+            {"scope": scope},
         )
-        return [tables.budget_from_row(row) for row in rows]
+        held = tables.held_by_scope(await self._db.read(budgets.HELD_ALL, {"now": now}))
+        found = [budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+                 for budget in map(tables.budget_from_row, rows)]
+        # Filtered after `current`: a row its window has reset reads active whatever is stored.
+        return [budget for budget in found if status is None or budget.status == status]
 
-    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.HeldScope]:
+        now = self._clock()
+        params = budgets.chain_params(scope_ids)
         rows = await self._db.read(
-            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
-            budgets.chain_params(scope_ids),
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE, params
         )
-        return budget_rules.chain_states(tables.budget_from_row(row) for row in rows)
+        held = tables.held_by_scope(
+            await self._db.read(budgets.HELD_IN_CHAIN, params | {"now": now}))
+        return budget_rules.chain_states(
+            budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+            for budget in map(tables.budget_from_row, rows)
+        )
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -182,11 +209,17 @@ class PostgresStore:
         )
         return [records.AuditEntry.from_stored(*row) for row in rows]
 
-    async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
+    async def audit_after(self, after_seq: int, limit: int) -> list[audit.Row]:
         rows = await self._db.read(
-            "SELECT scope, scope_id, status, mode, spent_micros, limit_cents FROM budgets"
+            "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+            " FROM audit WHERE seq > %s ORDER BY seq LIMIT %s",
+            (after_seq, limit),
         )
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        return [audit.Row(*row) for row in rows]
+
+    async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
+        return [(b.scope, b.scope_id, b.status, b.mode, b.spent_usd_micros, b.limit_usd_cents)
+                for b in await self.list_budgets(None, None)]
 
     async def any_approval_due(self, now: int) -> bool:
         rows = await self._db.read(
@@ -370,6 +403,30 @@ class PostgresStore:
             lambda conn, now: approvals.resolve_approval(
                 conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
                 grant_scope, self._instance,
+            )
+        )
+        return result
+
+    async def vote_approval(
+        self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
+        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        grant_scope: records.GrantScope = "tool",
+    ) -> records.Approval:
+        result: records.Approval = await self._write(
+            lambda conn, now: approvals.vote_approval(
+                conn, now, approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms,
+                grant_scope, self._instance,
+            )
+        )
+        return result
+
+    async def waive_approval(
+        self, approval_id: str, reason: str, resolved_by: str | None,
+        admin: principals.Principal,
+    ) -> records.Approval:
+        result: records.Approval = await self._write(
+            lambda conn, now: approvals.waive_approval(
+                conn, now, approval_id, reason, resolved_by, admin, self._instance,
             )
         )
         return result
@@ -599,7 +656,7 @@ class PostgresStore:
     # --- authorize: approval settings, receipts, the enforcement check, reports -----------
 
     async def authorize_reads(self, scope_ids: commands.ScopeIds
-                              ) -> tuple[list[records.ScopeState], int]:
+                              ) -> tuple[list[records.HeldScope], int]:
         rows = await self._db.read(
             "SELECT g.generation, " + _PREFIXED_BUDGET_COLUMNS + " FROM gate_generation g"
             " LEFT JOIN budgets b ON (b.scope = 'agent' AND b.scope_id = %(agent)s)"
@@ -724,6 +781,62 @@ class PostgresStore:
         return ([(t, int(n), int(ok), int(no)) for t, n, ok, no in by_tool],
                 [(c, int(n), int(ok)) for c, n, ok in by_category])
 
+    # --- holds -------------------------------------------------------------------------
+
+    async def place_hold(
+        self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
+    ) -> records.Hold:
+        result: records.Hold = await self._write(
+            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms)
+        )
+        return result
+
+    async def get_hold(self, hold_id: str) -> records.Hold | None:
+        rows = await self._db.read(f"SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = %s",
+                                   (hold_id,))
+        return tables.hold_from_row(rows[0]) if rows else None
+
+    async def commit_hold(
+        self, hold_id: str, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        result: records.SpendCharged = await self._write(
+            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint)
+        )
+        return result
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        result: records.Hold = await self._write(
+            lambda conn, now: holds.release_hold(conn, now, hold_id)
+        )
+        return result
+
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        holds_due = await self._db.read(
+            "SELECT 1 FROM holds WHERE status = 'held' AND expires_at <= %s LIMIT 1", (now,))
+        runs_due = await self._db.read(
+            "SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at <= %s LIMIT 1",
+            (now,))
+        return bool(holds_due), bool(runs_due)
+
+    async def expire_holds(self, limit: int) -> int:
+        result: int = await self._write(
+            lambda conn, now: holds.expire_holds(conn, now, limit)
+        )
+        return result
+
+    async def count_live_holds(self, now: int) -> tuple[int, int]:
+        rows = await self._db.read(
+            "SELECT count(*), coalesce(sum(amount_micros), 0)::bigint FROM holds"
+            " WHERE status = 'held' AND expires_at > %s", (now,)
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def expire_runs(self, limit: int) -> int:
+        result: int = await self._write(
+            lambda conn, now: run_rows.expire_runs(conn, now, limit)
+        )
+        return result
+
     # --- spends, in batches ------------------------------------------------------------
 
     async def record_spend(
@@ -763,6 +876,43 @@ class PostgresStore:
             if stop:
                 return
 
+    # --- webhook deliveries ------------------------------------------------------------
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        rows = await self._db.read(
+            "SELECT (SELECT seq FROM notify_cursors WHERE webhook = %s),"
+            " (SELECT seq FROM audit_head WHERE id = 1)", (webhook,),
+        )
+        cursor, head = rows[0]
+        if cursor is not None and cursor >= head:
+            return 0  # nothing new: no write
+        result: int = await self._write(
+            lambda conn, now: deliveries.queue(conn, now, webhook, names, limit)
+        )
+        return result
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        result: list[webhooks.Delivery] = await self._write(
+            lambda conn, now: deliveries.claim(conn, now, webhook, lease_ms, limit)
+        )
+        return result
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        await self._write(lambda conn, now: deliveries.delivered(conn, webhook, seq))
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        await self._write(
+            lambda conn, now: deliveries.failed(conn, now, webhook, seq, error, retry_at)
+        )
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog:
+        rows = await self._db.read(
+            f"SELECT {tables.BACKLOG_COLUMNS} FROM notify_deliveries WHERE webhook = %s",
+            (webhook,),
+        )
+        return tables.backlog_from_row(rows[0])
 
 
 _PREFIXED_BUDGET_COLUMNS = ", ".join(f"b.{c.strip()}" for c in tables.BUDGET_COLUMNS.split(","))

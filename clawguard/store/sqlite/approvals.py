@@ -33,15 +33,23 @@ def open_approval(
     approval = opening.opened.approval
     if approval is not None:
         conn.execute(
-            f"INSERT INTO approvals ({tables.APPROVAL_COLUMNS}, requested_by_key)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO approvals ({tables.APPROVAL_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (approval.id, approval.tool_name, approval.agent_id, approval.args_summary,
              approval.reason, approval.status, approval.task_id, approval.tenant_id, now,
              approval.expires_at, None, None, approval.args_fingerprint,
-             new.requested_by_key),
+             None if new.stages is None else tables.stages_json(new.stages), new.sticky,
+             None, new.requested_by_key),
         )
     audit_log.append(conn, now, opening.event)
     return opening.opened
+
+
+def _load(conn: sqlite3.Connection, approval_id: str) -> records.Approval | None:
+    row = conn.execute(
+        f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE id = ?", (approval_id,)
+    ).fetchone()
+    return None if row is None else tables.approval_from_row(row)
 
 
 def resolve_approval(
@@ -49,26 +57,53 @@ def resolve_approval(
     resolved_by: str | None, sticky_ttl_ms: int, decider: principals.Principal,
     grant_scope: records.GrantScope,
 ) -> records.Approval:
-    row = conn.execute(
-        f"SELECT {tables.APPROVAL_COLUMNS}, requested_by_key FROM approvals WHERE id = ?",
-        (approval_id,),
-    ).fetchone()
+    approval = _load(conn, approval_id)
     decided = approvals.decide(
-        None if row is None else tables.approval_from_row(row[:-1]),
-        None if row is None else row[-1],
+        approval, None if approval is None else approval.requested_by_key,
         approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
         "grt_" + secrets.token_hex(8), grant_scope,
     )
-    # The one conditional update that makes a decision: only a pending, unexpired row.
+    return _apply(conn, now, decided)
+
+
+def vote_approval(
+    conn: sqlite3.Connection, now: int, approval_id: str, ballot: approvals.Ballot,
+    resolved_by: str | None, voter: principals.Principal, allow_self: bool,
+    sticky_ttl_ms: int, grant_scope: records.GrantScope,
+) -> records.Approval:
+    # The single writer runs one vote at a time: each reads the votes before it.
+    decided = approvals.vote(
+        _load(conn, approval_id), approval_id, ballot, resolved_by, voter, allow_self,
+        sticky_ttl_ms, now, "grt_" + secrets.token_hex(8), grant_scope,
+    )
+    return _apply(conn, now, decided)
+
+
+def waive_approval(
+    conn: sqlite3.Connection, now: int, approval_id: str, reason: str,
+    resolved_by: str | None, admin: principals.Principal,
+) -> records.Approval:
+    decided = approvals.waive(_load(conn, approval_id), approval_id, reason, resolved_by,
+                              admin, now)
+    return _apply(conn, now, decided)
+
+
+def _apply(conn: sqlite3.Connection, now: int, decided: approvals.Decided) -> records.Approval:
+    resolver = decided.resolver if decided.final else None
+    # The one conditional update that decides or votes: only a pending, unexpired row.
     conn.execute(
-        "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?, resolved_by_key = ?,"
-        " resolved_by_role = ? WHERE id = ? AND status = 'pending' AND expires_at > ?",
-        (decision, now, resolved_by, decider.key_id, decider.role, approval_id, now),
+        "UPDATE approvals SET status = ?, resolved_at = ?, resolved_by = ?, stages = ?,"
+        " waiver = ?, resolved_by_key = ?, resolved_by_role = ?"
+        " WHERE id = ? AND status = 'pending' AND expires_at > ?",
+        (*tables.approval_values(decided.approval),
+         None if resolver is None else resolver.key_id,
+         None if resolver is None else resolver.role, decided.approval.id, now),
     )
     if decided.grant is not None:
         _insert_grant(conn, now, decided.grant)
-    _insert_history(conn, now, decided.approval.agent_id, decided.history_action,
-                    decided.approval.tool_name, decided.history_details)
+    if decided.history_action is not None:
+        _insert_history(conn, now, decided.approval.agent_id, decided.history_action,
+                        decided.approval.tool_name, decided.history_details)
     audit_log.append(conn, now, decided.event)
     return decided.approval
 

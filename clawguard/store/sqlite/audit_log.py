@@ -21,6 +21,8 @@ def append(conn: sqlite3.Connection, now: int, *events: audit.Event) -> None:
             (row.seq, row.event_type, row.action, row.agent_id, row.details_json,
              row.created_at, row.prev_hash, row.hash),
         )
+        if isinstance(conn, files.Connection):
+            conn.appended = row.seq
 
 
 def audit_chain(path: str) -> Iterator[audit.Row]:

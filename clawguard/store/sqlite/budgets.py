@@ -27,28 +27,70 @@ def _find_budget(conn: sqlite3.Connection, scope: str, scope_id: str) -> records
     return None if row is None else tables.budget_from_row(row)
 
 
+# What live holds reserve on each scope of one chain (ids as ?1..?4, now as ?5).
+HELD_IN_CHAIN = (
+    "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND agent_id = ?1 AND expires_at > ?5"
+    " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND mission_id = ?2 AND expires_at > ?5"
+    " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND team_id = ?3 AND expires_at > ?5"
+    " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND tenant_id = ?4 AND expires_at > ?5"
+)
+# ... and on every scope that has any (now as ?1).
+HELD_ALL = (
+    "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND expires_at > ?1 AND agent_id IS NOT NULL GROUP BY agent_id"
+    " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND expires_at > ?1 AND mission_id IS NOT NULL GROUP BY mission_id"
+    " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND expires_at > ?1 AND team_id IS NOT NULL GROUP BY team_id"
+    " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND expires_at > ?1 AND tenant_id IS NOT NULL GROUP BY tenant_id"
+)
+
+
 def _save_budget(conn: sqlite3.Connection, budget: records.Budget) -> None:
     conn.execute(
-        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ?, tenant_id = ?"
-        " WHERE id = ?",
+        "UPDATE budgets SET limit_cents = ?, status = ?, mode = ?, updated_at = ?, tenant_id = ?,"
+        " spent_micros = ?, window_kind = ?, window_zone = ?, window_start = ? WHERE id = ?",
         (budget.limit_usd_cents, budget.status, budget.mode, budget.updated_at, budget.tenant_id,
+         budget.spent_usd_micros, budget.window, budget.timezone, budget.window_start,
          budget.id),
     )
+
+
+def _current(conn: sqlite3.Connection, now: int, scope: str, scope_id: str
+             ) -> records.Budget | None:
+    found = _find_budget(conn, scope, scope_id)
+    return None if found is None else budgets.current(found, now)
 
 
 def set_budget(
     conn: sqlite3.Connection, now: int, request: commands.BudgetSet,
     actor: principals.Principal,
 ) -> records.Budget:
-    existing = _find_budget(conn, request.scope, request.scope_id)
-    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor)
+    existing = _current(conn, now, request.scope, request.scope_id)
+    since = budgets.recount_from(existing, request, now)
+    recounted = None
+    if since is not None:
+        assert existing is not None
+        (recounted,) = conn.execute(
+            "SELECT coalesce(sum(c.micros), 0) FROM spend_charges c JOIN spends s"
+            " ON s.id = c.spend_id WHERE c.budget_id = ? AND s.created_at >= ?",
+            (existing.id, since),
+        ).fetchone()
+    change = budgets.set_budget(existing, request, now, "bud_" + secrets.token_hex(8), actor,
+                                recounted)
     budget = change.budget
     if change.created:
         conn.execute(
             f"INSERT INTO budgets ({tables.BUDGET_COLUMNS})"
-            " VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
             (budget.id, budget.scope, budget.scope_id, budget.limit_usd_cents, budget.status,
-             budget.mode, now, now, budget.tenant_id),
+             budget.mode, now, now, budget.tenant_id, budget.window, budget.timezone,
+             budget.window_start),
         )
     else:
         _save_budget(conn, budget)
@@ -72,7 +114,7 @@ def resume_budget(
     actor: principals.Principal,
 ) -> records.Resumed:
     resumed, events = budgets.resume_budget(
-        _find_budget(conn, scope, scope_id), scope, scope_id, grace_cents, now, actor
+        _current(conn, now, scope, scope_id), scope, scope_id, grace_cents, now, actor
     )
     _save_budget(conn, resumed.budget)
     audit_log.append(conn, now, *events)
@@ -111,8 +153,7 @@ class ChargedBudgets:
         chain = self._chains.get(ids)
         if chain is None:
             rows = conn.execute(
-                "SELECT id, scope, scope_id, limit_cents, spent_micros, status, mode"
-                " FROM budgets" + CHAIN_WHERE, ids,
+                f"SELECT {budgets.LEVEL_COLUMNS} FROM budgets" + CHAIN_WHERE, ids,
             )
             chain = budgets.in_chain_order(
                 [self._rows.setdefault(row[0], budgets.Level(*row)) for row in rows]
@@ -120,15 +161,19 @@ class ChargedBudgets:
             self._chains[ids] = chain
         return chain
 
-    def charge(self, row: budgets.Level, spent: int, status: money.Status) -> None:
-        row.spent, row.status = spent, status
+    def charge(
+        self, row: budgets.Level, spent: int, status: money.Status, window_start: int | None
+    ) -> None:
+        row.spent, row.status, row.window_start = spent, status, window_start
         self._charged[row.id] = row
 
     def write_back(self, conn: sqlite3.Connection, now: int) -> None:
         if self._charged:
             conn.executemany(
-                "UPDATE budgets SET spent_micros = ?, status = ?, updated_at = ? WHERE id = ?",
-                [(row.spent, row.status, now, row.id) for row in self._charged.values()],
+                "UPDATE budgets SET spent_micros = ?, status = ?, window_start = ?,"
+                " updated_at = ? WHERE id = ?",
+                [(row.spent, row.status, row.window_start, now, row.id)
+                 for row in self._charged.values()],
             )
         self._chains.clear()
         self._rows.clear()
@@ -150,7 +195,7 @@ def record_spend(
     chain = charged.chain(
         conn, (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
     )
-    outcome = budgets.charge(chain, request)
+    outcome = budgets.charge(chain, request, now)
     if outcome.events:
         audit_log.append(conn, now, *outcome.events)
     cost = request.cost_micros
@@ -167,10 +212,10 @@ def record_spend(
     if outcome.levels:
         conn.executemany(
             "INSERT INTO spend_charges (budget_id, spend_id, micros) VALUES (?, ?, ?)",
-            [(row.id, spend_id, cost) for row, _, _ in outcome.levels],
+            [(row.id, spend_id, cost) for row, _, _, _ in outcome.levels],
         )
-    for row, spent, status in outcome.levels:  # last: a spend that failed above charged nothing
-        charged.charge(row, spent, status)
+    for row, spent, status, start in outcome.levels:  # last: one that failed charged nothing
+        charged.charge(row, spent, status, start)
     return records.SpendCharged(
         spend=records.SpendRecord(id=spend_id, cost_usd_micros=cost, duplicate=False),
         scopes=outcome.scopes,
@@ -202,13 +247,16 @@ def wrong_charges(path: str) -> list[tuple[str, int, int, int | None]]:
 
 
 def ledger_check(path: str) -> list[tuple[str, int, int]]:
-    """(budget id, spent, sum of its charges) for every budget row: the invariant, for tests."""
+    """(budget id, spent, sum of its charges in the window it counts) for every budget row:
+    the invariant, for tests."""
     conn = files.open_read_only(path)
     try:
         return list(
             conn.execute(
-                "SELECT b.id, b.spent_micros, coalesce(sum(c.micros), 0) FROM budgets b"
-                " LEFT JOIN spend_charges c ON c.budget_id = b.id GROUP BY b.id"
+                "SELECT b.id, b.spent_micros, coalesce(sum(c.micros)"
+                " FILTER (WHERE s.created_at >= coalesce(b.window_start, 0)), 0) FROM budgets b"
+                " LEFT JOIN spend_charges c ON c.budget_id = b.id"
+                " LEFT JOIN spends s ON s.id = c.spend_id GROUP BY b.id"
             )
         )
     finally:

@@ -23,6 +23,14 @@ _MARKER_TEXT = (
 Identity = tuple[int, int]  # (st_dev, st_ino)
 
 
+class Connection(sqlite3.Connection):
+    """A writing connection that remembers the last audit seq its open transaction appended
+    (audit_log.append), so the writer can say after the commit that the chain grew, without
+    a read on every batch."""
+
+    appended = 0
+
+
 def marker_path(path: str) -> Path:
     """The small file written beside a database when it is made: proof that one existed."""
     return Path(path + MARKER_SUFFIX)
@@ -43,7 +51,8 @@ def connect(path: str, busy_timeout_ms: int, create: bool = False) -> sqlite3.Co
             " from a backup, or start with `clawguard serve --create` to make an empty one"
         )
     database.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           factory=Connection)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: a spend acknowledged to a caller survives a power cut, not only a crash.

@@ -123,3 +123,13 @@ def set_overrides(
     )
     audit_log.append(conn, now, event)
     return updated
+
+
+def expire_runs(conn: sqlite3.Connection, now: int, limit: int) -> int:
+    """Write `expired` on up to `limit` running runs past their lease (they read expired and
+    held no slot from then: records.Run.as_of), ended at their lease's end."""
+    return conn.execute(
+        "UPDATE runs SET status = 'expired', ended_at = lease_expires_at WHERE id IN"
+        " (SELECT id FROM runs WHERE status = 'running' AND lease_expires_at <= ? LIMIT ?)",
+        (now, limit),
+    ).rowcount

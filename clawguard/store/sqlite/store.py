@@ -12,11 +12,12 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import aiosqlite
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import (
     audit,
     authorize,
@@ -29,13 +30,24 @@ from clawguard.core import (
     records,
     registry,
     runs,
+    webhooks,
 )
 from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config
 from clawguard.store import migrations, tables
-from clawguard.store.sqlite import approvals, audit_log, budgets, files, keys, policies, writer
+from clawguard.store.sqlite import (
+    approvals,
+    audit_log,
+    budgets,
+    deliveries,
+    files,
+    holds,
+    keys,
+    policies,
+    writer,
+)
 from clawguard.store.sqlite import authorize as receipts
 from clawguard.store.sqlite import runs as run_rows
 
@@ -50,6 +62,7 @@ class SQLiteStore:
 
     def __init__(self, settings: config.StorageConfig, clock: writer.Clock) -> None:
         self._settings = settings
+        self._clock = clock
         self._writer = writer.Writer(settings, clock)
         self._reader: aiosqlite.Connection | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -67,6 +80,11 @@ class SQLiteStore:
 
     def watch_decisions(self, wake: Callable[[str], None]) -> None:
         """One daemon owns a SQLite file: every decision is made, and heard, here."""
+
+    def watch_audit(self, wake: Callable[[int], None]) -> None:
+        """Heard from the writer after its commit. Rows the offline commands append (`keys
+        create`) are not announced: the next announced row's read picks them up."""
+        self._writer.audit_watchers.append(wake)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -150,7 +168,10 @@ class SQLiteStore:
         if self._writer.lost is not None:
             raise errors.StoreUnavailable(self._writer.lost)
         try:
-            # One hop to the reader's thread (execute, fetch and close would take three).
+            # One call on the reader's thread: with execute() and fetchall() as two, another
+            # request's statement could start between them while this one holds the
+            # connection's read transaction open, and read that older snapshot: a row
+            # committed before it was asked for went unseen (a hold just placed read 404).
             return list(await self._reader.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise errors.StoreUnavailable(f"the database cannot be read: {exc}") from exc
@@ -158,20 +179,29 @@ class SQLiteStore:
     async def list_budgets(
         self, scope: records.Scope | None, status: records.Status | None
     ) -> list[records.Budget]:
+        now = self._clock()
         rows = await self._read(
             f"SELECT {tables.BUDGET_COLUMNS} FROM budgets"
-            " WHERE (?1 IS NULL OR scope = ?1) AND (?2 IS NULL OR status = ?2)"
-            " ORDER BY updated_at DESC, rowid DESC",
-            (scope, status),
+            " WHERE (?1 IS NULL OR scope = ?1) ORDER BY updated_at DESC, rowid DESC", (scope,),
         )
-        return [tables.budget_from_row(row) for row in rows]
+        held = tables.held_by_scope(await self._read(budgets.HELD_ALL, (now,)))
+        found = [budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+                 for budget in map(tables.budget_from_row, rows)]
+        # Filtered after `current`: a row its window has reset reads active whatever is stored.
+        return [budget for budget in found if status is None or budget.status == status]
 
-    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.ScopeState]:
+    async def scope_states(self, scope_ids: commands.ScopeIds) -> list[records.HeldScope]:
+        now = self._clock()
+        ids = (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id,
+               scope_ids.tenant_id)
         rows = await self._read(
-            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE,
-            (scope_ids.agent_id, scope_ids.mission_id, scope_ids.team_id, scope_ids.tenant_id),
+            f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE, ids
         )
-        return budget_rules.chain_states(tables.budget_from_row(row) for row in rows)
+        held = tables.held_by_scope(await self._read(budgets.HELD_IN_CHAIN, (*ids, now)))
+        return budget_rules.chain_states(
+            budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
+            for budget in map(tables.budget_from_row, rows)
+        )
 
     async def list_audit(
         self, agent_id: str | None, event_type: str | None, since: int | None, limit: int
@@ -185,10 +215,8 @@ class SQLiteStore:
         return [records.AuditEntry.from_stored(*row) for row in rows]
 
     async def budget_levels(self) -> list[tuple[str, str, str, str, int, int]]:
-        rows = await self._read(
-            "SELECT scope, scope_id, status, mode, spent_micros, limit_cents FROM budgets", ()
-        )
-        return [tuple(row) for row in rows]
+        return [(b.scope, b.scope_id, b.status, b.mode, b.spent_usd_micros, b.limit_usd_cents)
+                for b in await self.list_budgets(None, None)]
 
     async def any_approval_due(self, now: int) -> bool:
         rows = await self._read(
@@ -221,6 +249,14 @@ class SQLiteStore:
         rows = await self._read("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", ())
         seq, digest = rows[0] if rows else (0, audit.GENESIS)
         return records.AuditHead(seq=seq, hash=digest)
+
+    async def audit_after(self, after_seq: int, limit: int) -> list[audit.Row]:
+        rows = await self._read(
+            "SELECT seq, event_type, action, agent_id, details, created_at, prev_hash, hash"
+            " FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [audit.Row(*row) for row in rows]
 
     async def spend_summary(
         self, group_by: records.SpendGrouping, since: int | None, until: int | None
@@ -309,6 +345,56 @@ class SQLiteStore:
         result: records.SpendCharged = await self._writer.write(job)
         return result
 
+    # --- holds -----------------------------------------------------------------------
+
+    async def place_hold(
+        self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
+    ) -> records.Hold:
+        result: records.Hold = await self._writer.write(
+            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms)
+        )
+        return result
+
+    async def get_hold(self, hold_id: str) -> records.Hold | None:
+        rows = await self._read(f"SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = ?",
+                                (hold_id,))
+        return tables.hold_from_row(rows[0]) if rows else None
+
+    async def commit_hold(
+        self, hold_id: str, request: commands.SpendRequest, fingerprint: str
+    ) -> records.SpendCharged:
+        result: records.SpendCharged = await self._writer.write(
+            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint)
+        )
+        return result
+
+    async def release_hold(self, hold_id: str) -> records.Hold:
+        result: records.Hold = await self._writer.write(
+            lambda conn, now: holds.release_hold(conn, now, hold_id)
+        )
+        return result
+
+    async def expiries_due(self, now: int) -> tuple[bool, bool]:
+        holds_due = await self._read(
+            "SELECT 1 FROM holds WHERE status = 'held' AND expires_at <= ? LIMIT 1", (now,))
+        runs_due = await self._read(
+            "SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at <= ? LIMIT 1",
+            (now,))
+        return bool(holds_due), bool(runs_due)
+
+    async def expire_holds(self, limit: int) -> int:
+        result: int = await self._writer.write(
+            lambda conn, now: holds.expire_holds(conn, now, limit)
+        )
+        return result
+
+    async def count_live_holds(self, now: int) -> tuple[int, int]:
+        rows = await self._read(
+            "SELECT count(*), coalesce(sum(amount_micros), 0) FROM holds"
+            " WHERE status = 'held' AND expires_at > ?", (now,)
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
     # --- approvals -------------------------------------------------------------------
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
@@ -361,6 +447,30 @@ class SQLiteStore:
             lambda conn, now: approvals.resolve_approval(
                 conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
                 grant_scope,
+            )
+        )
+        return result
+
+    async def vote_approval(
+        self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
+        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        grant_scope: records.GrantScope = "tool",
+    ) -> records.Approval:
+        result: records.Approval = await self._writer.write(
+            lambda conn, now: approvals.vote_approval(
+                conn, now, approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms,
+                grant_scope,
+            )
+        )
+        return result
+
+    async def waive_approval(
+        self, approval_id: str, reason: str, resolved_by: str | None,
+        admin: principals.Principal,
+    ) -> records.Approval:
+        result: records.Approval = await self._writer.write(
+            lambda conn, now: approvals.waive_approval(
+                conn, now, approval_id, reason, resolved_by, admin,
             )
         )
         return result
@@ -581,6 +691,12 @@ class SQLiteStore:
         )
         return [tables.run_from_row(row) for row in rows]
 
+    async def expire_runs(self, limit: int) -> int:
+        result: int = await self._writer.write(
+            lambda conn, now: run_rows.expire_runs(conn, now, limit)
+        )
+        return result
+
     async def count_running_runs(self, now: int) -> int:
         rows = await self._read(
             "SELECT count(*) FROM runs WHERE status = 'running' AND lease_expires_at > ?", (now,)
@@ -601,10 +717,47 @@ class SQLiteStore:
         )
         return result
 
+    # --- webhook deliveries ------------------------------------------------------------
+
+    async def queue_deliveries(self, webhook: str, names: Collection[str], limit: int) -> int:
+        rows = await self._read(
+            "SELECT (SELECT seq FROM notify_cursors WHERE webhook = ?),"
+            " (SELECT coalesce(max(seq), 0) FROM audit)", (webhook,),
+        )
+        cursor, head = rows[0]
+        if cursor is not None and cursor >= head:
+            return 0  # nothing new: no write
+        result: int = await self._writer.write(
+            lambda conn, now: deliveries.queue(conn, now, webhook, names, limit)
+        )
+        return result
+
+    async def claim_deliveries(self, webhook: str, lease_ms: int, limit: int
+                               ) -> list[webhooks.Delivery]:
+        result: list[webhooks.Delivery] = await self._writer.write(
+            lambda conn, now: deliveries.claim(conn, now, webhook, lease_ms, limit)
+        )
+        return result
+
+    async def delivery_done(self, webhook: str, seq: int) -> None:
+        await self._writer.write(lambda conn, now: deliveries.delivered(conn, webhook, seq))
+
+    async def delivery_failed(self, webhook: str, seq: int, error: str, retry_at: int | None
+                              ) -> None:
+        await self._writer.write(
+            lambda conn, now: deliveries.failed(conn, now, webhook, seq, error, retry_at)
+        )
+
+    async def delivery_backlog(self, webhook: str) -> webhooks.Backlog:
+        rows = await self._read(
+            f"SELECT {tables.BACKLOG_COLUMNS} FROM notify_deliveries WHERE webhook = ?",
+            (webhook,),
+        )
+        return tables.backlog_from_row(rows[0])
     # --- authorize: approval settings, receipts, the enforcement check, reports -----------
 
     async def authorize_reads(self, scope_ids: commands.ScopeIds
-                              ) -> tuple[list[records.ScopeState], int]:
+                              ) -> tuple[list[records.HeldScope], int]:
         rows = await self._read(
             "SELECT g.generation, " + _PREFIXED_BUDGET_COLUMNS + " FROM gate_generation g"
             " LEFT JOIN budgets b ON (b.scope = 'agent' AND b.scope_id = ?1)"

@@ -48,6 +48,8 @@ class Writer:
         # After each commit, before any caller hears back: are the files still the ones opened?
         self.check_files: Callable[[], str | None] | None = None
         self.batch_observer: Callable[[int, float], None] | None = None
+        # Called with the last audit seq of each committed batch that appended audit rows.
+        self.audit_watchers: list[Callable[[int], None]] = []
 
     async def open(self) -> None:
         """Connect, apply pending migrations and start taking writes."""
@@ -130,8 +132,20 @@ class Writer:
             if self.batch_observer is not None:
                 self.batch_observer(len(batch), loop.time() - started)
             batches.answer(batch, outcomes)
+            appended = self._appended()  # a rolled-back row only makes a read that finds none
+            if appended:
+                for watcher in self.audit_watchers:
+                    watcher(appended)
             if stop:
                 return
+
+    def _appended(self) -> int:
+        """The last audit seq the batch just run appended (0: none), then forgotten."""
+        conn = self._conn
+        if not isinstance(conn, files.Connection):
+            return 0
+        appended, conn.appended = conn.appended, 0
+        return appended
 
     async def _commit_batch(self, jobs: list[Write]) -> list[Any]:
         """Run the jobs in one transaction; return each one's result or exception once committed."""

@@ -1,0 +1,108 @@
+"""Holds on PostgreSQL, inside a write transaction: place, commit (a spend), release, expire.
+
+Load, decide with clawguard.core.holds, apply: no rule lives here. A
+placement locks its chain's budget rows FOR UPDATE in the spend path's order
+(`scope_rank, scope_id`) before it sums the live holds, so placements and
+spends on one budget form one serial order across instances and two
+instances never both reserve a cap's last room. A commit locks its hold row
+first, then (as a spend) the budget rows, then the audit head; a release or
+an expiry locks hold rows only. No transaction takes them in another order.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from clawguard.core import budgets, commands, errors, holds, records
+from clawguard.store import tables
+from clawguard.store.postgres import budgets as budget_rows
+from clawguard.store.postgres import connection
+
+
+async def _locked(conn: connection.Connection, hold_id: str) -> records.Hold | None:
+    cursor = await conn.execute(
+        f"SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = %s FOR UPDATE", (hold_id,)
+    )
+    row = await cursor.fetchone()
+    return None if row is None else tables.hold_from_row(row)
+
+
+async def place_hold(
+    conn: connection.Connection, now: int, request: commands.HoldRequest, fingerprint: str,
+    key: str, ttl_ms: int,
+) -> records.Hold:
+    cursor = await conn.execute(
+        f"SELECT {tables.HOLD_COLUMNS}, fingerprint FROM holds WHERE idempotency_key = %s",
+        (key,),
+    )
+    seen = await cursor.fetchone()
+    if seen is not None:
+        stored = holds.StoredHold(tables.hold_from_row(seen[:13]), seen[13])
+        return holds.replay(stored, fingerprint, now)
+    params = budget_rows.chain_params(request)
+    cursor = await conn.execute(
+        f"SELECT {budgets.LEVEL_COLUMNS} FROM budgets" + budget_rows.CHAIN_WHERE
+        + " ORDER BY scope_rank, scope_id FOR UPDATE", params,
+    )
+    chain = budgets.in_chain_order([budgets.Level(*row) for row in await cursor.fetchall()])
+    cursor = await conn.execute(budget_rows.HELD_IN_CHAIN, params | {"now": now})
+    held = {scope: micros for (scope, _), micros in
+            tables.held_by_scope(await cursor.fetchall()).items()}
+    hold = holds.place(chain, held, request, now, ttl_ms, "hld_" + secrets.token_hex(8))
+    # The same key placed by another instance since our read: UniqueViolation, and the
+    # transaction runs again and replays it.
+    await conn.execute(
+        f"INSERT INTO holds ({tables.HOLD_COLUMNS}, idempotency_key, fingerprint)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (hold.id, hold.agent_id, hold.mission_id, hold.team_id, hold.tenant_id, hold.run_id,
+         hold.amount_usd_micros, hold.status, hold.created_at, hold.expires_at,
+         hold.resolved_at, hold.spend_id,
+         records.HELD_SCOPES.dump_json(hold.scopes, by_alias=True).decode(), key, fingerprint),
+    )
+    return hold
+
+
+async def commit_hold(
+    conn: connection.Connection, now: int, hold_id: str, request: commands.SpendRequest,
+    fingerprint: str,
+) -> records.SpendCharged:
+    hold = await _locked(conn, hold_id)
+    key = holds.commit_key(hold_id)
+    if holds.commit(hold, hold_id, now) == "replay":
+        cursor = await conn.execute(
+            "SELECT id, fingerprint, cost_micros, scopes FROM spends WHERE idempotency_key = %s",
+            (key,),
+        )
+        seen = await cursor.fetchone()
+        assert seen is not None, "a committed hold's spend is in the ledger"
+        return budgets.replay(budgets.StoredSpend(*seen), fingerprint)
+    assert hold is not None
+    [outcome] = await budget_rows.record_spends(
+        conn, now, [budget_rows.Spend(request, fingerprint, key)]
+    )
+    if isinstance(outcome, errors.ClawguardError):
+        raise outcome
+    done = holds.committed(hold, outcome.spend.id, now)
+    await conn.execute(
+        "UPDATE holds SET status = %s, resolved_at = %s, spend_id = %s WHERE id = %s",
+        (done.status, done.resolved_at, done.spend_id, hold_id),
+    )
+    return outcome
+
+
+async def release_hold(conn: connection.Connection, now: int, hold_id: str) -> records.Hold:
+    released = holds.release(await _locked(conn, hold_id), hold_id, now)
+    await conn.execute("UPDATE holds SET status = %s, resolved_at = %s WHERE id = %s",
+                       (released.status, released.resolved_at, hold_id))
+    return released
+
+
+async def expire_holds(conn: connection.Connection, now: int, limit: int) -> int:
+    """Write `expired` on up to `limit` holds already past expiry (see the SQLite twin)."""
+    cursor = await conn.execute(
+        "UPDATE holds SET status = 'expired', resolved_at = expires_at WHERE id IN"
+        " (SELECT id FROM holds WHERE status = 'held' AND expires_at <= %s"
+        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)",
+        (now, limit),
+    )
+    return cursor.rowcount
