@@ -464,7 +464,9 @@ class Api(abc.ABC):
         """Authorize (waiting on a PENDING approval up to `wait_ms`), run the block only on
         ALLOW (ActionBlocked otherwise), then record `step.cost(...)` as a spend of the same
         scopes, as `step()` does: also when the block fails, and BudgetPaused if that spend
-        stopped a scope.
+        stopped a scope. With `estimate_usd_cents` the ALLOW holds the estimate (a BLOCK
+        `budget_exhausted:<scope>` when it cannot): the cost commits that hold, and a block
+        that names no cost releases it.
 
         ```
         async with client.guarded("mail.send", agent_id="a1", args=mail) as step:
@@ -480,11 +482,39 @@ class Api(abc.ABC):
             wait_ms=wait_ms, idempotency_key=key)
         if not verdict.allowed:
             raise errors.ActionBlocked(verdict)
-        # INTEGRATION(holds): with a hold (verdict.hold_id), the cost commits the hold instead.
         scopes = calls.scopes(agent_id, mission_id, team_id, tenant_id)
         step = Guarded(f"{key}/spend", scopes, task_id, verdict=verdict)
-        async with self._recording(step):
+        if verdict.hold_id is None:
+            async with self._recording(step):
+                yield step
+            return
+        async with self._settling(step, verdict.hold_id):
             yield step
+
+    @contextlib.asynccontextmanager
+    async def _settling(self, step: Step, hold_id: str) -> AsyncIterator[None]:
+        """A step under a hold: its cost commits the hold (also when the block failed: the
+        money is gone); a step that named no cost releases it."""
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                await self._settle_hold(step, hold_id)
+            except errors.ClawguardError as failed:
+                exc.add_note(f"clawguard: the failed step's hold was not settled: {failed}")
+            raise
+        await self._settle_hold(step, hold_id)
+        if step.outcome is not None:
+            check_outcome(step.outcome)
+
+    async def _settle_hold(self, step: Step, hold_id: str) -> None:
+        if step.cents is None:
+            await self.release_hold(hold_id)
+            return
+        cents = step.cents
+        step.outcome = await self._outlasting(lambda: calls.commit_hold(hold_id, cents, {
+            "taskId": step.task_id, "model": step.model, "inputTokens": step.input_tokens,
+            "outputTokens": step.output_tokens}), None)
 
     @contextlib.asynccontextmanager
     async def _recording(self, step: Step) -> AsyncIterator[None]:

@@ -23,7 +23,17 @@ from typing import Annotated, Any, Final, Literal
 
 import pydantic
 
-from clawguard.core import audit, commands, errors, money, principals, records, redact, runs
+from clawguard.core import (
+    approvals,
+    audit,
+    commands,
+    errors,
+    money,
+    principals,
+    records,
+    redact,
+    runs,
+)
 from clawguard.core import gate as gate_rules
 from clawguard.core.gate import settings as gate_settings
 from clawguard.core.gate import stages
@@ -174,6 +184,31 @@ def _flag_reasons(flagged: Sequence[str]) -> tuple[str, ...]:
                  for c in flagged)
 
 
+def hold_refused(judgement: Judgement, code: str, scope: str) -> Judgement:
+    """An ALLOW whose estimate no hold could reserve: BLOCK `budget_exhausted:<scope>` (or
+    `budget_paused:<scope>`), decided by the budget; its other reasons stay."""
+    return Judgement("BLOCK", "budget", (*judgement.reasons, f"{code}:{scope}"),
+                     judgement.obligations, judgement.plan, judgement.flagged)
+
+
+def refuse_outcome(outcome: dict[str, Any], code: str, scope: str) -> dict[str, Any]:
+    """An approved outcome whose estimate no hold could reserve: BLOCK, as `hold_refused`."""
+    return {**outcome, "decision": "BLOCK", "obligations": {},
+            "reasons": [*outcome["reasons"], f"{code}:{scope}"]}
+
+
+def estimate_of(document: Mapping[str, Any]) -> tuple[commands.ScopeIds, Decimal] | None:
+    """A receipt's request's scopes and estimate (None: it named no estimate)."""
+    request = document["request"]
+    if request.get("estimateUsdCents") is None:
+        return None
+    scope_ids = commands.ScopeIds.model_construct(
+        agent_id=request["agentId"], mission_id=request.get("missionId"),
+        team_id=request.get("teamId"), tenant_id=request.get("tenantId"),
+        run_id=request.get("runId"))
+    return scope_ids, Decimal(str(request["estimateUsdCents"]))
+
+
 def decision_of(status: str) -> Decision:
     """An approval's status as the executor's decision: approved ALLOW, refused BLOCK."""
     if status in APPROVED:
@@ -212,7 +247,7 @@ def receipt_document(
     request: Request, judgement: Judgement, decision: Decision, reasons: Sequence[str],
     access: gate_rules.AccessDecision, verdict: gate_rules.Verdict, categories: Sequence[str],
     settings: gate_settings.Settings, scopes: Sequence[records.ScopeState],
-    run: records.Run | None, approval: dict[str, Any] | None,
+    run: records.Run | None, approval: dict[str, Any] | None, hold_id: str | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reconstruct the verdict: the request, what each check read and
     said, the exact policy versions, the access rule, the settings in force, the approval."""
@@ -244,6 +279,7 @@ def receipt_document(
                      "limitUsdCents": s.limit_usd_cents} for s in scopes],
         "run": None if run is None else run.to_json(),
         "approval": approval,
+        "holdId": hold_id,
     }
 
 
@@ -259,25 +295,33 @@ def answer(receipt_id: str, document: Mapping[str, Any],
         reasons += outcome["reasons"]
         obligations.update(outcome.get("obligations") or {})
         if approval is not None:
-            approval = {**approval, "status": outcome["approvalStatus"]}
+            approval = {**approval, "status": outcome["approvalStatus"],
+                        "stages": outcome.get("stages", approval.get("stages"))}
     body: dict[str, Any] = {"decision": decision, "receiptId": receipt_id, "reasons": reasons,
                             "obligations": obligations, "policies": document["policies"]}
     if approval is not None and approval.get("approvalId") is not None:
         body["approval"] = approval
+    hold_id = (outcome or {}).get("holdId") or document.get("holdId")
+    if hold_id is not None:
+        body["holdId"] = hold_id
     return body
 
 
 def outcome_document(approval: records.Approval) -> dict[str, Any]:
-    """A decided approval as the receipt's appended outcome."""
+    """A decided approval as the receipt's appended outcome, with its stages as decided (their
+    votes); conditional votes make their conditions the executor's obligations
+    (`conditions`)."""
     decision = decision_of(approval.status)
     status = approval.status
     by = f" by {approval.resolved_by}" if approval.resolved_by else ""
     reason = (f"approval {approval.id} was approved ({status}){by}" if decision == "ALLOW"
               else f"approval {approval.id} was {'denied' if status == 'deny' else status}{by}")
-    # INTEGRATION(quorum): a conditional approval's `conditions` join the obligations here.
+    conditions = approvals.conditions_of(approval) if decision == "ALLOW" else []
     return {"decision": decision, "approvalId": approval.id, "approvalStatus": status,
             "resolvedBy": approval.resolved_by, "resolvedAt": approval.resolved_at,
-            "reasons": [reason], "obligations": {}}
+            "stages": [stage.model_dump(mode="json", by_alias=True, exclude_none=True)
+                       for stage in approval.stages or ()],
+            "reasons": [reason], "obligations": {"conditions": conditions} if conditions else {}}
 
 
 def verdict_event(receipt: NewReceipt) -> audit.Event:

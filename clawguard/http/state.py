@@ -30,7 +30,8 @@ STORE = web.AppKey("store", contract.Store)
 KEY_CACHE = web.AppKey("key_cache", access.KeyCache)
 PRINCIPAL = web.RequestKey("principal", principals.Principal)
 APPROVALS = web.AppKey("approvals", handshake.Approvals)
-# Reads allow_self_approval when a vote is cast; absent: never (handshake.never_self_approval).
+# Reads allow_self_approval when a vote is cast; absent: the stored approval settings' (set in
+# application._approvals_ctx). Tests may set their own.
 SELF_APPROVAL: web.AppKey[handshake.SelfApproval] = web.AppKey("self_approval")
 GATE = web.AppKey("gate", gate.Gate)
 REAPER = web.AppKey("reaper", reaper.Reaper)

@@ -15,10 +15,11 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from clawguard.core import approvals as approval_rules
 from clawguard.core import authorize, budgets, commands, errors, principals
 from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config, metrics
-from clawguard.services import gate, handshake
+from clawguard.services import gate, handshake, holds
 from clawguard.store import contract
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,17 @@ def new_receipt_id() -> str:
     return "rcp_" + secrets.token_hex(8)
 
 
+def _scope(refused: errors.ClawguardError) -> str:
+    """The scope a hold's refusal names."""
+    details = refused.details if isinstance(refused.details, dict) else {}
+    return str(details.get("scope"))
+
+
 class Authorizer:
     def __init__(self, db: contract.Store, compiled: gate.Gate, approvals: handshake.Approvals,
-                 cfg: config.Config, clock: Callable[[], int], counters: metrics.Metrics) -> None:
-        self._db, self._gate, self._approvals = db, compiled, approvals
+                 held: holds.Holds, cfg: config.Config, clock: Callable[[], int],
+                 counters: metrics.Metrics) -> None:
+        self._db, self._gate, self._approvals, self._holds = db, compiled, approvals, held
         self._wait_ms = cfg.approvals.wait_ms
         self._plan = cfg.quotas.defaults()
         self._clock = clock
@@ -72,19 +80,35 @@ class Authorizer:
             reasons += extra
         else:
             decision = judgement.outcome
+        receipt_id, hold_id = new_receipt_id(), None
+        if decision == "ALLOW" and request.estimate_usd_cents is not None:
+            try:
+                hold_id = await self._hold(request, caller, receipt_id)
+            except (errors.BudgetExhausted, errors.BudgetPaused) as refused:
+                judgement = authorize.hold_refused(judgement, refused.code, _scope(refused))
+                decision, reasons = "BLOCK", [*reasons, judgement.reasons[-1]]
         document = authorize.receipt_document(
             request, judgement, decision, reasons, access, verdict, categories, view.settings,
-            scopes, run, approval)
+            scopes, run, approval, hold_id)
         new = authorize.NewReceipt(
-            new_receipt_id(), request, decision,
+            receipt_id, request, decision,
             None if approval is None else approval["approvalId"], categories, key, fingerprint,
             document)
         stored, replayed = await self._db.write_receipt(new)
         if not replayed:
             self._metrics.verdict_children[stored.decision].inc()
-        # INTEGRATION(holds): with request.estimate_usd_cents and an ALLOW, place a hold of the
-        # estimate here (none possible -> BLOCK budget_exhausted) and answer its holdId.
         return await self._settle(stored, request.wait_ms, caller)
+
+    async def _hold(self, request: authorize.Request, caller: principals.Principal,
+                    receipt_id: str) -> str:
+        """Reserve an ALLOW's estimate on its scopes (and run). The hold's key is the
+        authorize's own (or, unkeyed, the receipt's id): a retry racing the first call
+        places no second hold."""
+        assert request.estimate_usd_cents is not None
+        hold = await self._holds.place_estimate(
+            request.scope_ids(), request.estimate_usd_cents, caller.key_id or "-",
+            request.idempotency_key or receipt_id)
+        return hold.id
 
     async def _open(self, request: authorize.Request, judgement: authorize.Judgement,
                     caller: principals.Principal
@@ -94,10 +118,11 @@ class Authorizer:
         assert judgement.plan is not None
         plan = judgement.plan
         reason = "; ".join(judgement.reasons)[:REASON_MAX_CHARS]
-        body = commands.ToolApprovalRequest.model_construct(
-            tool_name=request.tool, agent_id=request.agent_id, args=request.args, reason=reason,
-            task_id=request.task_id, tenant_id=request.tenant_id, wait_ms=0)
-        opened = await self._approvals.request_gated(body, caller, plan.sticky)
+        stages = plan.opened()
+        new = approval_rules.new_request(
+            handshake.new_approval_id(), request.tool, request.agent_id, request.args, reason,
+            request.task_id, request.tenant_id, caller, stages=stages, sticky=plan.sticky)
+        opened = await self._approvals.request(new, 0)
         if opened.approval_id is None:
             if opened.resolution == "allow_always":
                 view = authorize.approval_view(None, "allow_always", plan) | {"grant": True}
@@ -124,14 +149,22 @@ class Authorizer:
             return stored.answer()  # a key that may not read the approval hears the receipt
         if approval.status == "pending":
             return stored.answer()
-        settled = await self._db.append_receipt_outcome(
-            stored.id, authorize.outcome_document(approval))
+        outcome = authorize.outcome_document(approval)
+        estimate = authorize.estimate_of(stored.document)
+        if outcome["decision"] == "ALLOW" and estimate is not None:
+            key = stored.document["request"].get("idempotencyKey") or stored.id
+            try:
+                hold = await self._holds.place_estimate(*estimate, caller.key_id or "-", key)
+                outcome["holdId"] = hold.id
+            except (errors.BudgetExhausted, errors.BudgetPaused) as refused:
+                outcome = authorize.refuse_outcome(outcome, refused.code, _scope(refused))
+        settled = await self._db.append_receipt_outcome(stored.id, outcome)
         return settled.answer()
 
     # --- receipts, settings, the enforcement check, reports ---------------------------------
 
     async def receipt(self, receipt_id: str) -> dict[str, Any]:
-        """The receipt, with its approval as it reads now (its votes once stages land)."""
+        """The receipt, with its approval as it reads now (its stages and their votes)."""
         stored = await self._db.get_receipt(receipt_id)
         if stored is None:
             raise errors.NotFound(f"no receipt {receipt_id}")

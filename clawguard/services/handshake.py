@@ -48,7 +48,8 @@ SelfApproval = Callable[[], Awaitable[bool]]
 
 
 async def never_self_approval() -> bool:
-    """The setting's default, until the app wires the settings store in."""
+    """The setting's default, for a handshake given no reader (the app gives it the stored
+    approval settings')."""
     return False
 
 
@@ -114,22 +115,6 @@ class Approvals:
     ) -> Coroutine[Any, Any, records.Handshake]:
         return self._handshake(approvals.delegation_request, body, requester, body.wait_ms)
 
-    def request_gated(
-        self, body: commands.ToolApprovalRequest, requester: principals.Principal,
-        honour_grants: bool,
-    ) -> Coroutine[Any, Any, records.Handshake]:
-        """The tool handshake for an ALERT of the action gate; `honour_grants` False (a rule
-        says sticky: false) opens a request even when a sticky grant is live."""
-        # INTEGRATION(quorum): the gate's stages (core.gate.stages.Plan) are to be passed to
-        # the opened approval here once NewApproval carries them; until then the approval is
-        # Clawboo's one-decision request and the receipt records the stages it asked for.
-
-        def build(b: commands.ToolApprovalRequest, r: principals.Principal, approval_id: str
-                  ) -> records.NewApproval:
-            new = approvals.tool_request(b, r, approval_id)
-            return new if honour_grants else new.model_copy(update={"sticky": False})
-
-        return self._handshake(build, body, requester, body.wait_ms)
     def request(
         self, new: records.NewApproval, wait_ms: int | None
     ) -> Coroutine[Any, Any, records.Handshake]:

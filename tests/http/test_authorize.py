@@ -156,17 +156,20 @@ async def test_a_flagged_category_opens_an_approval_and_the_outcome_is_appended(
     assert approval["stages"] == [{"name": "approval", "gates": [{"count": 2, "votes": []}],
                                    "status": "pending"}]
     assert any("external_comm" in reason for reason in pending["reasons"])
-    await ok(client, "POST", f"{TOOLS}/{approval['approvalId']}/resolve",
-             {"decision": "allow_once"})
+    for who in ("ann", "bob"):  # the threshold's two votes (auth off: told apart by name)
+        await ok(client, "POST", f"{TOOLS}/{approval['approvalId']}/resolve",
+                 {"decision": "allow_once", "resolvedBy": who})
     replay = await authorize(client, idempotencyKey="send-1")
     assert replay["decision"] == "ALLOW" and replay["receiptId"] == pending["receiptId"]
-    assert replay["approval"]["status"] == "allow_once"
+    assert replay["approval"]["status"] == "approved"
+    [gate] = replay["approval"]["stages"][0]["gates"]
+    assert [vote["keyName"] for vote in gate["votes"]] == ["ann", "bob"]
     again = await authorize(client, idempotencyKey="send-1")
     assert again == replay
     receipt = await ok(client, "GET", f"{RECEIPTS}/{pending['receiptId']}")
     assert receipt["decision"] == "PENDING"  # the verdict given stays as it was
     assert receipt["outcome"]["decision"] == "ALLOW"
-    assert receipt["approvalNow"]["status"] == "allow_once"
+    assert receipt["approvalNow"]["status"] == "approved"
     actions = [row["action"] for row in
                (await ok(client, "GET", "/api/governance/audit?eventType=tool_call"))["audit"]]
     assert actions == ["authorize.outcome", "authorize.verdict"]
@@ -174,7 +177,7 @@ async def test_a_flagged_category_opens_an_approval_and_the_outcome_is_appended(
 
 async def test_a_denied_approval_blocks_and_a_waiting_call_hears_it(client: Client) -> None:
     await setup_tool(client, rules=[{"tool": "mail.send", "decision": "ALERT", "approvals": [
-        {"name": "finance", "gates": [{"group": "finance", "count": 1}]}]}])
+        {"name": "finance", "gates": [{"count": 1}]}]}])
     waiting = asyncio.create_task(authorize(client, waitMs=10_000))
     for _ in range(200):
         queue = (await ok(client, "GET", TOOLS))["approvals"]
@@ -182,12 +185,126 @@ async def test_a_denied_approval_blocks_and_a_waiting_call_hears_it(client: Clie
             break
         await asyncio.sleep(0.01)
     [row] = queue
-    await ok(client, "POST", f"{TOOLS}/{row['id']}/resolve", {"decision": "deny"})
+    await ok(client, "POST", f"{TOOLS}/{row['id']}/resolve",
+             {"decision": "deny", "resolvedBy": "ann", "comments": "not today"})
     answer = await waiting
     assert answer["decision"] == "BLOCK"
-    assert answer["approval"]["stages"][0]["gates"] == [
-        {"group": "finance", "count": 1, "votes": []}]
-    assert answer["approval"]["stages"][0]["name"] == "finance"
+    [stage] = answer["approval"]["stages"]
+    assert stage["name"] == "finance" and stage["status"] == "deny"
+    [gate] = stage["gates"]
+    assert gate["count"] == 1 and [(v["keyName"], v["decision"], v["comments"])
+                                   for v in gate["votes"]] == [("ann", "deny", "not today")]
+
+
+TWO_STAGES = [{"name": "finance", "gates": [{"count": 2}]},
+              {"name": "security", "gates": [{"count": 1}]}]
+
+
+async def vote(client: Client, approval_id: str, who: str, decision: str, **extra: Any
+               ) -> Any:
+    return await ok(client, "POST", f"{TOOLS}/{approval_id}/resolve",
+                    {"decision": decision, "resolvedBy": who, **extra})
+
+
+async def test_a_rule_with_two_stages_opens_them_and_their_votes_decide_the_key(
+    client: Client,
+) -> None:
+    await setup_tool(client, rules=[
+        {"tool": "mail.send", "decision": "ALERT", "approvals": TWO_STAGES}])
+    pending = await authorize(client, idempotencyKey="two")
+    assert pending["decision"] == "PENDING"
+    approval_id = pending["approval"]["approvalId"]
+    opened = (await ok(client, "GET", f"{TOOLS}/{approval_id}"))["approval"]
+    assert [(s["name"], [g["count"] for g in s["gates"]], s["status"])
+            for s in opened["stages"]] == [("finance", [2], "pending"),
+                                            ("security", [1], "pending")]
+    await vote(client, approval_id, "ann", "allow_once")
+    await vote(client, approval_id, "bob", "allow_once")
+    # the first stage is approved; the second still waits: the key still answers PENDING
+    assert (await authorize(client, idempotencyKey="two"))["decision"] == "PENDING"
+    await vote(client, approval_id, "cat", "allow_once")
+    answer = await authorize(client, idempotencyKey="two")
+    assert answer["decision"] == "ALLOW" and answer["receiptId"] == pending["receiptId"]
+    assert answer["approval"]["status"] == "approved" and answer["obligations"] == {}
+    assert [s["status"] for s in answer["approval"]["stages"]] == ["approved", "approved"]
+    assert [v["keyName"] for s in answer["approval"]["stages"] for g in s["gates"]
+            for v in g["votes"]] == ["ann", "bob", "cat"]
+    receipt = await ok(client, "GET", f"{RECEIPTS}/{pending['receiptId']}")
+    assert receipt["outcome"]["decision"] == "ALLOW"
+    assert len(receipt["approvalNow"]["stages"]) == 2
+
+
+async def test_a_conditional_approval_makes_its_conditions_the_obligations(
+    client: Client,
+) -> None:
+    await setup_tool(client, max_kb=64, rules=[
+        {"tool": "mail.send", "decision": "ALERT", "approvals": [{"gates": [{"count": 2}]}]}])
+    pending = await authorize(client, idempotencyKey="cond")
+    approval_id = pending["approval"]["approvalId"]
+    await vote(client, approval_id, "ann", "conditional", conditions="no attachments")
+    await vote(client, approval_id, "bob", "conditional", conditions="bcc legal")
+    answer = await authorize(client, idempotencyKey="cond")
+    assert answer["decision"] == "ALLOW"
+    assert answer["obligations"] == {"max_response_size_kb": 64,
+                                     "conditions": ["no attachments", "bcc legal"]}
+
+
+async def test_sticky_false_on_the_rule_is_the_approval_s_sticky(client: Client) -> None:
+    await setup_tool(client, rules=[{"tool": "mail.send", "decision": "ALERT", "sticky": False}])
+    pending = await authorize(client)
+    approval_id = pending["approval"]["approvalId"]
+    assert (await ok(client, "GET", f"{TOOLS}/{approval_id}"))["approval"]["sticky"] is False
+    await vote(client, approval_id, "ann", "allow_always")
+    assert (await ok(client, "GET", f"{TOOLS}/grants"))["grants"] == []
+    assert (await authorize(client))["decision"] == "PENDING"
+
+
+# --- estimates: a hold per ALLOW --------------------------------------------------------------
+
+
+async def test_an_estimate_holds_on_allow_once_per_key_and_blocks_when_it_cannot_fit(
+    client: Client,
+) -> None:
+    await setup_tool(client)
+    await ok(client, "POST", "/api/governance/budgets",
+             {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100, "mode": "cap"})
+    first = await authorize(client, idempotencyKey="h1", estimateUsdCents=60)
+    assert first["decision"] == "ALLOW" and first["holdId"].startswith("hld_")
+    assert await authorize(client, idempotencyKey="h1", estimateUsdCents=60) == first
+    hold = await ok(client, "GET", f"/api/governance/holds/{first['holdId']}")
+    assert hold["hold"]["status"] == "held" and hold["hold"]["amountUsdMicros"] == 600_000
+    # 60 held of 100: another 60 cannot be held, so the step may not run
+    refused = await authorize(client, idempotencyKey="h2", estimateUsdCents=60)
+    assert refused["decision"] == "BLOCK" and "holdId" not in refused
+    assert refused["reasons"][-1] == "budget_exhausted:agent"
+    receipt = await ok(client, "GET", f"{RECEIPTS}/{refused['receiptId']}")
+    assert receipt["decidedBy"] == "budget" and receipt["holdId"] is None
+    assert receipt["reasons"][-1] == "budget_exhausted:agent"
+    # committed at its actual cost, the hold frees the rest
+    await ok(client, "POST", f"/api/governance/holds/{first['holdId']}/commit",
+             {"costUsdCents": 10})
+    assert (await authorize(client, estimateUsdCents=60))["decision"] == "ALLOW"
+    # without an estimate, no hold
+    assert "holdId" not in await authorize(client)
+
+
+async def test_an_approved_alert_holds_its_estimate_when_its_outcome_is_appended(
+    client: Client,
+) -> None:
+    await setup_tool(client, rules=[{"tool": "mail.send", "decision": "ALERT"}])
+    await ok(client, "POST", "/api/governance/budgets",
+             {"scope": "agent", "scopeId": "a1", "limitUsdCents": 100, "mode": "cap"})
+    fits = await authorize(client, idempotencyKey="e1", estimateUsdCents=70)
+    too_much = await authorize(client, idempotencyKey="e2", estimateUsdCents=70)
+    assert fits["decision"] == too_much["decision"] == "PENDING" and "holdId" not in fits
+    for pending in (fits, too_much):
+        await vote(client, pending["approval"]["approvalId"], "ann", "allow_once")
+    allowed = await authorize(client, idempotencyKey="e1", estimateUsdCents=70)
+    assert allowed["decision"] == "ALLOW" and allowed["holdId"].startswith("hld_")
+    assert await authorize(client, idempotencyKey="e1", estimateUsdCents=70) == allowed
+    blocked = await authorize(client, idempotencyKey="e2", estimateUsdCents=70)
+    assert blocked["decision"] == "BLOCK" and "holdId" not in blocked
+    assert blocked["reasons"][-1] == "budget_exhausted:agent"
 
 
 async def test_a_sticky_grant_satisfies_an_alert_unless_a_rule_says_sticky_false(

@@ -28,7 +28,7 @@ S = gate_rules.Stage
        "status": "pending"}], False),
     # policy-then-rule order kept; an unnamed stage is named by its place
     ((S((G(1, "security"), G(1)),), S((G(2, "finance"),), "money")), True, 1,
-     [{"name": "stage-1", "gates": [{"group": "security", "count": 1, "votes": []},
+     [{"name": "stage 1", "gates": [{"group": "security", "count": 1, "votes": []},
                                     {"count": 1, "votes": []}], "status": "pending"},
       {"name": "money", "gates": [{"group": "finance", "count": 2, "votes": []}],
        "status": "pending"}], False),

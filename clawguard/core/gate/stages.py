@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from clawguard.core import approvals, records
 from clawguard.core.gate import policies
 
 DEFAULT_STAGE_NAME: Final = "approval"
@@ -27,21 +28,22 @@ class Plan:
     sticky: bool
     default: bool  # True when the stages are the threshold's default, not a rule's
 
+    def opened(self) -> list[records.Stage]:
+        """The stages the approval opens with (core.approvals: an unnamed stage is named by
+        its place, every gate without votes); the default is the threshold's one stage."""
+        if self.default:
+            return approvals.threshold_stages(self.stages[0].gates[0].count)
+        return approvals.new_stages([
+            {"name": stage.name,
+             "gates": [{"group": gate.group, "count": gate.count} for gate in stage.gates]}
+            for stage in self.stages
+        ])
+
     def wire(self) -> list[dict[str, Any]]:
-        """`[{name, gates: [{group?, count, votes: []}], status}]` as the approval opens:
-        every stage pending, no votes yet (an unnamed stage is named by its place)."""
-        return [
-            {
-                "name": stage.name if stage.name is not None else f"stage-{index + 1}",
-                "gates": [
-                    {**({"group": g.group} if g.group is not None else {}), "count": g.count,
-                     "votes": []}
-                    for g in stage.gates
-                ],
-                "status": "pending",
-            }
-            for index, stage in enumerate(self.stages)
-        ]
+        """The opened stages as the approval shows them: `[{name, gates: [{group, count,
+        votes: []}], status: pending}]`."""
+        return [stage.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for stage in self.opened()]
 
 
 def plan(approvals: Sequence[policies.Stage], sticky: bool, threshold: int) -> Plan:
