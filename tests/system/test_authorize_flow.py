@@ -1,8 +1,8 @@
 """Authorize end to end on a real daemon with keys on: the executor's `guarded` step for each
 verdict (ALLOW runs and records its spend, BLOCK and an undecided PENDING raise
 ActionBlocked, an approval decided by a leader in another process lets the waiting step
-run), the idempotent re-ask across a daemon restart, and the operator's CLI reading the
-receipt and the report."""
+run), a step's estimate held and settled by its cost, the idempotent re-ask across a
+daemon restart, and the operator's CLI reading the receipt and the report."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _each_verdict(daemon: Daemon, keys: dict[str, str], ops: client.Client,
     with agent.guarded("mail.send", agent_id="a1", args={"to": "x"}, wait_ms=20_000) as step:
         assert step.verdict is not None and step.verdict.allowed
         assert step.verdict.approval is not None
-        assert step.verdict.approval["status"] == "allow_once"
+        assert step.verdict.approval["status"] == "approved"
     assert leader.wait(timeout=30) == 0
 
     # PENDING and nobody decides within the wait: ActionBlocked with PENDING.
@@ -156,3 +156,38 @@ def test_a_pending_verdict_outlives_a_restart_and_is_re_asked_by_its_key(keyed) 
     assert again.receipt_id == first.receipt_id and again.decision == "BLOCK"
     with client.Client(daemon.url, keys["operator"]) as ops:
         assert ops.enforcement_check("agent", "a2")["allowed"] is True
+
+
+def test_guarded_holds_its_estimate_and_the_cost_commits_it(keyed) -> None:
+    daemon, keys = keyed
+    with client.Client(daemon.url, keys["operator"]) as ops:
+        setup(ops)
+        ops.set_budget("agent", "a3", 100, mode="cap")
+    ran: list[bool] = []
+    with client.Client(daemon.url, keys["executor"]) as agent:
+        # The cost commits the hold: the actual cost is spent, the rest of the estimate freed.
+        with agent.guarded("crm.export", agent_id="a3", value=1,
+                           estimate_usd_cents=60) as step:
+            assert step.verdict is not None and step.verdict.hold_id is not None
+            assert agent.get_hold(step.verdict.hold_id).status == "held"
+            step.cost(25)
+        assert step.outcome is not None and step.outcome.spend.cost_usd_micros == 250_000
+        assert agent.get_hold(step.verdict.hold_id).status == "committed"
+
+        # A step that fails without naming a cost releases its hold.
+        with pytest.raises(RuntimeError), agent.guarded(
+                "crm.export", agent_id="a3", value=1, estimate_usd_cents=60) as failing:
+            raise RuntimeError("the tool broke")
+        assert failing.verdict is not None and failing.verdict.hold_id is not None
+        assert agent.get_hold(failing.verdict.hold_id).status == "released"
+
+        # 25 spent of 100: an estimate of 80 cannot be held, so the step never runs.
+        with pytest.raises(client.ActionBlocked) as blocked, agent.guarded(
+                "crm.export", agent_id="a3", value=1, estimate_usd_cents=80):
+            ran.append(True)
+        assert ran == [] and blocked.value.verdict.decision == "BLOCK"
+        assert blocked.value.verdict.reasons[-1] == "budget_exhausted:agent"
+        assert blocked.value.verdict.hold_id is None
+    with client.Client(daemon.url, keys["operator"]) as ops:
+        [budget] = [b for b in ops.list_budgets() if b.scope_id == "a3"]
+        assert budget.spent_usd_micros == 250_000
