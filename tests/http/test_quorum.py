@@ -252,3 +252,20 @@ async def test_twenty_racing_votes_over_http_decide_once_and_wake_the_waiter_onc
     assert client.app[state.APPROVALS].parked == 0
     _, body = await call(client, people, "exec", "GET", f"{TOOLS}/{approval_id}")
     assert len(body["approval"]["stages"][0]["gates"][0]["votes"]) == 2
+
+
+async def test_the_app_reads_allow_self_approval_from_the_stored_settings_at_each_vote(
+    keyed, clock, people
+):
+    app = application.create_app(keyed, clock=clock)  # no reader set: the app's own
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        approval_id, answer = ask(client, people, [{"gates": [{"count": 1}]}], who="root")
+        await parked(client, 1)
+        status, body = await vote(client, people, "root", approval_id, "allow_once")
+        assert status == 403 and "asked" in body["message"]
+        status, body = await call(client, people, "root", "PATCH", "/api/governance/settings",
+                                  {"allow_self_approval": True})
+        assert status == 200 and body["allow_self_approval"] is True
+        status, body = await vote(client, people, "root", approval_id, "allow_once")
+        assert status == 200 and body["approval"]["status"] == "approved"
+        assert (await answer).resolution == "approved"
