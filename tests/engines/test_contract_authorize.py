@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from clawguard.core import authorize, commands, errors, principals, records
+from clawguard.core import approvals, authorize, commands, errors, principals, records
 from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config
 from clawguard.store import contract, engines
@@ -195,6 +195,32 @@ async def test_report_figures_and_stats_are_sql_aggregates(store: contract.Store
     clock.advance(600_000)  # apr_2 expires unswept: rejected already
     assert (await store.report_figures(since, clock())).rejected == 2
     assert (await store.report_figures(clock() + 1, clock())).total == 0
+
+
+async def test_top_approvers_count_the_voters_of_an_approval_with_stages(
+        store: contract.Store, clock: Any) -> None:
+    since = clock()
+    other = principals.Principal("key_lead2", "lead2", "leader")
+    no = principals.Principal("key_lead3", "lead3", "leader")
+    for n in range(3):
+        staged = new_approval(f"apr_s{n}").model_copy(
+            update={"stages": approvals.threshold_stages(2)})
+        await store.open_approval(staged, 600_000)
+        await store.write_receipt(receipt(f"rcp_s{n}", "PENDING", approval_id=f"apr_s{n}"))
+    await store.open_approval(new_approval("apr_one"), 600_000)  # without stages: its decider
+    await store.write_receipt(receipt("rcp_one", "PENDING", approval_id="apr_one"))
+    allow, deny = approvals.Ballot("allow_once"), approvals.Ballot("deny")
+    for voter in (LEADER, other):
+        await store.vote_approval("apr_s0", allow, None, voter, False, 0)
+    await store.vote_approval("apr_s1", approvals.Ballot("conditional", conditions="c"), None,
+                              other, False, 0)
+    await store.vote_approval("apr_s1", allow, None, no, False, 0)
+    await store.vote_approval("apr_s2", allow, None, LEADER, False, 0)
+    await store.vote_approval("apr_s2", deny, None, no, False, 0)  # denied: nobody counted
+    await store.resolve_approval("apr_one", "allow_once", "ann", 0, no)
+    figures = await store.report_figures(since, clock())
+    assert figures.approved == 3
+    assert figures.top_approvers == [("key_lead2", 2), ("key_lead3", 2), ("key_lead", 1)]
 
 
 async def test_authorize_reads_the_chain_and_the_generation_at_once(

@@ -750,10 +750,16 @@ class PostgresStore:
             params,
         )
         top = await self._db.read(
-            "SELECT a.resolved_by_key, count(*) FROM receipts r"
+            "SELECT voter, count(*) FROM ("
+            "SELECT a.id, v.value->>'keyId' AS voter FROM receipts r"
+            " JOIN approvals a ON a.id = r.approval_id CROSS JOIN LATERAL " + _VOTES +
+            " WHERE r.created_at >= %(since)s AND " + _APPROVED +
+            " AND v.value->>'decision' <> 'deny'"
+            " UNION SELECT a.id, a.resolved_by_key FROM receipts r"
             " JOIN approvals a ON a.id = r.approval_id WHERE r.created_at >= %(since)s"
             " AND a.resolved_by_key IS NOT NULL AND " + _APPROVED +
-            " GROUP BY a.resolved_by_key ORDER BY 2 DESC, 1 LIMIT 10",
+            " AND NOT EXISTS (SELECT 1 FROM " + _VOTES + ")) t"
+            " GROUP BY voter ORDER BY 2 DESC, 1 LIMIT 10",
             params,
         )
         total, gated, approved, rejected, approval_ms = rows[0]
@@ -922,3 +928,7 @@ _PREFIXED_BUDGET_COLUMNS = ", ".join(f"b.{c.strip()}" for c in tables.BUDGET_COL
 _APPROVED = "a.status IN ('allow_once', 'allow_always', 'approved')"
 _REJECTED = ("(a.status IN ('deny', 'expired')"
              " OR (a.status = 'pending' AND a.expires_at <= %(now)s))")
+# Every vote of approval a's stages (a vote counting in two gates appears twice: UNION folds it).
+_VOTES = ("jsonb_array_elements(coalesce(a.stages, '[]')::jsonb) s(value)"
+          " CROSS JOIN LATERAL jsonb_array_elements(s.value->'gates') g(value)"
+          " CROSS JOIN LATERAL jsonb_array_elements(g.value->'votes') v(value)")

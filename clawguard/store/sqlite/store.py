@@ -845,10 +845,16 @@ class SQLiteStore:
             (since, now),
         )
         top = await self._read(
-            "SELECT a.resolved_by_key, count(*) FROM receipts r"
+            "SELECT voter, count(*) FROM ("
+            "SELECT a.id, json_extract(v.value, '$.keyId') AS voter FROM receipts r"
+            " JOIN approvals a ON a.id = r.approval_id, " + _VOTES +
+            " WHERE r.created_at >= ?1 AND " + _APPROVED +
+            " AND json_extract(v.value, '$.decision') <> 'deny'"
+            " UNION SELECT a.id, a.resolved_by_key FROM receipts r"
             " JOIN approvals a ON a.id = r.approval_id WHERE r.created_at >= ?1"
             " AND a.resolved_by_key IS NOT NULL AND " + _APPROVED +
-            " GROUP BY a.resolved_by_key ORDER BY 2 DESC, 1 LIMIT 10",
+            " AND NOT EXISTS (SELECT 1 FROM " + _VOTES + "))"
+            " GROUP BY voter ORDER BY 2 DESC, 1 LIMIT 10",
             (since,),
         )
         total, gated, approved, rejected, approval_ms = rows[0]
@@ -881,3 +887,6 @@ _PREFIXED_BUDGET_COLUMNS = ", ".join(f"b.{c.strip()}" for c in tables.BUDGET_COL
 # or expired: also a pending row past its expiry at ?2 that the sweep has not written yet).
 _APPROVED = "a.status IN ('allow_once', 'allow_always', 'approved')"
 _REJECTED = "(a.status IN ('deny', 'expired') OR (a.status = 'pending' AND a.expires_at <= ?2))"
+# Every vote of approval a's stages (a vote counting in two gates appears twice: UNION folds it).
+_VOTES = ("json_each(coalesce(a.stages, '[]')) s, json_each(s.value, '$.gates') g,"
+          " json_each(g.value, '$.votes') v")
