@@ -406,18 +406,17 @@ def _stages_lines(approval: records.Approval) -> None:
 
 
 def _approvals_vote(args: argparse.Namespace, api: client.Client) -> int:
-    approval = api.vote_approval(args.approval_id, args.decision, comments=args.comments,
-                                 conditions=args.conditions, resolved_by=args.by)
-    if args.json:
-        _print_json({"ok": True, "approval": approval.to_json()})
-    else:
-        _approvals_table([approval])
-        _stages_lines(approval)
-    return EXIT_OK
+    return _decided(args, api.vote_approval(args.approval_id, args.decision,
+                                            comments=args.comments, conditions=args.conditions,
+                                            resolved_by=args.by))
 
 
 def _approvals_waive(args: argparse.Namespace, api: client.Client) -> int:
-    approval = api.waive_approval(args.approval_id, args.reason)
+    return _decided(args, api.waive_approval(args.approval_id, args.reason))
+
+
+def _decided(args: argparse.Namespace, approval: records.Approval) -> int:
+    """An approval after a vote or a waiver: JSON, or its row and its stages' lines."""
     if args.json:
         _print_json({"ok": True, "approval": approval.to_json()})
     else:
