@@ -75,7 +75,7 @@ async def resolve_approval(
         (decided.approval.agent_id, decided.history_action, decided.approval.tool_name,
          decided.history_details, now),
     )
-    await listener.notify(conn, f"{instance}:{approval_id}")
+    await listener.notify(conn, listener.decided(instance, decided.approval))
     await audit_log.append(conn, now, [decided.event])
     return decided.approval
 
@@ -119,8 +119,8 @@ async def expire_approvals(
         " WHERE id = ANY(%s) AND status = 'pending'",
         (ids,),
     )
-    for approval_id in ids:
-        await listener.notify(conn, f"{instance}:{approval_id}")
+    for approval, _ in expired:
+        await listener.notify(conn, listener.decided(instance, approval))
     await audit_log.append(conn, now, [event for _, event in expired])
     return [approval for approval, _ in expired]
 

@@ -64,7 +64,7 @@ class PostgresStore:
         self._db = connection.Database(settings.location, settings.busy_timeout_ms,
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
-        self._wake: Callable[[str], None] | None = None
+        self._wake: Callable[[str, records.Approval | None], None] | None = None
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
         self._catch_ups: set[asyncio.Task[None]] = set()
@@ -75,7 +75,7 @@ class PostgresStore:
         self._closing = False
         self.batch_observer: Callable[[int, float], None] | None = None
 
-    def watch_decisions(self, wake: Callable[[str], None]) -> None:
+    def watch_decisions(self, wake: Callable[[str, records.Approval | None], None]) -> None:
         self._wake = wake
 
     # --- lifecycle -----------------------------------------------------------
@@ -120,9 +120,9 @@ class PostgresStore:
 
     def _heard(self, payload: str) -> None:
         self._last_heard_ms = self._clock()
-        instance, _, approval_id = payload.partition(":")
+        instance, approval_id, approval = listener.read(payload)
         if instance != self._instance and self._wake is not None:
-            self._wake(approval_id)
+            self._wake(approval_id, approval)
 
     def _relistened(self, times_before: int) -> None:
         """Back after a drop: what was decided meanwhile was announced to no one here."""
@@ -142,7 +142,7 @@ class PostgresStore:
             return
         for (approval_id,) in rows:
             if self._wake is not None:
-                self._wake(approval_id)
+                self._wake(approval_id, None)
 
     # --- reads -------------------------------------------------------------------
 
