@@ -25,25 +25,19 @@ async def append(conn: connection.Connection, now: int, events: Sequence[audit.E
     head = await cursor.fetchone()
     assert head is not None, "migration 0001 writes the head row"
     last: tuple[int, str] | None = (head[0], head[1]) if head[0] else None
-    columns: list[list[object]] = [[] for _ in range(8)]
+    rows = []
     for event in events:
         row = audit.next_row(last, event, now)
-        for column, value in zip(columns, (row.seq, row.event_type, row.action, row.agent_id,
-                                           row.details_json, row.created_at, row.prev_hash,
-                                           row.hash), strict=True):
-            column.append(value)
+        rows.append((row.seq, row.event_type, row.action, row.agent_id, row.details_json,
+                     row.created_at, row.prev_hash, row.hash))
         last = (row.seq, row.hash)
-    assert last is not None
-    # The rows and the head's move in one statement: the head stays locked from the read
-    # above to the commit, and every round trip in between (each a turn of a busy event
-    # loop) is time every other instance's write waits for it.
-    await conn.execute(
-        "WITH appended AS (INSERT INTO audit (seq, event_type, action, agent_id, details,"
-        " created_at, prev_hash, hash) SELECT * FROM unnest(%s::bigint[], %s::text[],"
-        " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[]))"
-        " UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
-        (*columns, *last),
+    await cursor.executemany(
+        "INSERT INTO audit (seq, event_type, action, agent_id, details, created_at, prev_hash,"
+        " hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
     )
+    assert last is not None
+    await conn.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", last)
 
 
 def audit_chain(url: str) -> Iterator[audit.Row]:
