@@ -39,8 +39,7 @@ def create_app(
     cfg: config.Config, clock: Callable[[], int] = state.wall_clock_ms
 ) -> web.Application:
     app = web.Application(
-        middlewares=[middleware.request_id_middleware, middleware.metrics_middleware,
-                     middleware.error_middleware, middleware.auth_middleware],
+        middlewares=[middleware.middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[state.CONFIG] = cfg

@@ -1,4 +1,4 @@
-"""The middlewares: request ids, metrics, the one JSON error shape, and authentication."""
+"""The one middleware: request ids, metrics, the one JSON error shape, and authentication."""
 
 from __future__ import annotations
 
@@ -55,49 +55,12 @@ async def _allowed_methods(request: web.Request) -> set[str]:
     return set()
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except errors.ClawguardError as exc:
-        response = error_response(_status_of(exc), exc.code, exc.message, exc.details)
-        if isinstance(exc, errors.QuotaExceeded):  # whole seconds, rounded up
-            response.headers["Retry-After"] = str(-(-exc.details["retryAfterMs"] // 1000))
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = exc.reason.lower().replace(" ", "_")
-        response = error_response(exc.status, code, exc.reason)
-        if "Allow" in exc.headers:  # a 405 says which methods would do
-            response.headers["Allow"] = ",".join(sorted(await _allowed_methods(request)))
-        return response
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "internal error")
-
-
 _REQUEST_ID = re.compile(r"[\w.:/@+=-]{1,128}")
 
 
 # Made-up ids: a random prefix per process and a counter (no syscall per request).
 _ID_PREFIX = secrets.token_hex(4) + "-"
 _id_counter = itertools.count(1)
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Name every request (the caller's X-Request-Id if sane) in its logs and its response."""
-    given = request.headers.get("X-Request-Id", "")
-    rid = given if _REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_id_counter):x}"
-    token = logs.request_id.set(rid)
-    try:
-        response = await handler(request)
-    finally:
-        logs.request_id.reset(token)
-    response.headers["X-Request-Id"] = rid
-    return response
-
 
 # Routes that may wait for a person: their time is clawguard_approval_wait_seconds, and
 # left out of the request latency, which would otherwise measure the humans, not the API.
@@ -112,32 +75,64 @@ WAITS_FOR_PEOPLE = frozenset({
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every answer by route template (never the raw path: bounded labels) and time it."""
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request, outermost first: named (X-Request-Id) in its logs and its response,
+    counted and timed by route template, its errors answered in the one JSON shape, its key
+    checked against access.PERMISSIONS.
+
+    One middleware, not four: each is a coroutine frame every request builds, and a parked
+    approval wait keeps all of them for as long as it waits.
+    """
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_id_counter):x}"
+    # No reset: aiohttp serves each request in a task of its own, whose context ends with it.
+    logs.request_id.set(rid)
     started = time.perf_counter()
-    response = await handler(request)
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    timed = (request.method, route) not in WAITS_FOR_PEOPLE
+    match = request.match_info
+    resource = match.route.resource
+    route = resource.canonical if resource is not None else None
+    try:
+        if match.http_exception is None:  # 404 and 405 need no key to be told
+            if request.app[state.CONFIG].auth.mode == "none":
+                request[state.PRINCIPAL] = principals.ANONYMOUS
+            else:
+                method = "GET" if request.method == "HEAD" else request.method
+                path = route or request.path
+                if not access.is_public(method, path):
+                    request[state.PRINCIPAL] = await _authenticate(request, method, path)
+        response = await handler(request)
+    except errors.ClawguardError as exc:
+        response = _error_answer(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = await _http_error_answer(request, exc)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_response(500, "internal_error", "internal error")
+    method = request.method
+    timed = (method, route) not in WAITS_FOR_PEOPLE
     request.app[state.METRICS].count_request(
-        request.method, route, response.status, time.perf_counter() - started if timed else None
+        method, route or "unmatched", response.status,
+        time.perf_counter() - started if timed else None,
     )
+    response.headers["X-Request-Id"] = rid
     return response
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Find the caller's key and check its role against auth.PERMISSIONS."""
-    match = request.match_info
-    if match.http_exception is not None:  # 404 and 405 need no key to be told
-        return await handler(request)
-    method = "GET" if request.method == "HEAD" else request.method
-    route = match.route.resource.canonical if match.route.resource else request.path
-    if request.app[state.CONFIG].auth.mode == "none":
-        request[state.PRINCIPAL] = principals.ANONYMOUS
-    elif not access.is_public(method, route):
-        request[state.PRINCIPAL] = await _authenticate(request, method, route)
-    return await handler(request)
+def _error_answer(exc: errors.ClawguardError) -> web.Response:
+    response = error_response(_status_of(exc), exc.code, exc.message, exc.details)
+    if isinstance(exc, errors.QuotaExceeded):  # whole seconds, rounded up
+        response.headers["Retry-After"] = str(-(-exc.details["retryAfterMs"] // 1000))
+    return response
+
+
+async def _http_error_answer(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = exc.reason.lower().replace(" ", "_")
+    response = error_response(exc.status, code, exc.reason)
+    if "Allow" in exc.headers:  # a 405 says which methods would do
+        response.headers["Allow"] = ",".join(sorted(await _allowed_methods(request)))
+    return response
 
 
 async def _authenticate(request: web.Request, method: str, route: str) -> principals.Principal:

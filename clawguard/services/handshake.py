@@ -318,10 +318,13 @@ class Approvals:
         details = None if body.details is None else approvals.json_text(body.details)
         return await self._db.append_history(body.agent_id, body.action, body.tool_name, details)
 
-    def heard(self, approval_id: str) -> None:
+    def heard(self, approval_id: str, approval: records.Approval | None = None) -> None:
         """Another daemon on the same database decided or expired `approval_id` (the store's
-        notification): wake the callers parked on it here with the row as it is now."""
-        if approval_id in self._waiters and not self._closing:
+        notification): wake the callers parked on it here with the decided row it carried,
+        else with the row as read now."""
+        if approval is not None and approval.status != "pending":
+            self._wake(approval_id, approval)
+        elif approval_id in self._waiters and not self._closing:
             task = asyncio.get_running_loop().create_task(self._reread(approval_id))
             self._rereads.add(task)
             task.add_done_callback(self._rereads.discard)

@@ -34,10 +34,11 @@ class Store(Protocol):
     async def open(self) -> None:
         """Connect and apply pending migrations."""
 
-    def watch_decisions(self, wake: Callable[[str], None]) -> None:
-        """Call `wake(approval_id)` whenever another daemon on the same database decides or
-        expires an approval, so waiters parked here hear it (engines shared by several
-        daemons; an engine with a single daemon never calls it)."""
+    def watch_decisions(self, wake: Callable[[str, records.Approval | None], None]) -> None:
+        """Call `wake(approval_id, row)` whenever another daemon on the same database decides
+        or expires an approval, so waiters parked here hear it: `row` is the decided row when
+        the notification carried it, else None (read it). Engines shared by several daemons;
+        an engine with a single daemon never calls it."""
 
     def watch_audit(self, wake: Callable[[int], None]) -> None:
         """Also call `wake(seq)` after each commit that appended audit rows (up to `seq`), made

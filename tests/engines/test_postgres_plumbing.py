@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from clawguard.core import audit, errors, principals
+from clawguard.core import audit, errors, principals, records
 from clawguard.store import migrations
 from clawguard.store.postgres import audit_log, connection, keys, listener, schema
 
@@ -165,3 +165,16 @@ async def test_a_notification_arrives_within_100ms_and_after_the_connection_drop
     finally:
         await ear.stop()
         await db.close()
+
+
+def test_a_decision_travels_in_its_notification_and_a_row_too_long_by_its_id() -> None:
+    row = records.Approval(
+        id="apr_1", tool_name="t.deploy", agent_id="a1", args_summary='{"target": "prod"}',
+        reason=None, status="allow_once", task_id=None, tenant_id=None, created_at=1,
+        expires_at=9, resolved_at=5, resolved_by="boss", args_fingerprint="f" * 64,
+    )
+    assert listener.read(listener.decided("inst0001", row)) == ("inst0001", "apr_1", row)
+    long = row.model_copy(update={"args_summary": "x" * listener.PAYLOAD_MAX_BYTES})
+    payload = listener.decided("inst0001", long)
+    assert payload == "inst0001:apr_1"
+    assert listener.read(payload) == ("inst0001", "apr_1", None)  # read back by the waker

@@ -28,17 +28,17 @@ def actor_of(request: web.Request, given: str | None = None) -> str | None:
 async def delegation_approval(
     request: web.Request, body: commands.DelegationApprovalRequest
 ) -> web.Response:
-    return bodies.respond(
-        await request.app[state.APPROVALS].request_delegation(body, state.principal_of(request))
-    )
+    waiting = request.app[state.APPROVALS].request_delegation(body, state.principal_of(request))
+    del body  # parked as long as the wait: keep none of the request (the handshake copies ids)
+    return bodies.respond(await waiting)
 
 
 async def request_tool_approval(
     request: web.Request, body: commands.ToolApprovalRequest
 ) -> web.Response:
-    return bodies.respond(
-        await request.app[state.APPROVALS].request_tool(body, state.principal_of(request))
-    )
+    waiting = request.app[state.APPROVALS].request_tool(body, state.principal_of(request))
+    del body  # parked as long as the wait: keep none of the request (the handshake copies ids)
+    return bodies.respond(await waiting)
 
 
 async def list_tool_approvals(request: web.Request, query: wire.PendingFilter) -> web.Response:

@@ -114,7 +114,7 @@ async def _apply(
              decided.history_details, now),
         )
     if decided.final:  # a vote that leaves it pending wakes nobody
-        await listener.notify(conn, f"{instance}:{decided.approval.id}")
+        await listener.notify(conn, listener.decided(instance, decided.approval))
     await audit_log.append(conn, now, [decided.event])
     return decided.approval
 
@@ -158,8 +158,8 @@ async def expire_approvals(
         " WHERE id = ANY(%s) AND status = 'pending'",
         (ids,),
     )
-    for approval_id in ids:
-        await listener.notify(conn, f"{instance}:{approval_id}")
+    for approval, _ in expired:
+        await listener.notify(conn, listener.decided(instance, approval))
     await audit_log.append(conn, now, [event for _, event in expired])
     return [approval for approval, _ in expired]
 

@@ -7,6 +7,11 @@ store keeps one extra connection that LISTENs and hands every payload to a
 callback on the event loop; no polling. When that connection drops it is
 reopened with a short backoff, and the callback learns when it listened
 again (`on_listening`) so it can catch up on what was sent in between.
+
+A payload is the sending instance's id and the decided row itself (its JSON),
+so a daemon whose callers wait on it answers them without reading the row
+back through a pool the decisions themselves queue on; a row too long for a
+notification is announced by its id alone, and read.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from clawguard.core import records
 from clawguard.store.postgres import connection
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,28 @@ AUDIT_PREFIX = "audit:"
 # A silent network drop sends nothing; a ping this often notices it.
 PING_S = 5.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0
+
+
+# PostgreSQL refuses a payload of 8,000 bytes or more.
+PAYLOAD_MAX_BYTES = 7_999
+
+
+def decided(instance: str, approval: records.Approval) -> str:
+    """The payload announcing `approval`'s decision or expiry (README: "Running several
+    instances": every instance on a database runs the same version, which reads it)."""
+    payload = f"{instance}:{approval.to_json_bytes().decode()}"
+    if len(payload.encode()) > PAYLOAD_MAX_BYTES:
+        return f"{instance}:{approval.id}"
+    return payload
+
+
+def read(payload: str) -> tuple[str, str, records.Approval | None]:
+    """(sending instance, approval id, the decided row when the payload carries it)."""
+    instance, _, announced = payload.partition(":")
+    if announced.startswith("{"):
+        approval = records.Approval.model_validate_json(announced)
+        return instance, approval.id, approval
+    return instance, announced, None
 
 
 async def notify(conn: connection.Connection, payload: str) -> None:

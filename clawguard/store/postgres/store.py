@@ -72,7 +72,7 @@ class PostgresStore:
         self._db = connection.Database(settings.location, settings.busy_timeout_ms,
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
-        self._wake: Callable[[str], None] | None = None
+        self._wake: Callable[[str, records.Approval | None], None] | None = None
         self._audit_watchers: list[Callable[[int], None]] = []
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
@@ -84,7 +84,7 @@ class PostgresStore:
         self._closing = False
         self.batch_observer: Callable[[int, float], None] | None = None
 
-    def watch_decisions(self, wake: Callable[[str], None]) -> None:
+    def watch_decisions(self, wake: Callable[[str, records.Approval | None], None]) -> None:
         self._wake = wake
 
     def watch_audit(self, wake: Callable[[int], None]) -> None:
@@ -138,9 +138,9 @@ class PostgresStore:
             for watcher in self._audit_watchers:
                 watcher(int(seq) if seq.isdigit() else 0)
             return
-        instance, _, approval_id = payload.partition(":")
+        instance, approval_id, approval = listener.read(payload)
         if instance != self._instance and self._wake is not None:
-            self._wake(approval_id)
+            self._wake(approval_id, approval)
 
     def _relistened(self, times_before: int) -> None:
         """Back after a drop: what was decided meanwhile was announced to no one here."""
@@ -163,7 +163,7 @@ class PostgresStore:
             return
         for (approval_id,) in rows:
             if self._wake is not None:
-                self._wake(approval_id)
+                self._wake(approval_id, None)
 
     # --- reads -------------------------------------------------------------------
 

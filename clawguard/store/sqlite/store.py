@@ -78,7 +78,7 @@ class SQLiteStore:
     def batch_observer(self, observer: Callable[[int, float], None] | None) -> None:
         self._writer.batch_observer = observer
 
-    def watch_decisions(self, wake: Callable[[str], None]) -> None:
+    def watch_decisions(self, wake: Callable[[str, records.Approval | None], None]) -> None:
         """One daemon owns a SQLite file: every decision is made, and heard, here."""
 
     def watch_audit(self, wake: Callable[[int], None]) -> None:
