@@ -15,11 +15,16 @@ from __future__ import annotations
 import os
 import secrets
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from clawguard.runtime import config
+from clawguard.store import contract, engines
 
 SERVER_URL = os.environ.get(
     "CLAWGUARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -84,6 +89,26 @@ def pg_url(pg_database: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_database, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --- the store under test: each contract test runs on SQLite and on PostgreSQL --------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> config.StorageConfig:
+    if request.param == "sqlite":
+        return config.StorageConfig(path=str(tmp_path / "clawguard.db"))
+    return config.StorageConfig(url=request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(settings: config.StorageConfig, clock: Any) -> AsyncIterator[contract.Store]:
+    db = engines.open_store(settings, clock)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 # --- under CI, a PostgreSQL test that skipped for any reason fails the run ------------

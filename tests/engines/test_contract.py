@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -41,23 +39,6 @@ from clawguard.store.postgres import connection as pg_connection
 LEADER = principals.Principal("key_lead", "lead", "leader")
 REQUESTER = principals.Principal("key_exec", "exec", "executor")
 OPERATOR = principals.Principal("key_ops", "ops", "operator")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> config.StorageConfig:
-    if request.param == "sqlite":
-        return config.StorageConfig(path=str(tmp_path / "clawguard.db"))
-    return config.StorageConfig(url=request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(settings: config.StorageConfig, clock: Any) -> AsyncIterator[contract.Store]:
-    db = engines.open_store(settings, clock)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 def ledger(settings: config.StorageConfig) -> list[tuple[str, int, int]]:

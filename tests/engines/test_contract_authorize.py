@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,28 +13,11 @@ import pytest
 from clawguard.core import approvals, authorize, commands, errors, principals, records
 from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config
-from clawguard.store import contract, engines
+from clawguard.store import contract
 from clawguard.store.postgres import connection
 
 LEADER = principals.Principal("key_lead", "lead", "leader")
 OPERATOR = principals.Principal("key_ops", "ops", "operator")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> config.StorageConfig:
-    if request.param == "sqlite":
-        return config.StorageConfig(path=str(tmp_path / "clawguard.db"))
-    return config.StorageConfig(url=request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(settings: config.StorageConfig, clock: Any) -> AsyncIterator[contract.Store]:
-    db = engines.open_store(settings, clock)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 def receipt(receipt_id: str, decision: authorize.Decision = "ALLOW", key: str | None = None,

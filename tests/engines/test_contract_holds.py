@@ -12,7 +12,7 @@ import pytest
 from clawguard.core import budgets, commands, errors, holds, records, runs
 from clawguard.runtime import config
 from clawguard.store import contract
-from engines.test_contract import OPERATOR, budget, ledger, settings, spend, store  # noqa: F401
+from engines.test_contract import OPERATOR, budget, ledger, spend
 
 C = 10_000
 OWNER = "key_exec"
@@ -42,7 +42,7 @@ def ids(**named: str) -> commands.ScopeIds:
 
 
 async def test_holds_reserve_under_a_cap_and_name_the_scope(
-    store: contract.Store  # noqa: F811
+    store: contract.Store
 ) -> None:
     await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
     await store.set_budget(budget("team", "t1", 1000), OPERATOR)  # warn: never refuses
@@ -69,7 +69,7 @@ def store_now(db: contract.Store) -> int:
 
 
 async def test_commit_charges_as_a_spend_frees_the_hold_and_replays(
-    store: contract.Store, settings: config.StorageConfig,  # noqa: F811
+    store: contract.Store, settings: config.StorageConfig,
 ) -> None:
     await store.set_budget(budget("agent", "a1", 100, "cap"), OPERATOR)
     hold = await place(store, hold_request(50, "h1"))
@@ -100,7 +100,7 @@ async def test_commit_charges_as_a_spend_frees_the_hold_and_replays(
 
 
 async def test_release_expiry_and_the_sweep(
-    store: contract.Store, clock: Any  # noqa: F811
+    store: contract.Store, clock: Any
 ) -> None:
     await store.set_budget(budget("agent", "a1", 10, "cap"), OPERATOR)
     kept = await place(store, hold_request(10, "h1"), ttl_ms=1_000)
@@ -127,7 +127,7 @@ async def test_release_expiry_and_the_sweep(
 
 
 async def test_concurrent_holds_never_reserve_past_the_cap(
-    store: contract.Store  # noqa: F811
+    store: contract.Store
 ) -> None:
     await store.set_budget(budget("tenant", "org", 1000, "cap"), OPERATOR)
     outcomes = await asyncio.gather(
@@ -141,7 +141,7 @@ async def test_concurrent_holds_never_reserve_past_the_cap(
 
 
 async def test_the_sweep_expires_lapsed_run_leases(
-    store: contract.Store, clock: Any  # noqa: F811
+    store: contract.Store, clock: Any
 ) -> None:
     started = await store.start_run(
         commands.RunStart.model_validate({"agentId": "a1"}), {"runs_per_hour": 10,
@@ -160,7 +160,7 @@ def utc(text: str) -> int:
 
 
 async def test_a_monthly_budget_resets_at_the_boundary(
-    store: contract.Store, clock: Any, settings: config.StorageConfig,  # noqa: F811
+    store: contract.Store, clock: Any, settings: config.StorageConfig,
 ) -> None:
     clock.now = utc("2026-01-31T23:00")
     monthly = budget("agent", "a1", 10, "cap").model_copy(update={"window": "month"})
@@ -195,7 +195,7 @@ async def test_a_monthly_budget_resets_at_the_boundary(
 
 
 async def test_a_write_is_read_at_once_while_other_reads_interleave(
-    store: contract.Store,  # noqa: F811
+    store: contract.Store,
 ) -> None:
     """Each read after its write's answer sees it, however many reads are in flight: on
     SQLite one request's half-read statement once pinned an older snapshot for another, and

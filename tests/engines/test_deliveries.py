@@ -4,30 +4,14 @@ chain scanned into deliveries, claimed under a lease, retried, given up, deliver
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from clawguard.core import audit, events
-from clawguard.runtime import config
-from clawguard.store import contract, engines
-from engines.test_contract import settings  # noqa: F401 - fixture
+from clawguard.store import contract
 
 HOOK = "a" * 16
 ALL = frozenset(events.EVENT_NAMES)
 LEASE = 40_000
-
-
-@pytest.fixture
-async def store(settings: config.StorageConfig, clock: Any  # noqa: F811 - fixture
-                ) -> AsyncIterator[contract.Store]:
-    db = engines.open_store(settings, clock)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def told(db: contract.Store, action: str = "approval.requested", agent: str = "a1"
