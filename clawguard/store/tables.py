@@ -131,6 +131,14 @@ def hold_from_row(row: Sequence[Any]) -> records.Hold:
     )
 
 
+def hold_values(hold: records.Hold) -> tuple[Any, ...]:
+    """A hold's values in HOLD_COLUMNS order, for an INSERT."""
+    return (hold.id, hold.agent_id, hold.mission_id, hold.team_id, hold.tenant_id, hold.run_id,
+            hold.amount_usd_micros, hold.status, hold.created_at, hold.expires_at,
+            hold.resolved_at, hold.spend_id,
+            records.HELD_SCOPES.dump_json(hold.scopes, by_alias=True).decode())
+
+
 def held_by_scope(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], int]:
     """{(scope, scope id): micros held} from (scope, scope id, micros) rows."""
     return {(scope, scope_id): int(micros) for scope, scope_id, micros in rows if micros}

@@ -54,10 +54,7 @@ async def place_hold(
     await conn.execute(
         f"INSERT INTO holds ({tables.HOLD_COLUMNS}, idempotency_key, fingerprint)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (hold.id, hold.agent_id, hold.mission_id, hold.team_id, hold.tenant_id, hold.run_id,
-         hold.amount_usd_micros, hold.status, hold.created_at, hold.expires_at,
-         hold.resolved_at, hold.spend_id,
-         records.HELD_SCOPES.dump_json(hold.scopes, by_alias=True).decode(), key, fingerprint),
+        (*tables.hold_values(hold), key, fingerprint),
     )
     return hold
 
