@@ -45,14 +45,20 @@ def _status_of(exc: errors.ClawguardError) -> int:
 
 
 async def _allowed_methods(request: web.Request) -> set[str]:
-    """The methods of the first route whose path matches, in route-table order. aiohttp's own
-    Allow unites every matching template: /api/guardrails/evaluate would also offer the
-    methods of /api/guardrails/{id}, which "evaluate" is not."""
+    """The methods of the first route template that matches the path, in route-table order,
+    from every resource aiohttp made for that template (one is made per run of adjacent
+    routes). aiohttp's own Allow unites every matching template: /api/guardrails/evaluate
+    would also offer the methods of /api/guardrails/{id}, which "evaluate" is not."""
+    template: str | None = None
+    methods: set[str] = set()
     for resource in request.app.router.resources():
+        if template is not None and resource.canonical != template:
+            continue
         _, allowed = await resource.resolve(request)
         if allowed:
-            return set(allowed)
-    return set()
+            template = resource.canonical
+            methods |= allowed
+    return methods
 
 
 _REQUEST_ID = re.compile(r"[\w.:/@+=-]{1,128}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -879,3 +880,18 @@ async def test_a_duplicate_key_is_named(client: TestClient[Any, Any]) -> None:
             '{"agentId": "a1", "costUsdCents": 1, "costUsdCents": 1000}')) as resp:
         body = error_body(resp.status, resp.content_type, await resp.read())
     assert resp.status == 400 and body["details"] == {"key": "costUsdCents"}
+
+
+async def test_every_405_offers_exactly_its_route_templates_methods(
+    client: TestClient[Any, Any]
+) -> None:
+    """Whatever order the route table adds a template's methods in (aiohttp makes a resource
+    per run of adjacent routes), a 405 names all of them and no other template's."""
+    methods: dict[str, set[str]] = {}
+    for route in routes.ROUTES:
+        methods.setdefault(route.path, set()).add(route.method)
+    for path, allowed in methods.items():
+        expected = allowed | ({"HEAD"} if "GET" in allowed else set())
+        async with client.options(re.sub(r"\{\w+\}", "x", path)) as resp:
+            assert resp.status == 405, path
+            assert set(resp.headers["Allow"].split(",")) == expected, path
