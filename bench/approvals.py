@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import os
 import re
@@ -48,13 +47,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from spend import bench_database
 
 REPO = Path(__file__).resolve().parent.parent
 LISTEN_RE = re.compile(r"listening on (http://[\d.]+:\d+)")
@@ -389,25 +386,6 @@ async def run(daemons: list[Daemon], bases: list[str], waits: int, concurrency: 
         "auto_gen2": auto_gen2, "auto_gen2_resolving": auto_gen2[pauses_before_resolving:],
         "healthz_resolving": healthz_resolving, "resolving": (resolving_from, resolving_until),
     }
-
-
-@contextlib.contextmanager
-def bench_database(args: argparse.Namespace) -> Iterator[str | None]:
-    """A fresh PostgreSQL database for --store postgresql (dropped after), else None."""
-    if args.store != "postgresql":
-        yield None
-        return
-    import psycopg
-
-    name = "clawguard_bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(args.pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # a name made here, not input
-    parts = urllib.parse.urlsplit(args.pg_url)
-    try:
-        yield urllib.parse.urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def main(argv: list[str] | None = None) -> int:
