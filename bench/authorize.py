@@ -14,6 +14,12 @@ other with N concurrent keep-alive connections (default 64):
    access and the verdict over the compiled rules, and one receipt with its
    tool_call audit row written.
 
+With ``--floor`` it then starts a second daemon whose verdict is a stub (the
+same answer, no reads, no rules, no receipt: ``Authorizer.decide`` replaced in
+that process only) and drives both phases again: what the same requests cost
+in HTTP, body parsing, validation and the answer alone, so the rest of an
+authorize's cost is the verdict's.
+
 Target (2-core machine): authorize >= 0.3x healthz throughput, p99 <= 25 ms,
 no errors, every answer ALLOW (checked on a sample before the run and by the
 receipts counted after it). It also prints the daemon's own CPU time per
@@ -56,8 +62,26 @@ wrk.body = BODY
 """
 
 
-def prepare(base: str) -> None:
-    """100 rules, the tool with its policy, two budgets; one authorize must ALLOW."""
+# The --floor daemon: `clawguard serve` with a verdict that answers the one given in
+# CLAWGUARD_BENCH_ANSWER and does nothing else.
+FLOOR_WRAPPER = r"""
+import json, os, runpy, sys
+from clawguard.services import authorize
+
+ANSWER = json.loads(os.environ["CLAWGUARD_BENCH_ANSWER"])
+
+async def decide(self, request, caller):
+    return dict(ANSWER)
+
+authorize.Authorizer.decide = decide
+sys.argv = ["clawguard", *sys.argv[1:]]
+runpy.run_module("clawguard", run_name="__main__")
+"""
+
+
+def prepare(base: str) -> dict[str, object]:
+    """100 rules, the tool with its policy, two budgets; one authorize must ALLOW (its answer
+    is returned)."""
     post = spend_bench.http_json
     for budget in spend_bench.BUDGETS:
         post("POST", f"{base}/api/governance/budgets", budget)
@@ -72,6 +96,7 @@ def prepare(base: str) -> None:
     reply = post("POST", f"{base}/api/governance/authorize", ACTION)
     if reply["decision"] != "ALLOW":
         raise RuntimeError(f"the bench action does not ALLOW: {reply}")
+    return reply
 
 
 def run_wrk(url: str, connections: int, threads: int, seconds: int, tmp: Path
@@ -99,41 +124,76 @@ def receipts(db: Path) -> dict[str, int]:
         conn.close()
 
 
+class Phases:
+    """healthz then authorize against one daemon, with the daemon's CPU time for each."""
+
+    def __init__(self, daemon: spend_bench.Daemon, args: argparse.Namespace, tmp: Path) -> None:
+        assert daemon.proc is not None
+        pid, base = daemon.proc.pid, daemon_base(daemon)
+        print(f"wrk: /healthz for {args.seconds} s ...", file=sys.stderr)
+        started = cpu_seconds(pid)
+        self.healthz = spend_bench.run_wrk(base + "/healthz", False, args.connections,
+                                           args.threads, args.seconds, tmp)
+        self.healthz_cpu = cpu_seconds(pid) - started
+        print(f"wrk: /api/governance/authorize for {args.seconds} s ...", file=sys.stderr)
+        started = cpu_seconds(pid)
+        self.authorized = run_wrk(base + "/api/governance/authorize", args.connections,
+                                  args.threads, args.seconds, tmp)
+        self.authorize_cpu = cpu_seconds(pid) - started
+
+    @property
+    def ratio(self) -> float:
+        return self.authorized.rps / self.healthz.rps if self.healthz.rps else 0.0
+
+    def cpu_per_answer(self) -> tuple[float, float]:
+        """The daemon's CPU time per answer (us): healthz, authorize."""
+        return (self.healthz_cpu / max(self.healthz.requests, 1) * 1e6,
+                self.authorize_cpu / max(self.authorized.requests, 1) * 1e6)
+
+
+def daemon_base(daemon: spend_bench.Daemon) -> str:
+    match = spend_bench.LISTEN_RE.search(daemon.log_path.read_text(errors="replace"))
+    assert match is not None
+    return f"http://{match.group(1)}:{match.group(2)}"
+
+
+def run_daemon(tmp: Path, args: argparse.Namespace, answer: dict[str, object] | None = None
+               ) -> tuple[Phases, dict[str, object]]:
+    """The phases against a fresh daemon: the real one, or (`answer` given) the floor's."""
+    tmp.mkdir(exist_ok=True)
+    program: tuple[str, ...] = ("-m", "clawguard")
+    if answer is not None:
+        os.environ["CLAWGUARD_BENCH_ANSWER"] = json.dumps(answer)
+        program = ("-c", FLOOR_WRAPPER)
+    daemon = spend_bench.Daemon(tmp, program=program)
+    try:
+        base = daemon.start()
+        reply = prepare(base)
+        return Phases(daemon, args, tmp), reply
+    except Exception:
+        print(f"daemon log (tail):\n{daemon.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        daemon.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10, help="each phase (default 10)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--floor", action="store_true",
+                        help="then the same phases against a daemon whose verdict is a stub")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         parser.error("wrk is not on PATH (Debian: apt-get install wrk)")
 
     with tempfile.TemporaryDirectory(prefix="clawguard-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        daemon = spend_bench.Daemon(tmp)
-        try:
-            base = daemon.start()
-            prepare(base)
-            assert daemon.proc is not None
-            pid = daemon.proc.pid
-            print(f"wrk: /healthz for {args.seconds} s ...", file=sys.stderr)
-            started = cpu_seconds(pid)
-            healthz = spend_bench.run_wrk(base + "/healthz", False, args.connections,
-                                          args.threads, args.seconds, tmp)
-            healthz_cpu = cpu_seconds(pid) - started
-            print(f"wrk: /api/governance/authorize for {args.seconds} s ...", file=sys.stderr)
-            started = cpu_seconds(pid)
-            authorized = run_wrk(base + "/api/governance/authorize", args.connections,
-                                 args.threads, args.seconds, tmp)
-            authorize_cpu = cpu_seconds(pid) - started
-        except Exception:
-            print(f"daemon log (tail):\n{daemon.log_tail()}", file=sys.stderr)
-            raise
-        finally:
-            daemon.stop()
-        counted = receipts(tmp / "clawguard.db")
-
-    ratio = authorized.rps / healthz.rps if healthz.rps else 0.0
+        real, reply = run_daemon(tmp / "real", args)
+        counted = receipts(tmp / "real" / "clawguard.db")
+        floor = run_daemon(tmp / "floor", args, reply)[0] if args.floor else None
+    healthz, authorized, ratio = real.healthz, real.authorized, real.ratio
     print(f"store: sqlite  generator: wrk  ({args.connections} connections,"
           f" {args.seconds} s per phase, 100 rules in 10 policies)")
     print(healthz.line("healthz"))
@@ -143,10 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     # On a shared machine the daemon gets what CPU the others leave it, so throughput swings;
     # its own CPU time per answer does not, and says what the ratio is when the daemon has
     # its core to itself (the loop is single-threaded, so it is CPU-bound under load).
-    per_healthz = healthz_cpu / max(healthz.requests, 1) * 1e6
-    per_authorize = authorize_cpu / max(authorized.requests, 1) * 1e6
+    per_healthz, per_authorize = real.cpu_per_answer()
     print(f"daemon CPU per answer: healthz {per_healthz:.0f} us, authorize {per_authorize:.0f}"
           f" us; CPU-bound ratio {per_healthz / per_authorize:.2f}")
+    if floor is not None:
+        floor_healthz, floor_authorize = floor.cpu_per_answer()
+        print(floor.healthz.line("floor healthz"))
+        print(floor.authorized.line("floor authorize"))
+        print(f"floor (stub verdict): ratio {floor.ratio:.2f}; daemon CPU per answer healthz"
+              f" {floor_healthz:.0f} us, authorize {floor_authorize:.0f} us; so the verdict"
+              f" costs about {per_authorize - floor_authorize:.0f} us of the"
+              f" {per_authorize:.0f}")
     passed = (ratio >= TARGET_RATIO and authorized.p99_ms <= TARGET_P99_MS
               and authorized.errors == 0 and healthz.errors == 0
               and set(counted) == {"ALLOW"} and counted["ALLOW"] >= authorized.requests)

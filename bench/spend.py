@@ -97,8 +97,10 @@ class Daemon:
     """A ``clawguard serve`` subprocess on a fresh temporary database."""
 
     def __init__(self, workdir: Path, url: str | None = None, auth: str = "none",
-                 extra_config: str = "") -> None:
+                 extra_config: str = "", program: tuple[str, ...] = ("-m", "clawguard")
+                 ) -> None:
         self.workdir = workdir
+        self.program = program  # what python runs: the daemon, or a bench's wrapper of it
         self.extra_config = extra_config  # more TOML, after the settings above
         self.url = url
         self.auth = auth  # "keys": the first-start admin key is in workdir/clawguard-admin.key
@@ -120,7 +122,7 @@ class Daemon:
         # a daemon that logs per request.
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clawguard", "serve", "--config", str(config)],
+                [sys.executable, *self.program, "serve", "--config", str(config)],
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
