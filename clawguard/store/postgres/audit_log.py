@@ -10,6 +10,7 @@ also notifies every instance that the chain grew.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Sequence
 
 import psycopg
@@ -17,10 +18,19 @@ import psycopg
 from clawguard.core import audit, errors
 from clawguard.store.postgres import connection, listener
 
+# Set while a batch of writes runs (store/postgres/batch.py): a job's events are held here
+# and the batch appends every job's at its end, so the head is still the last lock taken.
+deferred: contextvars.ContextVar[list[audit.Event] | None] = contextvars.ContextVar(
+    "clawguard_deferred_audit", default=None)
+
 
 async def append(conn: connection.Connection, now: int, events: Sequence[audit.Event]) -> None:
     """Chain `events` after the head, in order (audit.next_row masks their secrets)."""
     if not events:
+        return
+    held = deferred.get()
+    if held is not None:
+        held.extend(events)
         return
     cursor = await conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
     head = await cursor.fetchone()

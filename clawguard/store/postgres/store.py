@@ -43,6 +43,7 @@ from clawguard.store import batches, migrations, tables
 from clawguard.store.postgres import (
     approvals,
     audit_log,
+    batch,
     budgets,
     connection,
     deliveries,
@@ -81,6 +82,10 @@ class PostgresStore:
             asyncio.Queue()
         )
         self._spender: asyncio.Task[None] | None = None
+        self._writes: asyncio.Queue[tuple[batch.Job, asyncio.Future[Any]] | None] = (
+            asyncio.Queue()
+        )
+        self._batcher: asyncio.Task[None] | None = None
         self._closing = False
         self.batch_observer: Callable[[int, float], None] | None = None
 
@@ -98,6 +103,7 @@ class PostgresStore:
         await self._db.open()
         await self._listener.start()
         self._spender = asyncio.create_task(self._spend_loop(), name="clawguard-spends")
+        self._batcher = asyncio.create_task(self._batch_loop(), name="clawguard-writes")
 
     async def close(self) -> None:
         self._closing = True
@@ -105,6 +111,10 @@ class PostgresStore:
             self._queue.put_nowait(None)  # after every spend already queued
             await self._spender
             self._spender = None
+        if self._batcher is not None:
+            self._writes.put_nowait(None)  # after every write already queued
+            await self._batcher
+            self._batcher = None
         await self._listener.stop()
         await self._db.close()
 
@@ -128,6 +138,41 @@ class PostgresStore:
         if self.batch_observer is not None:
             self.batch_observer(1, time.perf_counter() - started)
         return result
+
+    async def _batched(self, job: batch.Job) -> Any:
+        """`job` in a transaction shared with the other writes waiting now (batch.py): for
+        the writes every instance makes many of at once, approval decisions and receipts."""
+        if self._closing or self._batcher is None:
+            raise errors.StoreUnavailable("the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writes.put_nowait((job, future))
+        return await future
+
+    def _running(self, jobs: list[batch.Job]) -> connection.Job[list[Any]]:
+        return lambda conn: batch.run_jobs(conn, self._clock(), jobs)
+
+    async def _batch_loop(self) -> None:
+        while True:
+            taken = await batches.next_batch(self._writes, self._settings.batch_max)
+            if taken is None:
+                return
+            writes, stop = taken
+            started = time.perf_counter()
+            outcomes: list[Any]
+            try:
+                outcomes = await self._db.transaction(self._running([job for job, _ in writes]))
+            except errors.ClawguardError as exc:
+                outcomes = [exc] * len(writes)
+            except Exception as exc:  # never leave a caller waiting
+                log.exception("a write batch of %d failed", len(writes))
+                outcomes = [errors.StoreUnavailable(f"the write batch failed: {exc}")]
+                outcomes *= len(writes)
+            else:
+                if self.batch_observer is not None:
+                    self.batch_observer(len(writes), time.perf_counter() - started)
+            batches.answer(writes, outcomes)
+            if stop:
+                return
 
     # --- notifications -------------------------------------------------------------
 
@@ -389,7 +434,7 @@ class PostgresStore:
         await self._write(lambda conn, now: audit_log.append(conn, now, [event]))
 
     async def open_approval(self, new: records.NewApproval, ttl_ms: int) -> records.Opened:
-        result: records.Opened = await self._write(
+        result: records.Opened = await self._batched(
             lambda conn, now: approvals.open_approval(conn, now, new, ttl_ms)
         )
         return result
@@ -399,7 +444,7 @@ class PostgresStore:
         sticky_ttl_ms: int, decider: principals.Principal,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        result: records.Approval = await self._write(
+        result: records.Approval = await self._batched(
             lambda conn, now: approvals.resolve_approval(
                 conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
                 grant_scope, self._instance,
@@ -412,7 +457,7 @@ class PostgresStore:
         voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        result: records.Approval = await self._write(
+        result: records.Approval = await self._batched(
             lambda conn, now: approvals.vote_approval(
                 conn, now, approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms,
                 grant_scope, self._instance,
@@ -424,7 +469,7 @@ class PostgresStore:
         self, approval_id: str, reason: str, resolved_by: str | None,
         admin: principals.Principal,
     ) -> records.Approval:
-        result: records.Approval = await self._write(
+        result: records.Approval = await self._batched(
             lambda conn, now: approvals.waive_approval(
                 conn, now, approval_id, reason, resolved_by, admin, self._instance,
             )
@@ -690,14 +735,14 @@ class PostgresStore:
 
     async def write_receipt(self, receipt: authorize.NewReceipt
                             ) -> tuple[authorize.Stored, bool]:
-        result: tuple[authorize.Stored, bool] = await self._write(
+        result: tuple[authorize.Stored, bool] = await self._batched(
             lambda conn, now: receipts.write_receipt(conn, now, receipt)
         )
         return result
 
     async def append_receipt_outcome(self, receipt_id: str, outcome: dict[str, object]
                                      ) -> authorize.Stored:
-        result: authorize.Stored = await self._write(
+        result: authorize.Stored = await self._batched(
             lambda conn, now: receipts.append_outcome(conn, now, receipt_id, outcome)
         )
         return result
