@@ -93,14 +93,21 @@ async def _apply(
     conn: connection.Connection, now: int, decided: approvals.Decided, instance: str
 ) -> records.Approval:
     resolver = decided.resolver if decided.final else None
-    # The one conditional update that decides or votes: only a pending, unexpired row.
+    # The one conditional update that decides or votes: only a pending, unexpired row. A
+    # decision's NOTIFY rides on it (no round trip of its own); a vote that leaves it
+    # pending wakes nobody.
+    announce = ""
+    params: tuple[object, ...] = ()
+    if decided.final:
+        announce = " RETURNING pg_notify(%s, %s)"
+        params = (listener.CHANNEL, listener.decided(instance, decided.approval))
     cursor = await conn.execute(
         "UPDATE approvals SET status = %s, resolved_at = %s, resolved_by = %s, stages = %s,"
         " waiver = %s, resolved_by_key = %s, resolved_by_role = %s"
-        " WHERE id = %s AND status = 'pending' AND expires_at > %s",
+        " WHERE id = %s AND status = 'pending' AND expires_at > %s" + announce,
         (*tables.approval_values(decided.approval),
          None if resolver is None else resolver.key_id,
-         None if resolver is None else resolver.role, decided.approval.id, now),
+         None if resolver is None else resolver.role, decided.approval.id, now, *params),
     )
     if cursor.rowcount != 1:  # the lock above makes this unreachable; the guard stays
         raise approvals.already_decided(decided.approval.id, "decided")
@@ -113,8 +120,6 @@ async def _apply(
             (decided.approval.agent_id, decided.history_action, decided.approval.tool_name,
              decided.history_details, now),
         )
-    if decided.final:  # a vote that leaves it pending wakes nobody
-        await listener.notify(conn, listener.decided(instance, decided.approval))
     await audit_log.append(conn, now, [decided.event])
     return decided.approval
 
