@@ -56,8 +56,10 @@ def test_a_database_lost_under_the_daemon_fails_closed_and_blocks_a_restart(tmp_
             db.rename(tmp_path / "moved.db")
         _fails_closed_within_a_second(daemon.url)
         assert call(daemon.url, "GET", "/healthz")[0] == 200  # the process itself is fine
-        assert any("CRITICAL" in line or '"critical"' in line for line in daemon.log)
         assert daemon.stop() == 0
+        # After stop(), which has read the log to its end: its reader thread may lag behind
+        # the requests above on a busy machine.
+        assert any("CRITICAL" in line or '"critical"' in line for line in daemon.log)
     for name in ("-wal", "-shm"):  # as an operator would clear them before restarting
         Path(f"{db}{name}").unlink(missing_ok=True)
 
