@@ -337,6 +337,15 @@ def has_voted(approval: records.Approval, who: str) -> bool:
                for vote in gate.votes)
 
 
+def needs_self_setting(approval: records.Approval | None, voter: principals.Principal
+                       ) -> bool:
+    """Whether allow_self_approval can change this vote: only the asking key's own vote on an
+    approval with stages (one without stages is never decided by the key that asked), so a
+    store reads the setting for no other vote."""
+    return (approval is not None and approval.stages is not None
+            and approval.requested_by_key == voter.key_id)
+
+
 def _self_refusal(
     approval: records.Approval, voter: principals.Principal, allow_self: bool
 ) -> str | None:

@@ -166,15 +166,9 @@ async def _refusals_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _approvals_ctx(app: web.Application) -> AsyncIterator[None]:
-    db = app[state.STORE]
-
-    async def stored_self_approval() -> bool:
-        """The approval settings' allow_self_approval, read at each vote."""
-        return (await db.get_settings()).allow_self_approval
-
     approvals = handshake.Approvals(
-        db, app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS],
-        app.get(state.SELF_APPROVAL, stored_self_approval),
+        app[state.STORE], app[state.CONFIG].approvals, app[state.CLOCK], app[state.METRICS],
+        app.get(state.SELF_APPROVAL),
     )
     app[state.STORE].watch_decisions(approvals.heard)
     sweeper = reaper.Reaper(approvals, app[state.CONFIG].approvals.sweep_ms, app[state.METRICS],

@@ -42,15 +42,10 @@ def new_approval_id() -> str:
 
 
 Waiter = asyncio.Future[records.Approval | None]
-# Reads the governance settings' allow_self_approval when a vote is cast (never cached: a
-# PATCH applies to the next vote).
+# Whether an asker may vote on its own request, when something other than the stored
+# approval settings' allow_self_approval is to say so (tests). Without one, each vote's
+# transaction reads the stored setting (never cached: a PATCH applies to the next vote).
 SelfApproval = Callable[[], Awaitable[bool]]
-
-
-async def never_self_approval() -> bool:
-    """The setting's default, for a handshake given no reader (the app gives it the stored
-    approval settings')."""
-    return False
 
 
 def _prebuilt(
@@ -79,7 +74,7 @@ class Approvals:
         counters: metrics.Metrics, allow_self_approval: SelfApproval | None = None,
     ) -> None:
         self._db = db
-        self._allow_self_approval = allow_self_approval or never_self_approval
+        self._allow_self_approval = allow_self_approval
         self._metrics = counters
         self._settings = settings
         self._clock = clock
@@ -201,7 +196,7 @@ class Approvals:
     ) -> tuple[list[records.Approval], records.PendingKey | None]:
         """`?reviewer=me`: a page of the pending requests the viewer could vote on (or decide)
         now, newest first (core.approvals.may_vote); read on until the page is full."""
-        allow_self = await self._allow_self_approval()
+        allow_self = await self._self_approval_now()
         page: list[records.Approval] = []
         while True:
             now = self._clock()
@@ -216,6 +211,11 @@ class Approvals:
                 return page, None
             after = records.PendingKey.of(rows[limit - 1])
 
+    async def _self_approval_now(self) -> bool:
+        if self._allow_self_approval is not None:
+            return await self._allow_self_approval()
+        return (await self._db.get_settings()).allow_self_approval
+
     # --- deciding ---------------------------------------------------------------------
 
     async def vote(
@@ -224,7 +224,9 @@ class Approvals:
     ) -> records.Approval:
         """One vote (on an approval without stages: the decision), counted once whatever
         races it; its waiters are woken only when the approval is decided."""
-        allow_self = await self._allow_self_approval()
+        allow_self = None
+        if self._allow_self_approval is not None:
+            allow_self = await self._allow_self_approval()
         try:
             approval = await self._db.vote_approval(
                 approval_id, ballot, resolved_by, voter, allow_self,

@@ -184,14 +184,15 @@ class Store(Protocol):
 
     async def vote_approval(
         self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
-        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        voter: principals.Principal, allow_self: bool | None, sticky_ttl_ms: int,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         """One vote, exactly once however many race (core.approvals.vote decides): on an
         approval without stages it is resolve_approval; with stages it is counted in the
         current stage's open gates, and the approval is decided (approved or deny, with its
         history line, grant and audit row) only by the vote that completes or denies it.
-        `allow_self`: the settings' allow_self_approval, read by the caller at vote time."""
+        `allow_self`: whether the asker may vote; None: as the stored approval settings'
+        allow_self_approval says, read in the vote's own transaction (no read of its own)."""
 
     async def waive_approval(
         self, approval_id: str, reason: str, resolved_by: str | None,

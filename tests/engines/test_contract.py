@@ -1047,3 +1047,20 @@ async def test_audit_rows_are_read_after_a_seq_and_each_commit_announces_its_las
     assert [r.seq for r in await store.audit_after(1, 2)] == [2, 3]
     assert await store.audit_after(4, 10) == []
     assert audit.verify(await store.audit_after(0, 10)).ok  # the rows as stored, hashes too
+
+
+async def test_a_vote_reads_allow_self_approval_in_its_own_transaction(
+    store: contract.Store,
+) -> None:
+    lee = leader("lee", "g")
+    one_gate = approvals.new_stages([{"name": "only", "gates": [{"group": "g", "count": 1}]}])
+    for approval_id in ("apr_self1", "apr_self2"):
+        await store.open_approval(approvals.new_request(
+            approval_id, "deploy", "a1", {}, "why", None, None, lee, one_gate, True), 60_000)
+    with pytest.raises(errors.Refused):  # the stored default: an asker may not vote
+        await store.vote_approval("apr_self1", ballot("allow_once"), "lee", lee, None, 0)
+    await store.patch_settings({"allow_self_approval": True}, OPERATOR)
+    voted = await store.vote_approval("apr_self1", ballot("allow_once"), "lee", lee, None, 0)
+    assert voted.status == "approved"
+    with pytest.raises(errors.Refused):  # a caller's explicit answer wins over the stored one
+        await store.vote_approval("apr_self2", ballot("allow_once"), "lee", lee, False, 0)

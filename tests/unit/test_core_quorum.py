@@ -168,6 +168,23 @@ def test_self_approval_only_when_the_setting_allows_it():
     assert approvals.may_vote(approval, ASKER, None, True, NOW) is True
 
 
+def _unstaged() -> records.Approval:
+    new = approvals.new_request("apr_2", "deploy", "a1", {}, "why", None, None, ASKER)
+    approval = approvals.open_request([], new, 60_000, NOW).opened.approval
+    assert approval is not None
+    return approval
+
+
+@pytest.mark.parametrize(("approval", "voter", "needed"), [
+    (lambda: staged(TWO_OF_ANY), ASKER, True),  # the asker's own vote on a staged one
+    (lambda: staged(TWO_OF_ANY), ANN, False),  # anyone else's
+    (_unstaged, ASKER, False),  # without stages the asker never decides, setting or not
+    (lambda: None, ASKER, False),  # unknown: NotFound whatever the setting
+])
+def test_the_setting_is_read_only_for_a_vote_it_can_change(approval, voter, needed):
+    assert approvals.needs_self_setting(approval(), voter) is needed
+
+
 def test_expired_is_a_conflict_and_unknown_is_not_found():
     approval = staged(TWO_OF_ANY, ttl=10)
     with pytest.raises(errors.Conflict):

@@ -16,6 +16,7 @@ import secrets
 from clawguard.core import approvals, principals, records
 from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection, listener
+from clawguard.store.postgres import authorize as receipts
 
 
 async def open_approval(
@@ -70,11 +71,15 @@ async def resolve_approval(
 
 async def vote_approval(
     conn: connection.Connection, now: int, approval_id: str, ballot: approvals.Ballot,
-    resolved_by: str | None, voter: principals.Principal, allow_self: bool,
+    resolved_by: str | None, voter: principals.Principal, allow_self: bool | None,
     sticky_ttl_ms: int, grant_scope: records.GrantScope, instance: str,
 ) -> records.Approval:
+    approval = await _lock(conn, approval_id)
+    if allow_self is None:
+        allow_self = approvals.needs_self_setting(approval, voter) and (
+            await receipts.load_settings(conn)).allow_self_approval
     decided = approvals.vote(
-        await _lock(conn, approval_id), approval_id, ballot, resolved_by, voter, allow_self,
+        approval, approval_id, ballot, resolved_by, voter, allow_self,
         sticky_ttl_ms, now, "grt_" + secrets.token_hex(8), grant_scope,
     )
     return await _apply(conn, now, decided, instance)

@@ -454,7 +454,7 @@ class PostgresStore:
 
     async def vote_approval(
         self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
-        voter: principals.Principal, allow_self: bool, sticky_ttl_ms: int,
+        voter: principals.Principal, allow_self: bool | None, sticky_ttl_ms: int,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
         result: records.Approval = await self._batched(

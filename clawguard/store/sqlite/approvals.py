@@ -11,6 +11,7 @@ import sqlite3
 from clawguard.core import approvals, principals, records
 from clawguard.store import tables
 from clawguard.store.sqlite import audit_log
+from clawguard.store.sqlite import authorize as receipts
 
 
 def _live_grants(
@@ -68,12 +69,16 @@ def resolve_approval(
 
 def vote_approval(
     conn: sqlite3.Connection, now: int, approval_id: str, ballot: approvals.Ballot,
-    resolved_by: str | None, voter: principals.Principal, allow_self: bool,
+    resolved_by: str | None, voter: principals.Principal, allow_self: bool | None,
     sticky_ttl_ms: int, grant_scope: records.GrantScope,
 ) -> records.Approval:
     # The single writer runs one vote at a time: each reads the votes before it.
+    approval = _load(conn, approval_id)
+    if allow_self is None:
+        allow_self = approvals.needs_self_setting(approval, voter) and (
+            receipts.load_settings(conn).allow_self_approval)
     decided = approvals.vote(
-        _load(conn, approval_id), approval_id, ballot, resolved_by, voter, allow_self,
+        approval, approval_id, ballot, resolved_by, voter, allow_self,
         sticky_ttl_ms, now, "grt_" + secrets.token_hex(8), grant_scope,
     )
     return _apply(conn, now, decided)
