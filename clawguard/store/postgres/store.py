@@ -59,6 +59,7 @@ from clawguard.store.postgres import runs as run_rows
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+J = TypeVar("J")
 Clock = Callable[[], int]
 # How far back the catch-up after a LISTEN reconnect looks, beyond the drop itself.
 _CATCH_UP_SLACK_MS = 1_000
@@ -102,8 +103,10 @@ class PostgresStore:
         await asyncio.to_thread(schema.migrate_database, self._settings.location)
         await self._db.open()
         await self._listener.start()
-        self._spender = asyncio.create_task(self._spend_loop(), name="clawguard-spends")
-        self._batcher = asyncio.create_task(self._batch_loop(), name="clawguard-writes")
+        self._spender = asyncio.create_task(
+            self._drain(self._queue, self._charging, "spend"), name="clawguard-spends")
+        self._batcher = asyncio.create_task(
+            self._drain(self._writes, self._running, "write"), name="clawguard-writes")
 
     async def close(self) -> None:
         self._closing = True
@@ -150,29 +153,6 @@ class PostgresStore:
 
     def _running(self, jobs: list[batch.Job]) -> connection.Job[list[Any]]:
         return lambda conn: batch.run_jobs(conn, self._clock(), jobs)
-
-    async def _batch_loop(self) -> None:
-        while True:
-            taken = await batches.next_batch(self._writes, self._settings.batch_max)
-            if taken is None:
-                return
-            writes, stop = taken
-            started = time.perf_counter()
-            outcomes: list[Any]
-            try:
-                outcomes = await self._db.transaction(self._running([job for job, _ in writes]))
-            except errors.ClawguardError as exc:
-                outcomes = [exc] * len(writes)
-            except Exception as exc:  # never leave a caller waiting
-                log.exception("a write batch of %d failed", len(writes))
-                outcomes = [errors.StoreUnavailable(f"the write batch failed: {exc}")]
-                outcomes *= len(writes)
-            else:
-                if self.batch_observer is not None:
-                    self.batch_observer(len(writes), time.perf_counter() - started)
-            batches.answer(writes, outcomes)
-            if stop:
-                return
 
     # --- notifications -------------------------------------------------------------
 
@@ -903,27 +883,29 @@ class PostgresStore:
     def _charging(self, spends: list[budgets.Spend]) -> connection.Job[list[budgets.Outcome]]:
         return lambda conn: budgets.record_spends(conn, self._clock(), spends)
 
-    async def _spend_loop(self) -> None:
+    async def _drain(self, queue: asyncio.Queue[tuple[J, asyncio.Future[Any]] | None],
+                     running: Callable[[list[J]], connection.Job[list[Any]]], what: str
+                     ) -> None:
+        """Take the writes waiting on `queue` a batch at a time, one transaction a batch."""
         while True:
-            taken = await batches.next_batch(self._queue, self._settings.batch_max)
+            taken = await batches.next_batch(queue, self._settings.batch_max)
             if taken is None:
                 return
-            batch, stop = taken
-            spends = [spend for spend, _ in batch]
+            writes, stop = taken
             started = time.perf_counter()
             outcomes: list[Any]
             try:
-                outcomes = await self._db.transaction(self._charging(spends))
+                outcomes = await self._db.transaction(running([item for item, _ in writes]))
             except errors.ClawguardError as exc:
-                outcomes = [exc] * len(batch)
+                outcomes = [exc] * len(writes)
             except Exception as exc:  # never leave a caller waiting
-                log.exception("a spend batch of %d failed", len(batch))
-                outcomes = [errors.StoreUnavailable(f"the spend batch failed: {exc}")]
-                outcomes *= len(batch)
+                log.exception("a %s batch of %d failed", what, len(writes))
+                outcomes = [errors.StoreUnavailable(f"the {what} batch failed: {exc}")]
+                outcomes *= len(writes)
             else:
                 if self.batch_observer is not None:
-                    self.batch_observer(len(batch), time.perf_counter() - started)
-            batches.answer(batch, outcomes)
+                    self.batch_observer(len(writes), time.perf_counter() - started)
+            batches.answer(writes, outcomes)
             if stop:
                 return
 
