@@ -47,6 +47,19 @@ async def drained(client: Any, within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def counted(client: Any, outcome: str, at_least: float, within: float = 10.0) -> None:
+    """Wait until clawguard_webhook_deliveries_total{outcome} reaches `at_least`: the
+    notifier counts a try after writing its outcome, so the receiver having answered
+    does not yet mean the store knows when the next try is due."""
+    counter = client.app[state.METRICS].webhook_deliveries.labels(
+        client.app[state.NOTIFIER].webhooks[0].id, outcome)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while counter._value.get() < at_least:
+        assert loop.time() < deadline, f"{outcome}: {counter._value.get()} < {at_least}"
+        await asyncio.sleep(0.01)
+
+
 async def every_event(client: Any) -> None:
     """One of each: a prompt and its decision, both crossings and a pause, a trip."""
     asked = await post(client, TOOLS, {"toolName": "rm", "agentId": "a1", "waitMs": 0})
@@ -131,12 +144,8 @@ async def test_a_receiver_down_then_up_gets_the_event_once_it_is_back(
         notifier = client.app[state.NOTIFIER]
         wid = notifier.webhooks[0].id
         await post(client, TOOLS, {"toolName": "rm", "agentId": "a1", "waitMs": 0})
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
         for tries in range(1, 6):  # the fake clock moves past each retry; nothing sleeps
-            while receiver.refused < tries:
-                assert loop.time() < deadline
-                await asyncio.sleep(0.01)
+            await counted(client, "retried", tries)
             backlog = await client.app[state.STORE].delivery_backlog(wid)
             assert backlog.depth == 1 and backlog.next_due is not None
             assert 1_000 <= backlog.next_due - clock.now <= 300_000
@@ -175,6 +184,7 @@ async def test_after_a_day_of_failures_it_gives_up_and_counts_it(
                 clock.advance(backlog.next_due - clock.now)
                 notifier.nudge()
             await asyncio.sleep(0.005)
+        await counted(client, "failed", 1)
         metrics = await (await client.get("/metrics")).text()
     assert backlog.depth == 0
     assert f'clawguard_webhook_deliveries_total{{outcome="failed",webhook="{wid}"}} 1.0' in metrics
