@@ -28,7 +28,8 @@ def actor_of(request: web.Request, given: str | None = None) -> str | None:
 async def delegation_approval(
     request: web.Request, body: commands.DelegationApprovalRequest
 ) -> web.Response:
-    waiting = request.app[state.APPROVALS].request_delegation(body, state.principal_of(request))
+    waiting = await request.app[state.APPROVALS].ask_delegation(
+        body, state.principal_of(request))
     del body  # parked as long as the wait: keep none of the request (the handshake copies ids)
     return bodies.respond(await waiting)
 
@@ -36,7 +37,7 @@ async def delegation_approval(
 async def request_tool_approval(
     request: web.Request, body: commands.ToolApprovalRequest
 ) -> web.Response:
-    waiting = request.app[state.APPROVALS].request_tool(body, state.principal_of(request))
+    waiting = await request.app[state.APPROVALS].ask_tool(body, state.principal_of(request))
     del body  # parked as long as the wait: keep none of the request (the handshake copies ids)
     return bodies.respond(await waiting)
 
