@@ -3,6 +3,7 @@ authentication, in the route's own handler (`serve`), not an aiohttp middleware.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -19,6 +20,8 @@ from clawguard.runtime import logs
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A route's own handler: its response, or the future of it (a parked approval wait's).
+Call = Callable[..., Awaitable[web.StreamResponse | asyncio.Future[web.Response]]]
 # What a route's Endpoint declares, parsed from the request and handed over by name.
 Parse = Callable[[web.Request], Awaitable[dict[str, Any]]]
 Translate = Callable[[errors.ClawguardError], errors.ClawguardError]
@@ -88,7 +91,7 @@ WAITS_FOR_PEOPLE = frozenset({
 
 
 def serve(
-    call: Callable[..., Awaitable[web.StreamResponse]], parse: Parse | None = None,
+    call: Call, parse: Parse | None = None,
     translate: Translate | None = None, *, routed: bool = True,
 ) -> Handler:
     """The aiohttp handler of a route: `call` with what `parse` read, the request named
@@ -121,6 +124,8 @@ def serve(
                 response = await call(request)
             else:
                 response = await call(request, **await parse(request))
+            if isinstance(response, asyncio.Future):  # a parked approval's answer, to come
+                response = await response
         except errors.ClawguardError as exc:
             response = _error_answer(exc if translate is None else translate(exc))
         except web.HTTPException as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -31,7 +30,7 @@ class Route(NamedTuple):
 
     method: str
     path: str
-    handler: Callable[..., Awaitable[web.StreamResponse]]
+    handler: middleware.Call
     endpoint: openapi.Endpoint
 
     def definition(self) -> web.RouteDef:

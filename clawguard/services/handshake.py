@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 B = TypeVar("B")
+T = TypeVar("T")
 
 EXPIRE_BATCH = 500
 # asyncio may fire a timer up to its clock resolution early; a wait that ends at
@@ -81,13 +82,13 @@ class _Parked(asyncio.Future[Any]):
     """One parked caller: completed by a decision, its deadline (a wheel bucket) or
     shutdown. Slots, not a dict: thousands are parked at once."""
 
-    __slots__ = ("_owner", "approval_id", "tick")
+    __slots__ = ("_owner", "approval_id", "due")
 
     def __init__(self, owner: Approvals, approval_id: str) -> None:
         super().__init__()
         self._owner = owner
         self.approval_id = approval_id
-        self.tick = 0  # its wheel bucket; 0: not armed
+        self.due: _Bucket | None = None  # its bucket of the deadline wheel, once armed
 
     def end(self, approval: records.Approval | None) -> None:
         """The row decided or expired (None: the deadline or shutdown came first)."""
@@ -103,13 +104,17 @@ class _Parked(asyncio.Future[Any]):
 
 
 class _Handshake(_Parked):
-    """A parked handshake: completes with the caller's answer (records.Handshake), which it
-    computes itself when woken, so nothing else waits along with it."""
+    """A parked handshake: completes with the caller's answer (records.Handshake, as
+    `answer` makes it: the handler's response), which it computes itself when woken, so
+    nothing else waits along with it."""
 
-    __slots__ = ("expires_at", "started")
+    __slots__ = ("answer", "expires_at", "started")
 
-    def __init__(self, owner: Approvals, approval_id: str) -> None:
+    def __init__(
+        self, owner: Approvals, approval_id: str, answer: Callable[[records.Handshake], Any]
+    ) -> None:
         super().__init__(owner, approval_id)
+        self.answer = answer
         self.expires_at = _NO_EXPIRY  # known once the row is stored
         self.started = -1.0  # when the wait began (loop time); < 0: not observed
 
@@ -125,20 +130,31 @@ class _Handshake(_Parked):
                 resolution = "expired" if owner._clock() >= self.expires_at else "timeout"
             if self.started >= 0:  # an open with waitMs 0 (then re-attach) waited for nobody
                 owner._observe_wait(resolution, self.started)
-            answer = records.Handshake(resolution=resolution, approval_id=self.approval_id)
+            handshake = records.Handshake(resolution=resolution, approval_id=self.approval_id)
         except Exception:  # fail closed
             log.exception("approval handshake failed (%s); answering deny", self.approval_id)
-            answer = records.Handshake(resolution="deny", approval_id=self.approval_id)
-        self.set_result(answer)
+            handshake = records.Handshake(resolution="deny", approval_id=self.approval_id)
+        try:
+            answer = self.answer(handshake)
+        except Exception as exc:  # this caller's alone: the others woken with it still hear
+            log.exception("cannot answer approval %s", self.approval_id)
+            self.set_exception(exc)
+        else:
+            self.set_result(answer)
 
 
-Waiting = asyncio.Future[records.Handshake]
+# A bucket of the deadline wheel: its tick (loop time / _TICK_S), timer and callers.
+_Bucket = tuple[int, asyncio.TimerHandle, list[_Parked]]
 
 
-def _answered(answer: records.Handshake) -> Waiting:
-    done: Waiting = asyncio.get_running_loop().create_future()
+def _answered(answer: T) -> asyncio.Future[T]:
+    done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     done.set_result(answer)
     return done
+
+
+def _handshake(handshake: records.Handshake) -> records.Handshake:
+    return handshake
 
 
 class Approvals:
@@ -156,10 +172,11 @@ class Approvals:
         # Request id -> its parked callers, one small future each: a decision
         # completes them all in one pass. A parked wait holds only its future
         # (no shield, no copied models, no coroutine of its own).
-        self._waiters: dict[str, list[_Parked]] = {}
-        # The deadline wheel: bucket (a multiple of _TICK_S, loop time) -> its timer and the
-        # callers whose deadline ends in it.
-        self._due: dict[int, tuple[asyncio.TimerHandle, list[_Parked]]] = {}
+        # One caller of an id (by far the most usual) is kept without a list.
+        self._waiters: dict[str, _Parked | list[_Parked]] = {}
+        # The deadline wheel: tick (loop time / _TICK_S) -> the bucket of the callers whose
+        # deadline ends in it, with its one timer.
+        self._due: dict[int, _Bucket] = {}
         self._timer_context = contextvars.Context()  # shared: timers need no context copy
         self._parked = 0
         self._closing = False
@@ -178,38 +195,45 @@ class Approvals:
     # --- the blocking handshake --------------------------------------------------
 
     async def ask_tool(
-        self, body: commands.ToolApprovalRequest, requester: principals.Principal
-    ) -> Waiting:
-        """Open a tool request (or short-circuit on a grant): the caller's answer, to await."""
-        return await self._open(approvals.tool_request, body, requester, body.wait_ms)
+        self, body: commands.ToolApprovalRequest, requester: principals.Principal,
+        answer: Callable[[records.Handshake], T],
+    ) -> asyncio.Future[T]:
+        """Open a tool request (or short-circuit on a grant): the future of the caller's
+        answer, `answer(handshake)` (the HTTP handler's response: the handler need not
+        wait along)."""
+        return await self._open(approvals.tool_request, body, requester, body.wait_ms, answer)
 
     async def ask_delegation(
-        self, body: commands.DelegationApprovalRequest, requester: principals.Principal
-    ) -> Waiting:
-        return await self._open(approvals.delegation_request, body, requester, body.wait_ms)
+        self, body: commands.DelegationApprovalRequest, requester: principals.Principal,
+        answer: Callable[[records.Handshake], T],
+    ) -> asyncio.Future[T]:
+        return await self._open(
+            approvals.delegation_request, body, requester, body.wait_ms, answer)
 
     async def request(self, new: records.NewApproval, wait_ms: int | None) -> records.Handshake:
         """The handshake for a request already built (core.approvals.new_request), with
         stages or without: open it (or short-circuit on a grant) and wait up to `wait_ms`.
         An approval with stages wakes its waiters only with its final outcome."""
-        return await (await self._open(_prebuilt, new, principals.ANONYMOUS, wait_ms))
+        return await (await self._open(
+            _prebuilt, new, principals.ANONYMOUS, wait_ms, _handshake))
 
     async def _open(
         self, build: Callable[[B, principals.Principal, str], records.NewApproval], body: B,
         requester: principals.Principal, wait_ms: int | None,
-    ) -> Waiting:
+        answer: Callable[[records.Handshake], T],
+    ) -> asyncio.Future[T]:
         """Store the request and park its caller: the future of the caller's answer, done
         already on a grant, a failure (deny), or waitMs 0 (timeout)."""
         approval_id: str | None = None  # set once the pending row exists
         parked: _Handshake | None = None
         try:
             new = build(body, requester, new_approval_id())
-            parked = _Handshake(self, new.id)
+            parked = _Handshake(self, new.id, answer)
             self._park(parked)  # before the row exists: no decision is missed
             opened = await self._db.open_approval(new, self._settings.ttl_ms)
             if opened.grant is not None:
                 self._forget(parked)
-                return _answered(records.Handshake(resolution="allow_always"))
+                return _answered(answer(records.Handshake(resolution="allow_always")))
             assert opened.approval is not None
             approval_id = opened.approval.id
             parked.expires_at = opened.approval.expires_at
@@ -226,7 +250,7 @@ class Approvals:
                 raise
             # Fail closed: whatever went wrong, the caller is not allowed.
             log.exception("approval handshake failed (%s); answering deny", approval_id)
-            return _answered(records.Handshake(resolution="deny", approval_id=approval_id))
+            return _answered(answer(records.Handshake(resolution="deny", approval_id=approval_id)))
 
     # --- reading and re-attaching --------------------------------------------------
 
@@ -440,14 +464,18 @@ class Approvals:
     def _park(self, parked: _Parked) -> None:
         if self._closing:
             parked.end(None)
-        elif parked.approval_id in self._waiters:
-            self._waiters[parked.approval_id].append(parked)
-        else:
-            self._waiters[parked.approval_id] = [parked]
+            return
+        others = self._waiters.setdefault(parked.approval_id, parked)
+        if isinstance(others, list):
+            others.append(parked)
+        elif others is not parked:
+            self._waiters[parked.approval_id] = [others, parked]
 
     def _unpark(self, parked: _Parked) -> None:
         waiters = self._waiters.get(parked.approval_id)
-        if waiters is not None and parked in waiters:
+        if waiters is parked:
+            del self._waiters[parked.approval_id]
+        elif isinstance(waiters, list) and parked in waiters:
             waiters.remove(parked)
             if not waiters:
                 del self._waiters[parked.approval_id]
@@ -458,7 +486,8 @@ class Approvals:
         self._disarm(parked)
 
     def _wake(self, approval_id: str, approval: records.Approval | None) -> None:
-        for parked in self._waiters.pop(approval_id, ()):
+        waiters = self._waiters.pop(approval_id, None)
+        for parked in waiters if isinstance(waiters, list) else (waiters,) if waiters else ():
             parked.end(approval)
 
     def _until_expiry(self, expires_at: int) -> float:
@@ -476,17 +505,17 @@ class Approvals:
         if due is None:
             timer = loop.call_at(tick * _TICK_S, self._deadlines, tick,
                                  context=self._timer_context)
-            due = self._due[tick] = (timer, [])
-        due[1].append(parked)
-        parked.tick = tick
+            due = self._due[tick] = (tick, timer, [])
+        due[2].append(parked)
+        parked.due = due  # the bucket, shared: no object of its own per caller
         self._parked += 1
 
     def _disarm(self, parked: _Parked) -> None:
-        tick, parked.tick = parked.tick, 0
-        if not tick:
+        due, parked.due = parked.due, None
+        if due is None:
             return
         self._parked -= 1
-        timer, callers = self._due[tick]
+        tick, timer, callers = due
         callers.remove(parked)
         if not callers:
             timer.cancel()
@@ -494,9 +523,9 @@ class Approvals:
 
     def _deadlines(self, tick: int) -> None:
         """A bucket of the wheel is due: its callers' deadlines (or expiries) came first."""
-        _, callers = self._due.pop(tick)
+        _, _, callers = self._due.pop(tick)
         self._parked -= len(callers)
         for parked in callers:
-            parked.tick = 0
+            parked.due = None
             self._unpark(parked)
             parked.end(None)
