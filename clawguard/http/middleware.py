@@ -107,11 +107,12 @@ def serve(
     async def served(request: web.Request) -> web.StreamResponse:
         given = request.headers.get("X-Request-Id", "")
         rid = given if _REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_id_counter):x}"
-        # No reset: aiohttp serves each request in a task of its own, whose context ends
-        # with it.
+        # No reset at the end: aiohttp serves each request in a task of its own, whose
+        # context ends with it.
         logs.request_id.set(rid)
-        started = time.perf_counter()
         route = request.match_info.route.resource.canonical if routed else None  # type: ignore[union-attr]
+        timed = (request.method, route) not in WAITS_FOR_PEOPLE
+        started = time.perf_counter() if timed else 0.0
         try:
             # 404 and 405 need no key to be told. auth.mode none stores no principal:
             # state.principal_of answers the anonymous admin (a request's first state
@@ -125,6 +126,10 @@ def serve(
             else:
                 response = await call(request, **await parse(request))
             if isinstance(response, asyncio.Future):  # a parked approval's answer, to come
+                # Parked: aiohttp's idle-connection timer, which never cuts a request in
+                # progress and is armed again once this one is answered, need not be kept
+                # meanwhile (~250 B a wait; RequestHandler.keep_alive cancels it).
+                request.protocol.keep_alive(True)
                 response = await response
         except errors.ClawguardError as exc:
             response = _error_answer(exc if translate is None else translate(exc))
@@ -135,10 +140,8 @@ def serve(
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error_response(500, "internal_error", "internal error")
-        method = request.method
-        timed = (method, route) not in WAITS_FOR_PEOPLE
         request.app[state.METRICS].count_request(
-            method, route or "unmatched", response.status,
+            request.method, route or "unmatched", response.status,
             time.perf_counter() - started if timed else None,
         )
         response.headers["X-Request-Id"] = rid

@@ -238,9 +238,11 @@ class Approvals:
             approval_id = opened.approval.id
             parked.expires_at = opened.approval.expires_at
             seconds = self._wait_seconds(wait_ms)
-            if seconds > 0:
+            if seconds <= 0:  # waitMs 0 (then re-attach): answered now, no wait observed
+                self._forget(parked)
+                parked.end(None)
+            elif not parked.done():
                 parked.started = asyncio.get_running_loop().time()
-            if not parked.done():
                 self._arm(parked, seconds)
             return parked
         except BaseException as exc:
