@@ -8,9 +8,7 @@ loop: they take microseconds, whereas in the thread every sqlite3 step gives
 up the GIL and must win it back from the busy loop (under bench/spend.py's
 load: 107 us a spend in the thread, 44 us on the loop). Each job runs inside
 its own SAVEPOINT, so a job that fails leaves the others in its batch
-untouched; no caller hears back before its batch is committed. A batch whose
-jobs have run for _SLICE_S lets the loop serve what else is waiting before it
-goes on, its transaction open meanwhile (only this task writes).
+untouched; no caller hears back before its batch is committed.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,10 +30,6 @@ log = logging.getLogger(__name__)
 Job = Callable[[sqlite3.Connection, int], Any]  # (connection, now in epoch ms) -> result
 Write = Job | budgets.SpendJob  # spends share the batch's budget rows (budgets.ChargedBudgets)
 Clock = Callable[[], int]
-
-# The longest a batch runs its jobs on the loop in one go: 64 approval decisions take
-# 15-30 ms, and /healthz and every other request would wait that long (bench/approvals.py).
-_SLICE_S = 0.005
 
 
 class Writer:
@@ -160,15 +153,7 @@ class Writer:
         assert conn is not None
         await self._begin(conn)
         try:
-            now = self._clock()
-            outcomes = run_jobs(conn, jobs, now, _SLICE_S)
-            while len(outcomes) < len(jobs):
-                try:
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:  # between jobs: nothing is in the thread
-                    conn.execute("ROLLBACK")
-                    raise
-                outcomes += run_jobs(conn, jobs[len(outcomes):], now, _SLICE_S)
+            outcomes = run_jobs(conn, jobs, self._clock())
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.execute, "COMMIT")
         except Exception:  # not CancelledError: a COMMIT may still be running in the thread
             if conn.in_transaction:
@@ -203,17 +188,11 @@ def run_batch(conn: sqlite3.Connection, jobs: list[Write], now: int) -> list[Any
     return outcomes
 
 
-def run_jobs(
-    conn: sqlite3.Connection, jobs: list[Write], now: int, slice_s: float | None = None
-) -> list[Any]:
-    """Each job all-or-nothing within its savepoint of the open transaction; with `slice_s`,
-    only the first jobs, until they have run that long (at least one)."""
+def run_jobs(conn: sqlite3.Connection, jobs: list[Write], now: int) -> list[Any]:
+    """Each job all-or-nothing within its savepoint of the open transaction."""
     charged = budgets.ChargedBudgets()
     outcomes: list[Any] = []
-    until = None if slice_s is None else time.perf_counter() + slice_s
     for job in jobs:
-        if until is not None and outcomes and time.perf_counter() >= until:
-            break
         if not isinstance(job, budgets.SpendJob):
             charged.write_back(conn, now)  # it reads and writes budgets as the spends left them
         conn.execute("SAVEPOINT job")
