@@ -21,7 +21,6 @@ from conftest import FakeClock
 from clawguard.core import budgets, commands, errors, principals, records
 from clawguard.runtime import config
 from clawguard.store import sqlite
-from clawguard.store.sqlite import writer
 
 Op = Callable[[sqlite.SQLiteStore], Awaitable[Any]]
 OPERATOR = principals.Principal("key_ops", "ops", "operator")
@@ -151,32 +150,3 @@ async def test_budget_changes_between_spends_in_one_batch(tmp_path):
         spend("a1", "1"),
     ]
     await assert_batch_is_invisible(tmp_path, setup, ops)
-
-
-async def test_a_batch_run_in_slices_is_still_one_invisible_batch(tmp_path, monkeypatch):
-    # Every job its own slice: the loop runs between any two jobs of the batch, and the
-    # spends' budget rows are written back and read again at each slice's edge.
-    monkeypatch.setattr(writer, "_SLICE_S", 0.0)
-    await test_budget_changes_between_spends_in_one_batch(tmp_path)
-
-
-async def test_the_loop_runs_between_the_slices_of_a_long_batch(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer, "_SLICE_S", 0.0)
-    w = writer.Writer(config.StorageConfig(path=str(tmp_path / "w.db")), FakeClock())
-    await w.open()
-    ticks = 0
-
-    async def ticking() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    ticker = asyncio.create_task(ticking())
-    try:
-        # Each job notes how often the loop has turned by the time it runs, inside the batch.
-        seen = await asyncio.gather(*(w.write(lambda conn, now: ticks) for _ in range(5)))
-    finally:
-        ticker.cancel()
-        await w.close()
-    assert seen == sorted(seen) and len(set(seen)) == 5
