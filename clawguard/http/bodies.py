@@ -87,13 +87,28 @@ async def parse_many(request: web.Request, model: type[M], most: int) -> list[M]
     return items
 
 
+async def _read(request: web.Request) -> bytes:
+    """The body, up to the app's client_max_size. Not request.read(), which keeps the bytes
+    on the request for its whole life: a parked approval wait's is the wait's (~0.9 KB of
+    each of 10,000 parked waits, bench/README.md approvals.py)."""
+    content, most = request.content, request.client_max_size
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.readany():
+        size += len(chunk)
+        if most and size > most:
+            raise web.HTTPRequestEntityTooLarge(max_size=most, actual_size=size)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 async def _read_json(request: web.Request, optional: bool) -> Any:
     if request.content.is_eof():  # the whole body came with the headers: no wait, no timer
-        raw = await request.read()
+        raw = await _read(request)
     else:
         try:
             async with asyncio.timeout(request.app[state.CONFIG].server.client_timeout_ms / 1000):
-                raw = await request.read()
+                raw = await _read(request)
         except TimeoutError as exc:
             raise errors.RequestTimeout("the request body did not arrive in time") from exc
     if not raw.strip() and optional:

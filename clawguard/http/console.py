@@ -14,6 +14,7 @@ import importlib.resources
 from aiohttp import web
 
 from clawguard.core import errors
+from clawguard.http import middleware
 
 FILES = {
     "index.html": "text/html",
@@ -57,7 +58,7 @@ async def asset(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    web.get("/console", redirect),
-    web.get("/console/", index),
-    web.get("/console/{name}", asset),
+    web.get("/console", middleware.serve(redirect)),
+    web.get("/console/", middleware.serve(index)),
+    web.get("/console/{name}", middleware.serve(asset)),
 ]

@@ -1,7 +1,9 @@
-"""The one middleware: request ids, metrics, the one JSON error shape, and authentication."""
+"""What every request goes through: request ids, metrics, the one JSON error shape, and
+authentication, in the route's own handler (`serve`), not an aiohttp middleware."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
@@ -18,6 +20,13 @@ from clawguard.runtime import logs
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A route's own handler: its response, or the future of it (a parked approval wait's).
+Call = Callable[..., Awaitable[web.StreamResponse | asyncio.Future[web.Response]]]
+# What a route's Endpoint declares, parsed from the request and handed over by name.
+Parse = Callable[[web.Request], Awaitable[dict[str, Any]]]
+Translate = Callable[[errors.ClawguardError], errors.ClawguardError]
+# The last route's name: every path and method no other route takes, answered 404 or 405.
+_UNROUTED = "unrouted"
 STATUS: dict[type[errors.ClawguardError], int] = {
     errors.InvalidInput: 400,
     errors.Unauthorized: 401,
@@ -52,7 +61,8 @@ async def _allowed_methods(request: web.Request) -> set[str]:
     template: str | None = None
     methods: set[str] = set()
     for resource in request.app.router.resources():
-        if template is not None and resource.canonical != template:
+        if (template is not None and resource.canonical != template) or (
+                resource.name == _UNROUTED):
             continue
         _, allowed = await resource.resolve(request)
         if allowed:
@@ -80,50 +90,77 @@ WAITS_FOR_PEOPLE = frozenset({
 })
 
 
-@web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request, outermost first: named (X-Request-Id) in its logs and its response,
-    counted and timed by route template, its errors answered in the one JSON shape, its key
-    checked against access.PERMISSIONS.
+def serve(
+    call: Call, parse: Parse | None = None,
+    translate: Translate | None = None, *, routed: bool = True,
+) -> Handler:
+    """The aiohttp handler of a route: `call` with what `parse` read, the request named
+    (X-Request-Id) in its logs and its response, counted and timed by route template, its
+    errors answered in the one JSON shape (through `translate`, if given), its key checked
+    against access.PERMISSIONS.
 
-    One middleware, not four: each is a coroutine frame every request builds, and a parked
-    approval wait keeps all of them for as long as it waits.
+    One coroutine, not an aiohttp middleware plus a parsing wrapper: each is a frame every
+    request builds (aiohttp adds one more of its own when an app has middlewares), and a
+    parked approval wait keeps all of them for as long as it waits.
     """
-    given = request.headers.get("X-Request-Id", "")
-    rid = given if _REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_id_counter):x}"
-    # No reset: aiohttp serves each request in a task of its own, whose context ends with it.
-    logs.request_id.set(rid)
-    started = time.perf_counter()
-    match = request.match_info
-    resource = match.route.resource
-    route = resource.canonical if resource is not None else None
-    try:
-        if match.http_exception is None:  # 404 and 405 need no key to be told
-            if request.app[state.CONFIG].auth.mode == "none":
-                request[state.PRINCIPAL] = principals.ANONYMOUS
-            else:
+
+    async def served(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if _REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_id_counter):x}"
+        # No reset at the end: aiohttp serves each request in a task of its own, whose
+        # context ends with it.
+        logs.request_id.set(rid)
+        route = request.match_info.route.resource.canonical if routed else None  # type: ignore[union-attr]
+        timed = (request.method, route) not in WAITS_FOR_PEOPLE
+        started = time.perf_counter() if timed else 0.0
+        try:
+            # 404 and 405 need no key to be told. auth.mode none stores no principal:
+            # state.principal_of answers the anonymous admin (a request's first state
+            # entry, ~140 B, would be kept by every parked wait).
+            if route is not None and request.app[state.CONFIG].auth.mode != "none":
                 method = "GET" if request.method == "HEAD" else request.method
-                path = route or request.path
-                if not access.is_public(method, path):
-                    request[state.PRINCIPAL] = await _authenticate(request, method, path)
-        response = await handler(request)
-    except errors.ClawguardError as exc:
-        response = _error_answer(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = await _http_error_answer(request, exc)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = error_response(500, "internal_error", "internal error")
-    method = request.method
-    timed = (method, route) not in WAITS_FOR_PEOPLE
-    request.app[state.METRICS].count_request(
-        method, route or "unmatched", response.status,
-        time.perf_counter() - started if timed else None,
-    )
-    response.headers["X-Request-Id"] = rid
-    return response
+                if not access.is_public(method, route):
+                    request[state.PRINCIPAL] = await _authenticate(request, method, route)
+            if parse is None:
+                response = await call(request)
+            else:
+                response = await call(request, **await parse(request))
+            if isinstance(response, asyncio.Future):  # a parked approval's answer, to come
+                # Parked: aiohttp's idle-connection timer, which never cuts a request in
+                # progress and is armed again once this one is answered, need not be kept
+                # meanwhile (~250 B a wait; RequestHandler.keep_alive cancels it).
+                request.protocol.keep_alive(True)
+                response = await response
+        except errors.ClawguardError as exc:
+            response = _error_answer(exc if translate is None else translate(exc))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = await _http_error_answer(request, exc)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error_response(500, "internal_error", "internal error")
+        request.app[state.METRICS].count_request(
+            request.method, route or "unmatched", response.status,
+            time.perf_counter() - started if timed else None,
+        )
+        response.headers["X-Request-Id"] = rid
+        return response
+
+    return served
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    allowed = await _allowed_methods(request)
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def unrouted() -> web.RouteDef:
+    """The route after every other: what no route takes is answered 404 (or 405, naming
+    the methods of the path's template) in the one error shape."""
+    return web.route("*", "/{path:.*}", serve(_unrouted, routed=False), name=_UNROUTED)
 
 
 def _error_answer(exc: errors.ClawguardError) -> web.Response:

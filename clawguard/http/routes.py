@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import pydantic
 from aiohttp import web
 
 from clawguard.core import authorize, commands, errors, guardrails, records
@@ -32,61 +30,55 @@ class Route(NamedTuple):
 
     method: str
     path: str
-    handler: Callable[..., Awaitable[web.StreamResponse]]
+    handler: middleware.Call
     endpoint: openapi.Endpoint
 
     def definition(self) -> web.RouteDef:
-        handler = _parsing(self.handler, self.endpoint)
-        return web.route(self.method, self.path,
-                         _seed_codes(handler) if self.endpoint.seed_codes else handler)
+        ep = self.endpoint
+        return web.route(self.method, self.path, middleware.serve(
+            self.handler, _parsing(ep), _seed_code if ep.seed_codes else None))
 
 
-def _seed_codes(handler: middleware.Handler) -> middleware.Handler:
+def _seed_code(exc: errors.ClawguardError) -> errors.ClawguardError:
     """Bad input as seed 002 names it: every 400 is `invalid_parameter` or `missing_parameter`."""
-
-    async def translated(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except errors.InvalidInput as exc:
-            if isinstance(exc, guardrails.InvalidParameter | guardrails.MissingParameter):
-                raise
-            raise guardrails.InvalidParameter(exc.message, exc.details) from exc
-
+    if not isinstance(exc, errors.InvalidInput) or isinstance(
+            exc, guardrails.InvalidParameter | guardrails.MissingParameter):
+        return exc
+    translated = guardrails.InvalidParameter(exc.message, exc.details)
+    translated.__cause__ = exc
     return translated
 
 
-def _parsing(
-    handler: Callable[..., Awaitable[web.StreamResponse]], ep: openapi.Endpoint
-) -> middleware.Handler:
-    """The aiohttp handler: parse what `ep` declares, hand it over by name."""
+def _parsing(ep: openapi.Endpoint) -> middleware.Parse | None:
+    """What `ep` declares, parsed, by the name its handler takes it under."""
     if not (ep.path or ep.query or ep.body):
-        return handler
+        return None
     path, query, body, optional = ep.path, ep.query, ep.body, ep.optional_body
     if ep.many:
         assert body is not None and query is None
 
-        async def parse_many(request: web.Request) -> web.StreamResponse:
+        async def parse_many(request: web.Request) -> dict[str, Any]:
             parsed_path = None if path is None else bodies.validate(path, dict(request.match_info))
             items = await bodies.parse_many(request, body, commands.RUN_EVENTS_MAX)
-            return await handler(request, path=parsed_path, body=items)
+            return {"path": parsed_path, "body": items}
 
         return parse_many
     if body is not None and path is None and query is None:  # the spend path: nothing more
 
-        async def parse_the_body(request: web.Request) -> web.StreamResponse:
-            return await handler(request, body=await bodies.parse_body(request, body, optional))
+        async def parse_the_body(request: web.Request) -> dict[str, Any]:
+            return {"body": await bodies.parse_body(request, body, optional)}
 
         return parse_the_body
 
-    async def parse_all(request: web.Request) -> web.StreamResponse:
-        parsed: dict[str, pydantic.BaseModel] = {}
+    async def parse_all(request: web.Request) -> dict[str, Any]:
+        parsed: dict[str, Any] = {}
         if path is not None:
             parsed["path"] = bodies.validate(path, dict(request.match_info))
         if query is not None:
             parsed["query"] = bodies.validate(query, dict(request.query))
         if body is not None:
             parsed["body"] = await bodies.parse_body(request, body, optional)
-        return await handler(request, **parsed)
+        return parsed
 
     return parse_all
 

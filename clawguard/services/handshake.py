@@ -2,9 +2,15 @@
 
 Waiting never polls. The registry maps each request id being waited on to
 its parked callers, one future each; the decision, the reaper's expiry or
-shutdown completes all of them in one pass, so they wake at once. Each
-caller's own deadline is a timer on its future. A caller is registered before
-the row can be read or decided, so no decision can slip between the two.
+shutdown completes all of them in one pass, so they wake at once. A caller's
+own deadline puts its future in a bucket of the deadline wheel (one loop timer
+per bucket, not per caller). A caller is registered before the row can be read
+or decided, so no decision can slip between the two.
+
+A parked handshake is its future and nothing else: the future computes its
+own answer when woken, so no coroutine of this module waits with it (the
+handler awaits the future). 10,000 parked agents cost what each keeps
+(bench/README.md, approvals.py).
 
 The expiry rule (`models.Approval.as_of`): a pending row past `expiresAt` is
 expired to every reader, before the reaper writes it. A caller's own deadline
@@ -18,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from clawguard.core import approvals, commands, errors, principals, records
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 B = TypeVar("B")
+T = TypeVar("T")
 
 EXPIRE_BATCH = 500
 # asyncio may fire a timer up to its clock resolution early; a wait that ends at
@@ -41,7 +49,6 @@ def new_approval_id() -> str:
     return "apr_" + secrets.token_hex(8)
 
 
-Waiter = asyncio.Future[records.Approval | None]
 # Whether an asker may vote on its own request, when something other than the stored
 # approval settings' allow_self_approval is to say so (tests). Without one, each vote's
 # transaction reads the stored setting (never cached: a PATCH applies to the next vote).
@@ -61,9 +68,88 @@ def _require_scope(caller: principals.Principal, agent_id: str | None) -> None:
         raise errors.Forbidden(refusal, {"agentId": agent_id})
 
 
-def _deadline(waiter: Waiter) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+# The deadline wheel's resolution: a caller's own deadline ends up to this much late.
+_TICK_S = 0.01
+_NO_EXPIRY = 1 << 62
+
+
+class _Parked(asyncio.Future[Any]):
+    """One parked caller: completed by a decision, its deadline (a wheel bucket) or
+    shutdown. Slots, not a dict: thousands are parked at once."""
+
+    __slots__ = ("_owner", "approval_id", "due")
+
+    def __init__(self, owner: Approvals, approval_id: str) -> None:
+        super().__init__()
+        self._owner = owner
+        self.approval_id = approval_id
+        self.due: _Bucket | None = None  # its bucket of the deadline wheel, once armed
+
+    def end(self, approval: records.Approval | None) -> None:
+        """The row decided or expired (None: the deadline or shutdown came first)."""
+        self._owner._disarm(self)
+        if not self.done():
+            self.set_result(approval)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        # The awaiting task was cancelled (shutdown past its timeout): forget this caller.
+        self._owner._unpark(self)
+        self._owner._disarm(self)
+        return super().cancel(msg)
+
+
+class _Handshake(_Parked):
+    """A parked handshake: completes with the caller's answer (records.Handshake, as
+    `answer` makes it: the handler's response), which it computes itself when woken, so
+    nothing else waits along with it."""
+
+    __slots__ = ("answer", "expires_at", "started")
+
+    def __init__(
+        self, owner: Approvals, approval_id: str, answer: Callable[[records.Handshake], Any]
+    ) -> None:
+        super().__init__(owner, approval_id)
+        self.answer = answer
+        self.expires_at = _NO_EXPIRY  # known once the row is stored
+        self.started = -1.0  # when the wait began (loop time); < 0: not observed
+
+    def end(self, approval: records.Approval | None) -> None:
+        owner = self._owner
+        owner._disarm(self)
+        if self.done():
+            return
+        try:
+            if approval is not None:
+                resolution = approvals.resolution_of(approval)
+            else:
+                resolution = "expired" if owner._clock() >= self.expires_at else "timeout"
+            if self.started >= 0:  # an open with waitMs 0 (then re-attach) waited for nobody
+                owner._observe_wait(resolution, self.started)
+            handshake = records.Handshake(resolution=resolution, approval_id=self.approval_id)
+        except Exception:  # fail closed
+            log.exception("approval handshake failed (%s); answering deny", self.approval_id)
+            handshake = records.Handshake(resolution="deny", approval_id=self.approval_id)
+        try:
+            answer = self.answer(handshake)
+        except Exception as exc:  # this caller's alone: the others woken with it still hear
+            log.exception("cannot answer approval %s", self.approval_id)
+            self.set_exception(exc)
+        else:
+            self.set_result(answer)
+
+
+# A bucket of the deadline wheel: its tick (loop time / _TICK_S), timer and callers.
+_Bucket = tuple[int, asyncio.TimerHandle, list[_Parked]]
+
+
+def _answered(answer: T) -> asyncio.Future[T]:
+    done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    done.set_result(answer)
+    return done
+
+
+def _handshake(handshake: records.Handshake) -> records.Handshake:
+    return handshake
 
 
 class Approvals:
@@ -79,10 +165,13 @@ class Approvals:
         self._settings = settings
         self._clock = clock
         # Request id -> its parked callers, one small future each: a decision
-        # completes them all in one pass. A parked wait holds only its future,
-        # its timer and its coroutines (no shield, no copied models), because a
-        # full garbage collection walks every object of every parked wait.
-        self._waiters: dict[str, list[Waiter]] = {}
+        # completes them all in one pass. A parked wait holds only its future
+        # (no shield, no copied models, no coroutine of its own).
+        # One caller of an id (by far the most usual) is kept without a list.
+        self._waiters: dict[str, _Parked | list[_Parked]] = {}
+        # The deadline wheel: tick (loop time / _TICK_S) -> the bucket of the callers whose
+        # deadline ends in it, with its one timer.
+        self._due: dict[int, _Bucket] = {}
         self._timer_context = contextvars.Context()  # shared: timers need no context copy
         self._parked = 0
         self._closing = False
@@ -100,57 +189,65 @@ class Approvals:
 
     # --- the blocking handshake --------------------------------------------------
 
-    def request_tool(
-        self, body: commands.ToolApprovalRequest, requester: principals.Principal
-    ) -> Coroutine[Any, Any, records.Handshake]:
-        return self._handshake(approvals.tool_request, body, requester, body.wait_ms)
+    async def ask_tool(
+        self, body: commands.ToolApprovalRequest, requester: principals.Principal,
+        answer: Callable[[records.Handshake], T],
+    ) -> asyncio.Future[T]:
+        """Open a tool request (or short-circuit on a grant): the future of the caller's
+        answer, `answer(handshake)` (the HTTP handler's response: the handler need not
+        wait along)."""
+        return await self._open(approvals.tool_request, body, requester, body.wait_ms, answer)
 
-    def request_delegation(
-        self, body: commands.DelegationApprovalRequest, requester: principals.Principal
-    ) -> Coroutine[Any, Any, records.Handshake]:
-        return self._handshake(approvals.delegation_request, body, requester, body.wait_ms)
+    async def ask_delegation(
+        self, body: commands.DelegationApprovalRequest, requester: principals.Principal,
+        answer: Callable[[records.Handshake], T],
+    ) -> asyncio.Future[T]:
+        return await self._open(
+            approvals.delegation_request, body, requester, body.wait_ms, answer)
 
-    def request(
-        self, new: records.NewApproval, wait_ms: int | None
-    ) -> Coroutine[Any, Any, records.Handshake]:
+    async def request(self, new: records.NewApproval, wait_ms: int | None) -> records.Handshake:
         """The handshake for a request already built (core.approvals.new_request), with
         stages or without: open it (or short-circuit on a grant) and wait up to `wait_ms`.
         An approval with stages wakes its waiters only with its final outcome."""
-        return self._handshake(_prebuilt, new, principals.ANONYMOUS, wait_ms)
+        return await (await self._open(
+            _prebuilt, new, principals.ANONYMOUS, wait_ms, _handshake))
 
-    async def _handshake(
+    async def _open(
         self, build: Callable[[B, principals.Principal, str], records.NewApproval], body: B,
         requester: principals.Principal, wait_ms: int | None,
-    ) -> records.Handshake:
+        answer: Callable[[records.Handshake], T],
+    ) -> asyncio.Future[T]:
+        """Store the request and park its caller: the future of the caller's answer, done
+        already on a grant, a failure (deny), or waitMs 0 (timeout)."""
         approval_id: str | None = None  # set once the pending row exists
-        parked: tuple[str, Waiter] | None = None
+        parked: _Handshake | None = None
         try:
             new = build(body, requester, new_approval_id())
-            # A parked wait keeps ids and numbers, not the request or its models.
-            del body, requester
-            parked = new.id, self._park(new.id)  # before the row exists: no decision is missed
+            parked = _Handshake(self, new.id, answer)
+            self._park(parked)  # before the row exists: no decision is missed
             opened = await self._db.open_approval(new, self._settings.ttl_ms)
             if opened.grant is not None:
-                return records.Handshake(resolution="allow_always")
+                self._forget(parked)
+                return _answered(answer(records.Handshake(resolution="allow_always")))
             assert opened.approval is not None
-            approval_id, expires_at = opened.approval.id, opened.approval.expires_at
-            del new, opened
-            started, seconds = asyncio.get_running_loop().time(), self._wait_seconds(wait_ms)
-            woken = await self._wait(parked[1], expires_at, seconds)
-            if woken is not None:
-                resolution = approvals.resolution_of(woken)
-            else:
-                resolution = "expired" if self._clock() >= expires_at else "timeout"
-            if seconds > 0:  # an open with waitMs 0 (then re-attach) waited for nobody
-                self._observe_wait(resolution, started)
-            return records.Handshake(resolution=resolution, approval_id=approval_id)
-        except Exception:
+            approval_id = opened.approval.id
+            parked.expires_at = opened.approval.expires_at
+            seconds = self._wait_seconds(wait_ms)
+            if seconds <= 0:  # waitMs 0 (then re-attach): answered now, no wait observed
+                self._forget(parked)
+                parked.end(None)
+            elif not parked.done():
+                parked.started = asyncio.get_running_loop().time()
+                self._arm(parked, seconds)
+            return parked
+        except BaseException as exc:
+            if parked is not None:
+                self._forget(parked)
+            if not isinstance(exc, Exception):
+                raise
             # Fail closed: whatever went wrong, the caller is not allowed.
             log.exception("approval handshake failed (%s); answering deny", approval_id)
-            return records.Handshake(resolution="deny", approval_id=approval_id)
-        finally:
-            if parked is not None:
-                self._unpark(*parked)
+            return _answered(answer(records.Handshake(resolution="deny", approval_id=approval_id)))
 
     # --- reading and re-attaching --------------------------------------------------
 
@@ -162,18 +259,21 @@ class Approvals:
         seconds = self._wait_seconds(wait_ms) if wait_ms else 0.0
         if seconds <= 0:
             return self._as_of_now(await self._require(approval_id, viewer))
-        waiter = self._park(approval_id)  # before the read, so a decision cannot slip between
+        waiter = _Parked(self, approval_id)
+        self._park(waiter)  # before the read, so a decision cannot slip between
         try:
             approval = self._as_of_now(await self._require(approval_id, viewer))
             if approval.status != "pending":
                 return approval
             started = asyncio.get_running_loop().time()
-            woken = await self._wait(waiter, approval.expires_at, seconds)
+            if not waiter.done():
+                self._arm(waiter, min(seconds, self._until_expiry(approval.expires_at)))
+            woken: records.Approval | None = await waiter
             approval = self._as_of_now(approval) if woken is None else woken
             self._observe_wait(approvals.resolution_of(approval), started)
             return approval
         finally:
-            self._unpark(approval_id, waiter)
+            self._forget(waiter)
 
     def _observe_wait(self, resolution: records.Resolution, started: float) -> None:
         """How long a caller waited for people, by what it heard (re-attaches included)."""
@@ -365,41 +465,71 @@ class Approvals:
             raise errors.NotFound(f"no approval {approval_id}")
         return approval
 
-    def _park(self, approval_id: str) -> Waiter:
-        waiter: Waiter = asyncio.get_running_loop().create_future()
+    def _park(self, parked: _Parked) -> None:
         if self._closing:
-            waiter.set_result(None)
-        elif approval_id in self._waiters:
-            self._waiters[approval_id].append(waiter)
-        else:
-            self._waiters[approval_id] = [waiter]
-        return waiter
+            parked.end(None)
+            return
+        others = self._waiters.setdefault(parked.approval_id, parked)
+        if isinstance(others, list):
+            others.append(parked)
+        elif others is not parked:
+            self._waiters[parked.approval_id] = [others, parked]
 
-    def _unpark(self, approval_id: str, waiter: Waiter) -> None:
-        waiters = self._waiters.get(approval_id)
-        if waiters is not None and waiter in waiters:
-            waiters.remove(waiter)
+    def _unpark(self, parked: _Parked) -> None:
+        waiters = self._waiters.get(parked.approval_id)
+        if waiters is parked:
+            del self._waiters[parked.approval_id]
+        elif isinstance(waiters, list) and parked in waiters:
+            waiters.remove(parked)
             if not waiters:
-                del self._waiters[approval_id]
+                del self._waiters[parked.approval_id]
+
+    def _forget(self, parked: _Parked) -> None:
+        """The caller goes: out of the registry and the wheel (its future left as it is)."""
+        self._unpark(parked)
+        self._disarm(parked)
 
     def _wake(self, approval_id: str, approval: records.Approval | None) -> None:
-        for waiter in self._waiters.pop(approval_id, ()):
-            if not waiter.done():
-                waiter.set_result(approval)
+        waiters = self._waiters.pop(approval_id, None)
+        for parked in waiters if isinstance(waiters, list) else (waiters,) if waiters else ():
+            parked.end(approval)
 
-    async def _wait(
-        self, waiter: Waiter, expires_at: int, seconds: float
-    ) -> records.Approval | None:
-        """The row once decided or expired; None when this caller's deadline, the row's
-        expiry by this caller's own timer, or shutdown came first."""
-        until_expiry = (expires_at - self._clock()) / 1000 + _EXPIRY_SLACK_S
-        timer = asyncio.get_running_loop().call_later(
-            max(0.0, min(seconds, until_expiry)), _deadline, waiter,
-            context=self._timer_context,
-        )
+    def _until_expiry(self, expires_at: int) -> float:
+        return (expires_at - self._clock()) / 1000 + _EXPIRY_SLACK_S
+
+    def _arm(self, parked: _Parked, seconds: float) -> None:
+        """Start the caller's deadline: `seconds`, or the row's expiry if sooner (by this
+        caller's own clock, ahead of the reaper)."""
+        if isinstance(parked, _Handshake):
+            seconds = min(seconds, self._until_expiry(parked.expires_at))
+        loop = asyncio.get_running_loop()
+        # The bucket's end is never before the deadline: a caller ends late by < _TICK_S.
+        tick = math.ceil((loop.time() + max(0.0, seconds)) / _TICK_S)
+        due = self._due.get(tick)
+        if due is None:
+            timer = loop.call_at(tick * _TICK_S, self._deadlines, tick,
+                                 context=self._timer_context)
+            due = self._due[tick] = (tick, timer, [])
+        due[2].append(parked)
+        parked.due = due  # the bucket, shared: no object of its own per caller
         self._parked += 1
-        try:
-            return await waiter
-        finally:
-            self._parked -= 1
+
+    def _disarm(self, parked: _Parked) -> None:
+        due, parked.due = parked.due, None
+        if due is None:
+            return
+        self._parked -= 1
+        tick, timer, callers = due
+        callers.remove(parked)
+        if not callers:
             timer.cancel()
+            del self._due[tick]
+
+    def _deadlines(self, tick: int) -> None:
+        """A bucket of the wheel is due: its callers' deadlines (or expiries) came first."""
+        _, _, callers = self._due.pop(tick)
+        self._parked -= len(callers)
+        for parked in callers:
+            parked.due = None
+            self._unpark(parked)
+            parked.end(None)

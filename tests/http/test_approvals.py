@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import dump
 
-from clawguard.core import principals, records
+from clawguard.core import commands, principals, records
 from clawguard.http import application, state
 from clawguard.http.handlers import approvals
 from clawguard.runtime import config
@@ -441,6 +441,29 @@ async def test_with_api_keys_resolved_by_defaults_to_the_leaders_key_name(make_c
 
 
 # --- fail closed ---------------------------------------------------------------------------
+
+
+async def test_a_cancelled_parked_caller_is_forgotten_and_the_row_stays_pending(client):
+    # Shutdown past its timeout cancels the handler's task, and with it the awaited answer.
+    service = client.app[state.APPROVALS]
+    body = commands.ToolApprovalRequest.model_validate({"toolName": "rm", "agentId": "a1"})
+    answer = await service.ask_tool(body, principals.ANONYMOUS, lambda handshake: handshake)
+    assert not answer.done() and service.parked == 1 and service.watched == 1
+    answer.cancel()
+    assert service.parked == 0 and service.watched == 0
+    [row] = await pending(client, 1)
+    assert row["status"] == "pending"
+
+
+async def test_wait_ms_zero_answers_at_once_and_a_short_wait_on_time(client):
+    loop = asyncio.get_running_loop()
+    for wait_ms in (0, 30):
+        started = loop.time()
+        status, body = await ask(client, waitMs=wait_ms)
+        took = loop.time() - started
+        assert (status, body["resolution"]) == (200, "timeout")
+        assert wait_ms / 1000 <= took < wait_ms / 1000 + 0.2, (wait_ms, took)
+    assert client.app[state.APPROVALS].parked == 0
 
 
 async def test_an_internal_error_in_the_handshake_answers_deny(client, db_path, caplog):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from clawguard.core import approvals as approval_rules
@@ -25,20 +27,22 @@ def actor_of(request: web.Request, given: str | None = None) -> str | None:
     return actor
 
 
+# The blocking routes answer with the future of their response: middleware.serve awaits
+# it, so no frame of these handlers (nor their parsed body) is kept while a caller waits.
+
+
 async def delegation_approval(
     request: web.Request, body: commands.DelegationApprovalRequest
-) -> web.Response:
-    waiting = request.app[state.APPROVALS].request_delegation(body, state.principal_of(request))
-    del body  # parked as long as the wait: keep none of the request (the handshake copies ids)
-    return bodies.respond(await waiting)
+) -> asyncio.Future[web.Response]:
+    return await request.app[state.APPROVALS].ask_delegation(
+        body, state.principal_of(request), bodies.respond)
 
 
 async def request_tool_approval(
     request: web.Request, body: commands.ToolApprovalRequest
-) -> web.Response:
-    waiting = request.app[state.APPROVALS].request_tool(body, state.principal_of(request))
-    del body  # parked as long as the wait: keep none of the request (the handshake copies ids)
-    return bodies.respond(await waiting)
+) -> asyncio.Future[web.Response]:
+    return await request.app[state.APPROVALS].ask_tool(
+        body, state.principal_of(request), bodies.respond)
 
 
 async def list_tool_approvals(request: web.Request, query: wire.PendingFilter) -> web.Response:
