@@ -207,9 +207,10 @@ async def record_spends(
 
     Two statements whatever the batch holds: one locks every budget row of every
     chain (in the fixed order), reads the used idempotency keys and takes ledger
-    ids; the other writes the ledger rows, their charges and the new levels. The
-    rows stay locked for those two round trips and the commit. A spend the
-    deciders refuse (409, 422) gets its error and writes nothing.
+    ids; the other writes the ledger rows, their charges and the new levels. In
+    the spend loop's pipelined transaction the first leaves with the BEGIN and the
+    second with the COMMIT, so the rows stay locked for two round trips. A spend
+    the deciders refuse (409, 422) gets its error and writes nothing.
     """
     chains = {_chain_key(s.request) for s in spends}
     scopes, scope_ids = [], []
