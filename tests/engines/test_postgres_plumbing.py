@@ -127,34 +127,6 @@ async def test_a_deadlock_is_retried_and_both_transactions_commit(pg_url: str) -
         await db.close()
 
 
-async def test_a_kept_connection_is_reused_unchecked_and_dropped_once_it_breaks(
-    pg_url: str,
-) -> None:
-    schema.migrate_database(pg_url)
-    db = connection.Database(pg_url, 5_000)
-    await db.open()
-    kept = connection.Kept()
-
-    async def backend(conn: connection.Connection) -> int:
-        cursor = await conn.execute("SELECT pg_backend_pid()")
-        row = await cursor.fetchone()
-        assert row is not None
-        return int(row[0])
-
-    try:
-        first = await db.transaction(backend, kept=kept)
-        assert await db.transaction(backend, pipelined=True, kept=kept) == first
-        await db.read("SELECT pg_terminate_backend(%s)", (first,))  # as a server restart would
-        with pytest.raises(errors.StoreUnavailable):
-            await db.transaction(backend, kept=kept)  # one batch fails, as a cut mid-batch does
-        assert kept.conn is None
-        assert await db.transaction(backend, kept=kept) != first  # a checked one from the pool
-        await db.release(kept)
-        assert kept.conn is None
-    finally:
-        await db.close()
-
-
 async def test_a_key_committed_by_another_instance_after_the_batch_read_it_is_replayed(
     pg_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -55,16 +55,6 @@ def conninfo(url: str) -> str:
     return psycopg.conninfo.make_conninfo(url, connect_timeout=CONNECT_TIMEOUT_S)
 
 
-class Kept:
-    """A connection one loop keeps between back-to-back transactions (Database.transaction):
-    checked by the pool when lent, not again before each transaction (a round trip)."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self) -> None:
-        self.conn: Connection | None = None
-
-
 class Database:
     """A pool of autocommit connections to one database, and the transaction helper."""
 
@@ -99,9 +89,7 @@ class Database:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise unavailable(exc, "read") from exc
 
-    async def transaction(
-        self, job: Job[T], pipelined: bool = False, kept: Kept | None = None
-    ) -> T:
+    async def transaction(self, job: Job[T], pipelined: bool = False) -> T:
         """Run `job` in one transaction and commit it; a domain error it raises rolls it back.
 
         Each attempt starts from nothing (the job reloads what it decides on), so a retry
@@ -110,12 +98,16 @@ class Database:
         does not wait for leaves with the next one that it does (BEGIN with the first read,
         the last writes with the COMMIT), a round trip or two fewer while rows are locked;
         such a job reads no rowcount, and its write errors surface at the commit.
-        `kept`: the connection stays there after a good transaction for the next one of the
-        same loop, lent without the pool's check (`release` gives it back).
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                result = await self._attempt(job, pipelined, kept)
+                async with self._pool.connection() as conn:
+                    if pipelined:
+                        async with conn.pipeline(), conn.transaction():
+                            result = await job(conn)
+                    else:
+                        async with conn.transaction():
+                            result = await job(conn)
             except (Retry, *RETRYABLE) as exc:
                 if attempt == MAX_ATTEMPTS:
                     self.fault = str(exc)
@@ -128,39 +120,6 @@ class Database:
             self.fault = None
             return result
         raise AssertionError("unreachable")
-
-    async def _attempt(self, job: Job[T], pipelined: bool, kept: Kept | None) -> T:
-        if kept is not None and kept.conn is not None:
-            conn, kept.conn = kept.conn, None
-        else:
-            conn = await self._pool.getconn()
-        try:
-            if pipelined:
-                async with conn.pipeline(), conn.transaction():
-                    result = await job(conn)
-            else:
-                async with conn.transaction():
-                    result = await job(conn)
-        except (Retry, *RETRYABLE, errors.ClawguardError):
-            await self._keep(conn, kept)  # rolled back, and sound
-            raise
-        except BaseException:
-            await self._pool.putconn(conn)  # the pool closes a broken one
-            raise
-        await self._keep(conn, kept)
-        return result
-
-    async def _keep(self, conn: Connection, kept: Kept | None) -> None:
-        if kept is None:
-            await self._pool.putconn(conn)
-        else:
-            kept.conn = conn
-
-    async def release(self, kept: Kept) -> None:
-        """Back to the pool, to be checked before it is lent again."""
-        if kept.conn is not None:
-            conn, kept.conn = kept.conn, None
-            await self._pool.putconn(conn)
 
     async def writable(self) -> bool:
         """Whether writes commit; after a failed one, a probe write finds out if it has cleared."""

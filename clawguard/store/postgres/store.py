@@ -892,20 +892,17 @@ class PostgresStore:
                      running: Callable[[list[J]], connection.Job[list[Any]]], what: str,
                      pipelined: bool = False) -> None:
         """Take the writes waiting on `queue` a batch at a time, one transaction a batch
-        (`pipelined`: connection.Database.transaction; the spend batches are). Batches that
-        come back to back share one connection (`kept`), checked when the pool lent it."""
-        kept = connection.Kept()
+        (`pipelined`: connection.Database.transaction; the spend batches are)."""
         while True:
             taken = await batches.next_batch(queue, self._settings.batch_max)
             if taken is None:
-                await self._db.release(kept)
                 return
             writes, stop = taken
             started = time.perf_counter()
             outcomes: list[Any]
             try:
                 outcomes = await self._db.transaction(running([item for item, _ in writes]),
-                                                      pipelined, kept)
+                                                      pipelined)
             except errors.ClawguardError as exc:
                 outcomes = [exc] * len(writes)
             except Exception as exc:  # never leave a caller waiting
@@ -916,8 +913,6 @@ class PostgresStore:
                 if self.batch_observer is not None:
                     self.batch_observer(len(writes), time.perf_counter() - started)
             batches.answer(writes, outcomes)
-            if stop or queue.empty():  # idle: the pool checks it before the next batch
-                await self._db.release(kept)
             if stop:
                 return
 
