@@ -94,10 +94,10 @@ class Database:
 
         Each attempt starts from nothing (the job reloads what it decides on), so a retry
         after a deadlock or a lost race sees the other transaction's committed result.
-        `pipelined` runs it in psycopg's pipeline mode: a statement whose result the job
-        does not wait for leaves with the next one that it does (BEGIN with the first read,
-        the last writes with the COMMIT), a round trip or two fewer while rows are locked;
-        such a job reads no rowcount, and its write errors surface at the commit.
+        `pipelined` runs it in psycopg's pipeline mode: statements are sent without waiting
+        and the job waits only for the results it reads, so BEGIN and the writes after its
+        last read (and the COMMIT) cost no round trip of their own, fewer while rows are
+        locked; such a job reads no rowcount, and its write errors surface at the commit.
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
