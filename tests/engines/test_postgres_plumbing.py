@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
-from clawguard.core import audit, errors, principals, records
+from clawguard.core import audit, budgets, commands, errors, principals, records
+from clawguard.runtime import config
 from clawguard.store import migrations
 from clawguard.store.postgres import audit_log, connection, keys, listener, schema
+from clawguard.store.postgres import store as pg_store
 
 
 def test_migrate_applies_every_file_once_and_twice_is_a_no_op(pg_url: str) -> None:
@@ -122,6 +125,52 @@ async def test_a_deadlock_is_retried_and_both_transactions_commit(pg_url: str) -
         assert sorted(attempts.values()) == [1, 2]
     finally:
         await db.close()
+
+
+async def test_a_key_committed_by_another_instance_after_the_batch_read_it_is_replayed(
+    pg_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch reads the used keys without a lock: one committed meanwhile is replayed, not
+    charged twice (the INSERT's UniqueViolation runs the transaction again)."""
+    caplog.set_level(logging.DEBUG, logger=connection.__name__)
+    store = pg_store.PostgresStore(config.StorageConfig(url=pg_url), lambda: 1_000)
+    await store.open()
+    leader = principals.Principal("key_lead", "lead", "leader")
+    await store.set_budget(commands.BudgetSet.model_validate(
+        {"scope": "agent", "scopeId": "a1", "limitUsdCents": 1_000}), leader)
+    request = commands.SpendRequest.model_validate(
+        {"agentId": "a1", "costUsdCents": 7, "idempotencyKey": "k1"})
+    fingerprint = budgets.fingerprint(request)
+    other = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+    blocker = await psycopg.AsyncConnection.connect(pg_url)
+    try:
+        # The batch's statement starts (its snapshot taken) and waits on the budget row.
+        await blocker.execute("SELECT 1 FROM budgets WHERE scope_id = 'a1' FOR UPDATE")
+        spend = asyncio.create_task(store.record_spend(request, fingerprint, "o:k1"))
+        for _ in range(500):
+            cursor = await other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'WITH locked AS%%' AND datname = current_database()")
+            if (await cursor.fetchone()) == (1,):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the spend batch never waited on the budget row")
+        # Meanwhile "another instance" commits a ledger row under the same key.
+        await other.execute(
+            "INSERT INTO spends (id, idempotency_key, fingerprint, agent_id, cost_micros,"
+            " scopes, created_at) VALUES (4242, 'o:k1', %s, 'a1', 70000, '[]', 1)",
+            (fingerprint,))
+        await blocker.commit()
+        charged = await asyncio.wait_for(spend, 10)
+        assert charged.spend.duplicate and charged.spend.id == 4242
+        assert "UniqueViolation" in caplog.text or "duplicate key" in caplog.text
+        cursor = await other.execute("SELECT spent_micros FROM budgets WHERE scope_id = 'a1'")
+        assert await cursor.fetchone() == (0,)  # charged once: by the other instance's row
+    finally:
+        await blocker.close()
+        await other.close()
+        await store.close()
 
 
 async def test_a_notification_arrives_within_100ms_and_after_the_connection_drops(

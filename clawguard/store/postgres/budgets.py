@@ -163,15 +163,54 @@ class Spend:
 Outcome = records.SpendCharged | errors.ClawguardError
 
 
+# What a batch reads, in one statement: its budget rows, locked in the fixed order; the
+# ledger rows already under its idempotency keys; and its ledger ids. The keys and ids
+# take no lock, and a key another instance commits after this read still cannot charge
+# twice: our INSERT then raises UniqueViolation and the transaction runs again.
+_LOAD = (
+    "WITH locked AS (SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros,"
+    " b.status, b.mode, b.window_kind, b.window_zone, b.window_start"
+    " FROM budgets b JOIN unnest(%(scopes)b::text[], %(ids)b::text[]) AS w(scope, scope_id)"
+    " ON b.scope = w.scope AND b.scope_id = w.scope_id"
+    " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b)"
+    f" SELECT (SELECT json_agg(json_build_array({budgets.LEVEL_COLUMNS})) FROM locked),"
+    " (SELECT json_agg(json_build_array(idempotency_key, id, fingerprint, cost_micros, scopes))"
+    " FROM spends WHERE idempotency_key = ANY(%(keys)b::text[])),"
+    " (SELECT array_agg(nextval(pg_get_serial_sequence('spends', 'id')))"
+    " FROM generate_series(1, %(count)s))"
+)
+# What it writes, in one statement: the ledger rows, their charges, the new levels. The
+# charges' foreign key is checked at the statement's end, when the ledger rows are in.
+_WRITE = (
+    "WITH ledger AS (INSERT INTO spends (id, idempotency_key, fingerprint, agent_id,"
+    " mission_id, team_id, tenant_id, cost_micros, task_id, model, input_tokens,"
+    " output_tokens, scopes, created_at) SELECT *, %(now)s FROM unnest(%(s_id)b::bigint[],"
+    " %(s_key)b::text[], %(s_fingerprint)b::text[], %(s_agent)b::text[],"
+    " %(s_mission)b::text[], %(s_team)b::text[], %(s_tenant)b::text[],"
+    " %(s_cost)b::bigint[], %(s_task)b::text[], %(s_model)b::text[],"
+    " %(s_input)b::bigint[], %(s_output)b::bigint[], %(s_scopes)b::text[])),"
+    " charges AS (INSERT INTO spend_charges (budget_id, spend_id, micros)"
+    " SELECT * FROM unnest(%(c_budget)b::text[], %(c_spend)b::bigint[], %(c_micros)b::bigint[]))"
+    " UPDATE budgets b SET spent_micros = v.spent, status = v.status,"
+    " window_start = v.start, updated_at = %(now)s"
+    " FROM unnest(%(b_id)b::text[], %(b_spent)b::bigint[], %(b_status)b::text[],"
+    " %(b_start)b::bigint[]) AS v(id, spent, status, start) WHERE b.id = v.id"
+)
+_LEDGER_COLUMNS = ("s_id", "s_key", "s_fingerprint", "s_agent", "s_mission", "s_team",
+                   "s_tenant", "s_cost", "s_task", "s_model", "s_input", "s_output", "s_scopes")
+
+
 async def record_spends(
     conn: connection.Connection, now: int, spends: Sequence[Spend]
 ) -> list[Outcome]:
     """Charge a batch of spends in the open transaction, each as if it ran alone in turn.
 
-    The same statements whatever the batch holds: lock every budget row of every
-    chain (in the fixed order), read the used idempotency keys, take ledger ids;
-    then write the ledger rows, their charges and the new levels. A spend the
-    deciders refuse (409, 422) gets its error and writes nothing.
+    Two statements whatever the batch holds: one locks every budget row of every
+    chain (in the fixed order), reads the used idempotency keys and takes ledger
+    ids; the other writes the ledger rows, their charges and the new levels. In
+    the spend loop's pipelined transaction the first leaves with the BEGIN and the
+    second with the COMMIT, so the rows stay locked for two round trips. A spend
+    the deciders refuse (409, 422) gets its error and writes nothing.
     """
     chains = {_chain_key(s.request) for s in spends}
     scopes, scope_ids = [], []
@@ -180,27 +219,16 @@ async def record_spends(
             if scope_id is not None:
                 scopes.append(scope)
                 scope_ids.append(scope_id)
-    locking = await conn.execute(
-        "SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros, b.status, b.mode,"
-        " b.window_kind, b.window_zone, b.window_start"
-        " FROM budgets b JOIN unnest(%s::text[], %s::text[]) AS w(scope, scope_id)"
-        " ON b.scope = w.scope AND b.scope_id = w.scope_id"
-        " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b",
-        (scopes, scope_ids),
-    )
     keys = [s.ledger_key for s in spends if s.ledger_key is not None]
-    used = await conn.execute(
-        "SELECT idempotency_key, id, fingerprint, cost_micros, scopes FROM spends"
-        " WHERE idempotency_key = ANY(%s)",
-        (keys,),
+    cursor = await conn.execute(
+        _LOAD, {"scopes": scopes, "ids": scope_ids, "keys": keys, "count": len(spends)}
     )
-    numbering = await conn.execute(
-        "SELECT nextval(pg_get_serial_sequence('spends', 'id')) FROM generate_series(1, %s)",
-        (len(spends),),
-    )
-    levels = {(row[1], row[2]): budgets.Level(*row) for row in await locking.fetchall()}
-    stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in await used.fetchall()}
-    ids = iter(sorted(row[0] for row in await numbering.fetchall()))
+    loaded = await cursor.fetchone()
+    assert loaded is not None
+    locked, used, numbered = loaded
+    levels = {(row[1], row[2]): budgets.Level(*row) for row in locked or ()}
+    stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in used or ()}
+    ids = iter(sorted(numbered))
 
     outcomes: list[Outcome] = []
     ledger: list[tuple[Any, ...]] = []
@@ -243,32 +271,19 @@ async def record_spends(
     if ledger:
         # A key another instance committed after our read: UniqueViolation, and the
         # transaction runs again and replays it.
-        columns = list(zip(*ledger, strict=True))
-        await conn.execute(
-            "INSERT INTO spends (id, idempotency_key, fingerprint, agent_id, mission_id, team_id,"
-            " tenant_id, cost_micros, task_id, model, input_tokens, output_tokens, scopes,"
-            " created_at) SELECT *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[],"
-            " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],"
-            " %s::text[], %s::bigint[], %s::bigint[], %s::text[])",
-            (now, *(list(column) for column in columns)),
-        )
-    if charges:
-        budget_ids, spend_ids, micros = (list(column) for column in zip(*charges, strict=True))
-        await conn.execute(
-            "INSERT INTO spend_charges (budget_id, spend_id, micros)"
-            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[])",
-            (budget_ids, spend_ids, micros),
-        )
         rows = sorted(charged.values(), key=lambda row: (records.SCOPES.index(row.scope),
                                                          row.scope_id))
-        await conn.execute(
-            "UPDATE budgets b SET spent_micros = v.spent, status = v.status,"
-            " window_start = v.start, updated_at = %s"
-            " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[])"
-            " AS v(id, spent, status, start) WHERE b.id = v.id",
-            (now, [r.id for r in rows], [r.spent for r in rows], [r.status for r in rows],
-             [r.window_start for r in rows]),
+        params: dict[str, Any] = {"now": now}
+        params.update(zip(_LEDGER_COLUMNS, (list(c) for c in zip(*ledger, strict=True)),
+                          strict=True))
+        params["c_budget"], params["c_spend"], params["c_micros"] = (
+            (list(c) for c in zip(*charges, strict=True)) if charges else ([], [], [])
         )
+        params["b_id"] = [r.id for r in rows]
+        params["b_spent"] = [r.spent for r in rows]
+        params["b_status"] = [r.status for r in rows]
+        params["b_start"] = [r.window_start for r in rows]
+        await conn.execute(_WRITE, params)
     await audit_log.append(conn, now, events)
     return outcomes
 

@@ -31,20 +31,22 @@ async def place_hold(
     conn: connection.Connection, now: int, request: commands.HoldRequest, fingerprint: str,
     key: str, ttl_ms: int,
 ) -> records.Hold:
-    cursor = await conn.execute(
+    # Both statements leave in one round trip (the transaction is pipelined: store.py); a
+    # replay has locked its chain for nothing, and lets go at once.
+    used = await conn.execute(
         f"SELECT {tables.HOLD_COLUMNS}, fingerprint FROM holds WHERE idempotency_key = %s",
         (key,),
     )
-    seen = await cursor.fetchone()
-    if seen is not None:
-        stored = holds.StoredHold(tables.hold_from_row(seen[:13]), seen[13])
-        return holds.replay(stored, fingerprint, now)
     params = budget_rows.chain_params(request)
-    cursor = await conn.execute(
+    locking = await conn.execute(
         f"SELECT {budgets.LEVEL_COLUMNS} FROM budgets" + budget_rows.CHAIN_WHERE
         + " ORDER BY scope_rank, scope_id FOR UPDATE", params,
     )
-    chain = budgets.in_chain_order([budgets.Level(*row) for row in await cursor.fetchall()])
+    seen = await used.fetchone()
+    if seen is not None:
+        stored = holds.StoredHold(tables.hold_from_row(seen[:13]), seen[13])
+        return holds.replay(stored, fingerprint, now)
+    chain = budgets.in_chain_order([budgets.Level(*row) for row in await locking.fetchall()])
     cursor = await conn.execute(budget_rows.HELD_IN_CHAIN, params | {"now": now})
     held = {scope: micros for (scope, _), micros in
             tables.held_by_scope(await cursor.fetchall()).items()}

@@ -104,7 +104,8 @@ class PostgresStore:
         await self._db.open()
         await self._listener.start()
         self._spender = asyncio.create_task(
-            self._drain(self._queue, self._charging, "spend"), name="clawguard-spends")
+            self._drain(self._queue, self._charging, "spend", pipelined=True),
+            name="clawguard-spends")
         self._batcher = asyncio.create_task(
             self._drain(self._writes, self._running, "write"), name="clawguard-writes")
 
@@ -135,9 +136,11 @@ class PostgresStore:
     async def writable(self) -> bool:
         return await self._db.writable()
 
-    async def _write(self, job: Callable[[connection.Connection, int], Any]) -> Any:
+    async def _write(
+        self, job: Callable[[connection.Connection, int], Any], pipelined: bool = False
+    ) -> Any:
         started = time.perf_counter()
-        result = await self._db.transaction(lambda conn: job(conn, self._clock()))
+        result = await self._db.transaction(lambda conn: job(conn, self._clock()), pipelined)
         if self.batch_observer is not None:
             self.batch_observer(1, time.perf_counter() - started)
         return result
@@ -818,7 +821,8 @@ class PostgresStore:
         self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
     ) -> records.Hold:
         result: records.Hold = await self._write(
-            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms)
+            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms),
+            pipelined=True,
         )
         return result
 
@@ -831,13 +835,14 @@ class PostgresStore:
         self, hold_id: str, request: commands.SpendRequest, fingerprint: str
     ) -> records.SpendCharged:
         result: records.SpendCharged = await self._write(
-            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint)
+            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint),
+            pipelined=True,
         )
         return result
 
     async def release_hold(self, hold_id: str) -> records.Hold:
         result: records.Hold = await self._write(
-            lambda conn, now: holds.release_hold(conn, now, hold_id)
+            lambda conn, now: holds.release_hold(conn, now, hold_id), pipelined=True
         )
         return result
 
@@ -884,9 +889,10 @@ class PostgresStore:
         return lambda conn: budgets.record_spends(conn, self._clock(), spends)
 
     async def _drain(self, queue: asyncio.Queue[tuple[J, asyncio.Future[Any]] | None],
-                     running: Callable[[list[J]], connection.Job[list[Any]]], what: str
-                     ) -> None:
-        """Take the writes waiting on `queue` a batch at a time, one transaction a batch."""
+                     running: Callable[[list[J]], connection.Job[list[Any]]], what: str,
+                     pipelined: bool = False) -> None:
+        """Take the writes waiting on `queue` a batch at a time, one transaction a batch
+        (`pipelined`: connection.Database.transaction; the spend batches are)."""
         while True:
             taken = await batches.next_batch(queue, self._settings.batch_max)
             if taken is None:
@@ -895,7 +901,8 @@ class PostgresStore:
             started = time.perf_counter()
             outcomes: list[Any]
             try:
-                outcomes = await self._db.transaction(running([item for item, _ in writes]))
+                outcomes = await self._db.transaction(running([item for item, _ in writes]),
+                                                      pipelined)
             except errors.ClawguardError as exc:
                 outcomes = [exc] * len(writes)
             except Exception as exc:  # never leave a caller waiting
