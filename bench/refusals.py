@@ -33,14 +33,7 @@ import spend
 
 TARGET = 0.8
 
-FLOOD = """
-local counter, next_tid = 0, 0
-function setup(thread)
-  next_tid = next_tid + 1
-  thread:set("tid", next_tid)
-end
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+FLOOD = spend.WRK_THREADS + """
 function request()
   counter = counter + 1
   wrk.headers["X-API-Key"] = string.format("cgk_wrong-%s-%d-%d", RUN, tid, counter)

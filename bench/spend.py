@@ -193,7 +193,8 @@ function done(summary, latency, requests)
 end
 """
 
-WRK_SPEND = """
+# The start of every POST script the benches give wrk: a per-thread id and a counter.
+WRK_THREADS = """
 -- setup() runs in the main Lua state; thread:set() gives each thread's own
 -- state a global `tid`, so keys are unique across threads.
 local counter, next_tid = 0, 0
@@ -203,6 +204,10 @@ function setup(thread)
 end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+WRK_SPEND = WRK_THREADS + """
 function request()
   counter = counter + 1
   local body = string.format('{%s,"idempotencyKey":"bench-%s-%d-%d"}', FIELDS, RUN, tid, counter)
@@ -211,16 +216,10 @@ end
 """
 
 
-WRK_HOLDS = """
+WRK_HOLDS = WRK_THREADS + """
 -- A step is a hold then its commit: response() queues each new hold's id, and the
 -- thread's next request commits the oldest queued one (on whichever connection is free).
-local counter, next_tid, queued = 0, 0, {}
-function setup(thread)
-  next_tid = next_tid + 1
-  thread:set("tid", next_tid)
-end
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+local queued = {}
 function request()
   local id = table.remove(queued, 1)
   if id then
