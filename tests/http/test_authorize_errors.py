@@ -8,12 +8,11 @@ change a byte of the database. test_errors.py's tripwire reads CASES.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from conftest import dump
+from errortable import Case, fire, j
 
 AUTHORIZE = "/api/governance/authorize"
 SETTINGS = "/api/governance/settings"
@@ -24,20 +23,6 @@ STATS = "/api/governance/approval-stats"
 LONG_ID = "x" * 201
 ASK = {"agentId": "a1", "tool": "mail.send", "waitMs": 0}
 SEEDED = {**ASK, "idempotencyKey": "seeded-key"}
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    method: str
-    path: str
-    status: int
-    code: str
-    body: bytes | None = None
-
-
-def j(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 def ask(**changes: Any) -> bytes:
@@ -157,14 +142,10 @@ async def test_every_bad_input_answers_its_code_and_changes_nothing(
     before = dump(db_path)
     wrong = []
     for case in CASES:
-        headers = {"Content-Type": "application/json"} if case.body is not None else {}
-        async with client.request(case.method, case.path, data=case.body,
-                                  headers=headers) as resp:
-            assert resp.content_type == "application/json", case.id
-            body = await resp.json()
+        status, body = await fire(client, case)
         assert set(body) == {"error", "message", "details"}, (case.id, body)
-        if (resp.status, body["error"]) != (case.status, case.code):
-            wrong.append((case.id, case.status, case.code, resp.status, body))
+        if (status, body["error"]) != (case.status, case.code):
+            wrong.append((case.id, case.status, case.code, status, body))
     assert wrong == []
     assert dump(db_path) == before
 

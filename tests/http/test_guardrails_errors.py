@@ -9,13 +9,12 @@ override, an archived tool); none may change a byte of the database.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import dump
+from errortable import Case, fire, j
 
 GUARDRAILS = "/api/guardrails"
 EVALUATE = "/api/guardrails/evaluate"
@@ -23,21 +22,6 @@ LIVE = f"{GUARDRAILS}/grd_live"  # replaced by the seeded policy's id
 GONE = f"{GUARDRAILS}/grd_gone"  # replaced by the deleted policy's id
 RULE = {"tool": "order.refund", "decision": "ALLOW", "max_value": 250}
 ACTION = {"connector": "cn_1", "tool": "order.refund", "value": 10}
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    method: str
-    path: str
-    status: int
-    code: str
-    body: bytes | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def j(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 def create(**changes: Any) -> bytes:
@@ -213,19 +197,6 @@ async def seed(client: TestClient[Any, Any]) -> dict[str, str]:
     await _ok(client, "POST", "/api/role-policy-overrides",
               {"role": "developer", "tool_name": "http.request", "allowed": False})
     return {LIVE: f"{GUARDRAILS}/{live['id']}", GONE: f"{GUARDRAILS}/{gone['id']}"}
-
-
-async def fire(client: TestClient[Any, Any], case: Case, ids: dict[str, str]
-               ) -> tuple[int, dict[str, Any]]:
-    path = case.path
-    for placeholder, real in ids.items():
-        path = path.replace(placeholder, real)
-    headers = dict(case.headers)
-    if case.body is not None:
-        headers["Content-Type"] = "application/json"
-    async with client.request(case.method, path, data=case.body, headers=headers) as resp:
-        assert resp.content_type == "application/json"
-        return resp.status, await resp.json()
 
 
 async def test_every_bad_input_answers_its_code_and_changes_nothing(
