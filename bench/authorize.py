@@ -127,9 +127,10 @@ def receipts(db: Path) -> dict[str, int]:
 class Phases:
     """healthz then authorize against one daemon, with the daemon's CPU time for each."""
 
-    def __init__(self, daemon: spend_bench.Daemon, args: argparse.Namespace, tmp: Path) -> None:
+    def __init__(self, daemon: spend_bench.Daemon, base: str, args: argparse.Namespace,
+                 tmp: Path) -> None:
         assert daemon.proc is not None
-        pid, base = daemon.proc.pid, daemon_base(daemon)
+        pid = daemon.proc.pid
         print(f"wrk: /healthz for {args.seconds} s ...", file=sys.stderr)
         started = cpu_seconds(pid)
         self.healthz = spend_bench.run_wrk(base + "/healthz", False, args.connections,
@@ -151,12 +152,6 @@ class Phases:
                 self.authorize_cpu / max(self.authorized.requests, 1) * 1e6)
 
 
-def daemon_base(daemon: spend_bench.Daemon) -> str:
-    match = spend_bench.LISTEN_RE.search(daemon.log_path.read_text(errors="replace"))
-    assert match is not None
-    return f"http://{match.group(1)}:{match.group(2)}"
-
-
 def run_daemon(tmp: Path, args: argparse.Namespace, answer: dict[str, object] | None = None
                ) -> tuple[Phases, dict[str, object]]:
     """The phases against a fresh daemon: the real one, or (`answer` given) the floor's."""
@@ -169,7 +164,7 @@ def run_daemon(tmp: Path, args: argparse.Namespace, answer: dict[str, object] | 
     try:
         base = daemon.start()
         reply = prepare(base)
-        return Phases(daemon, args, tmp), reply
+        return Phases(daemon, base, args, tmp), reply
     except Exception:
         print(f"daemon log (tail):\n{daemon.log_tail()}", file=sys.stderr)
         raise
