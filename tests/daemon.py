@@ -13,6 +13,10 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+from clawguard.core import principals
+from clawguard.store import sqlite
+
+ROLES = ("admin", "operator", "executor", "leader")
 _LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
 
@@ -104,3 +108,21 @@ def call(url: str, method: str, path: str, body: dict | None = None,
         return resp.status, json.loads(resp.read() or b"null")
     finally:
         conn.close()
+
+
+def role_keys(db: Path) -> dict[str, str]:
+    """One API key of each role made in the database at `db` (before a daemon starts on it),
+    named `<role>-key`; the keys by role."""
+    admin = sqlite.KeyAdmin(str(db))
+    keys = {}
+    try:
+        for role in ROLES:
+            keys[role] = principals.new_key()
+            admin.create(
+                principals.Principal(key_id=principals.new_key_id(), name=f"{role}-key",
+                                     role=role),
+                principals.hash_key(keys[role]),
+            )
+    finally:
+        admin.close()
+    return keys

@@ -16,27 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
+from daemon import Daemon, role_keys
 
 from clawguard import client
-from clawguard.core import principals
-from clawguard.store import sqlite
-
-ROLES = ("admin", "operator", "executor", "leader")
 
 
 @pytest.fixture
 def keyed(tmp_path: Path):
     db = tmp_path / "authorize.db"
-    admin = sqlite.KeyAdmin(str(db))
-    keys = {}
-    for role in ROLES:
-        keys[role] = principals.new_key()
-        admin.create(
-            principals.Principal(key_id=principals.new_key_id(), name=f"{role}-key", role=role),
-            principals.hash_key(keys[role]),
-        )
-    admin.close()
+    keys = role_keys(db)
     with Daemon(db, auth_mode="keys") as daemon:
         yield daemon, keys
 

@@ -15,31 +15,19 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from daemon import Daemon
+from daemon import Daemon, role_keys
 from proxy import Proxy, body_of
 
 from clawguard import client
 from clawguard.client import api, records
-from clawguard.core import principals
 from clawguard.http import routes
-from clawguard.store import sqlite
-
-ROLES = ("admin", "operator", "executor", "leader")
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory):
     """One daemon for the module, with a key of each role made before it starts."""
     db = tmp_path_factory.mktemp("client") / "client.db"
-    admin = sqlite.KeyAdmin(str(db))
-    keys = {}
-    for role in ROLES:
-        keys[role] = principals.new_key()
-        admin.create(
-            principals.Principal(key_id=principals.new_key_id(), name=f"{role}-key", role=role),
-            principals.hash_key(keys[role]),
-        )
-    admin.close()
+    keys = role_keys(db)
     with Daemon(db, auth_mode="keys") as daemon:
         yield daemon, keys
 
