@@ -16,7 +16,9 @@ from this process with one aiohttp session (``TCPConnector(limit=0)``):
    probed, and measures, per request, the time from sending the resolve to
    its waiter's answer (the decision's commit included), and the delay from
    the resolve's response to its waiter's (negative: the waiter heard first,
-   which is the design).
+   which is the design); and the CPU each party used for it (the daemons, the
+   PostgreSQL backends serving them, this client), per resolve: on a box of two
+   cores the figures that do not move with the noise of other work.
 
 ``--store postgresql --instances 2`` runs two daemons on a fresh PostgreSQL
 database: waits are parked on both and decisions made on either.
@@ -219,6 +221,45 @@ class Daemon:
             self.proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (0 if it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(url: str | None) -> list[int]:
+    """The PostgreSQL backends serving the bench's database (none for SQLite)."""
+    if url is None:
+        return []
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        return [pid for (pid,) in pg.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()")]
+
+
+class CpuMeter:
+    """CPU used while resolving, per party: the daemons, PostgreSQL's backends, this client."""
+
+    def __init__(self, daemons: list[Daemon], url: str | None) -> None:
+        self.daemons = [daemon.pid for daemon in daemons]
+        self.url = url
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {"daemons": sum(map(cpu_seconds, self.daemons)),
+                "postgresql": sum(map(cpu_seconds, server_pids(self.url))),
+                "client": time.process_time()}
+
+    def used(self) -> dict[str, float]:
+        end = self._read()
+        return {party: end[party] - self.start.get(party, 0.0) for party in end}
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -364,6 +405,7 @@ async def run(daemons: list[Daemon], bases: list[str], waits: int, concurrency: 
         ids = bench.pending_ids()
         if len(ids) != waits:
             raise RuntimeError(f"{len(ids)} pending, expected {waits}")
+        meter = CpuMeter(daemons, daemon.url)
         started, resolving_from = time.perf_counter(), time.time()
         resolving = asyncio.create_task(bench.resolve_all(ids, concurrency))
         probing = asyncio.create_task(bench.probe_until(resolving))
@@ -371,6 +413,7 @@ async def run(daemons: list[Daemon], bases: list[str], waits: int, concurrency: 
         resolving_until = time.time()
         await asyncio.gather(*tasks)
         resolve_seconds = time.perf_counter() - started
+        cpu = meter.used()
         healthz_resolving = await probing
     delays = [(bench.answered[i] - resolved[i]) * 1000 for i in ids]
     round_trips = [(bench.answered[i] - sent[i]) * 1000 for i in ids]
@@ -385,6 +428,7 @@ async def run(daemons: list[Daemon], bases: list[str], waits: int, concurrency: 
         "idle_collect": idle_collect, "parked_collect": parked_collect,
         "auto_gen2": auto_gen2, "auto_gen2_resolving": auto_gen2[pauses_before_resolving:],
         "healthz_resolving": healthz_resolving, "resolving": (resolving_from, resolving_until),
+        "cpu": cpu,
     }
 
 
@@ -447,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['frozen']} frozen at start-up (gc.freeze {'off' if args.no_freeze else 'on'})")
     print(f"resolve -> waiter:   p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {max(delays):.2f} ms "
           f"({waits} resolves in {result['resolve_seconds']:.1f} s, {args.concurrency} at a time)")
+    per_resolve = {party: seconds * 1e6 / waits for party, seconds in result["cpu"].items()}
+    print("CPU per resolve:     " + ", ".join(
+        f"{party} {us:.0f} us" for party, us in per_resolve.items()
+        if party != "postgresql" or args.store == "postgresql"))
     trips = result["round_trips"]
     print(f"resolve sent -> waiter answered: p50 {pct(trips, 0.5):.2f} ms  "
           f"p99 {pct(trips, 0.99):.2f} ms (includes the commit of the decision)")
