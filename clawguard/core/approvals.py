@@ -563,6 +563,69 @@ def read_status(stored: str, staged: bool) -> str:
     return "approved" if staged and stored in ("allow_once", "allow_always") else stored
 
 
+# --- a decision, a vote or a waiver, as data -------------------------------------------
+# What the store is asked to do to one approval, so an engine can load every row a batch
+# of them touches at once and rule on each in turn (`rule_on`).
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    approval_id: str
+    decision: records.Decision
+    resolved_by: str | None
+    decider: principals.Principal
+    sticky_ttl_ms: int
+    grant_scope: records.GrantScope = "tool"
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRequest:
+    approval_id: str
+    ballot: Ballot
+    resolved_by: str | None
+    voter: principals.Principal
+    allow_self: bool | None  # None: the store reads allow_self_approval if it can matter
+    sticky_ttl_ms: int
+    grant_scope: records.GrantScope = "tool"
+
+
+@dataclass(frozen=True, slots=True)
+class WaiveRequest:
+    approval_id: str
+    reason: str
+    resolved_by: str | None
+    admin: principals.Principal
+
+
+DecisionRequest = ResolveRequest | VoteRequest | WaiveRequest
+
+
+def reads_setting(request: DecisionRequest, approval: records.Approval | None) -> bool:
+    """Whether the store must read allow_self_approval before ruling on `request`."""
+    return (isinstance(request, VoteRequest) and request.allow_self is None
+            and needs_self_setting(approval, request.voter))
+
+
+def rule_on(request: DecisionRequest, approval: records.Approval | None,
+            allow_self_setting: bool, now: int, grant_id: str) -> Decided:
+    """`decide`, `vote` or `waive`, as `request` says; `allow_self_setting` counts only where
+    `reads_setting` said it must be read."""
+    if isinstance(request, ResolveRequest):
+        return decide(approval, None if approval is None else approval.requested_by_key,
+                      request.approval_id, request.decision, request.resolved_by,
+                      request.decider, request.sticky_ttl_ms, now, grant_id,
+                      request.grant_scope)
+    if isinstance(request, VoteRequest):
+        allow_self = request.allow_self
+        if allow_self is None:
+            allow_self = needs_self_setting(approval, request.voter) and allow_self_setting
+        return vote(approval, request.approval_id, request.ballot, request.resolved_by,
+                    request.voter, allow_self, request.sticky_ttl_ms, now, grant_id,
+                    request.grant_scope)
+    return waive(approval, request.approval_id, request.reason, request.resolved_by,
+                 request.admin, now)
+
+
 def already_decided(approval_id: str, status: str) -> errors.Conflict:
     return errors.Conflict(
         f"approval {approval_id} is already {status}",

@@ -307,6 +307,41 @@ async def test_pending_pages_newest_first_from_a_cursor_and_only_of_given_agents
     assert everything[0].id not in [a.id for a in await store.list_pending_approvals(clock(), 10)]
 
 
+async def test_decisions_made_together_each_get_their_own_answer(
+    store: contract.Store, clock: Any, settings: config.StorageConfig
+) -> None:
+    # Made at once, these share one batch (PostgreSQL: one transaction, ruled in turn).
+    for n in (1, 2, 3):
+        await store.open_approval(new_approval(f"apr_{n}"), 60_000)
+    answers = await asyncio.gather(
+        store.resolve_approval("apr_1", "allow_always", "ann", 0, LEADER),
+        store.resolve_approval("apr_1", "deny", "bob", 0, LEADER),  # decided just before
+        store.resolve_approval("apr_x", "deny", "bob", 0, LEADER),
+        store.resolve_approval("apr_2", "allow_always", "ann", 0, REQUESTER),  # its asker
+        store.resolve_approval("apr_3", "deny", "bob", 0, LEADER),
+        store.resolve_approval("apr_2", "allow_always", "cat", 0, LEADER),
+        return_exceptions=True,
+    )
+    kinds = [type(a) for a in answers]
+    assert kinds == [records.Approval, errors.Conflict, errors.NotFound, errors.Refused,
+                     records.Approval, records.Approval]
+    assert [(a.id, a.status, a.resolved_by) for a in answers
+            if isinstance(a, records.Approval)] == [
+        ("apr_1", "allow_always", "ann"), ("apr_3", "deny", "bob"),
+        ("apr_2", "allow_always", "cat")]
+    for answer in answers:
+        if isinstance(answer, records.Approval):
+            assert await store.get_approval(answer.id) == answer
+    # The later grant of the pair supersedes the earlier one made in the same batch.
+    assert [g.approval_id for g in await store.list_grants(clock(), None)] == ["apr_2"]
+    history = await store.list_history("a1", 10)
+    assert [h.action for h in reversed(history)] == ["allow-always", "deny", "allow-always"]
+    resolved = [e.details["approvalId"] for e in await store.list_audit(None, "approval", None, 20)
+                if e.action == "approval.resolved"]
+    assert list(reversed(resolved)) == ["apr_1", "apr_3", "apr_2"]
+    assert chain_ok(settings).ok
+
+
 async def test_a_new_sticky_grant_supersedes_the_old(store: contract.Store, clock: Any) -> None:
     for n in (1, 2):
         await store.open_approval(new_approval(f"apr_{n}"), 60_000)

@@ -185,6 +185,54 @@ def test_the_setting_is_read_only_for_a_vote_it_can_change(approval, voter, need
     assert approvals.needs_self_setting(approval(), voter) is needed
 
 
+def _vote(allow_self: bool | None, voter: principals.Principal = ASKER
+          ) -> approvals.VoteRequest:
+    return approvals.VoteRequest("apr_1", approvals.Ballot("allow_once"), None, voter,
+                                 allow_self, 0)
+
+
+# (request, setting stored, the asker's vote counted): the caller's allow_self wins; the
+# stored setting counts only where reads_setting says the store must read it.
+@pytest.mark.parametrize(("request_", "setting", "reads", "counted"), [
+    (_vote(None), True, True, True),
+    (_vote(None), False, True, False),
+    (_vote(False), True, False, False),
+    (_vote(True), False, False, True),
+])
+def test_a_vote_request_takes_allow_self_from_the_caller_or_else_the_setting(
+        request_, setting, reads, counted):
+    approval = staged(TWO_OF_ANY)
+    assert approvals.reads_setting(request_, approval) is reads
+    if not counted:
+        with pytest.raises(errors.Refused):
+            approvals.rule_on(request_, approval, setting, NOW + 1, "grt_1")
+        return
+    decided = approvals.rule_on(request_, approval, setting, NOW + 1, "grt_1")
+    assert [v.key_id for v in approvals.votes_of(decided.approval)] == [ASKER.key_id]
+
+
+@pytest.mark.parametrize(("request_", "status"), [
+    (approvals.ResolveRequest("apr_2", "deny", "ann", ANN, 0), "deny"),
+    (approvals.VoteRequest("apr_2", approvals.Ballot("allow_once"), "ann", ANN, None, 0),
+     "allow_once"),
+])
+def test_rule_on_an_approval_without_stages_is_the_one_decision(request_, status):
+    approval = _unstaged()
+    assert approvals.reads_setting(request_, approval) is False
+    decided = approvals.rule_on(request_, approval, True, NOW + 1, "grt_1")
+    assert (decided.approval.status, decided.final) == (status, True)
+
+
+def test_rule_on_a_waiver_and_on_an_unknown_approval():
+    admin = principals.Principal(key_id="key_adm", name="adm", role="admin")
+    waived = approvals.rule_on(approvals.WaiveRequest("apr_1", "urgent", None, admin),
+                               staged(TWO_OF_ANY), False, NOW + 1, "grt_1")
+    assert waived.approval.waiver is not None and waived.final
+    with pytest.raises(errors.NotFound):
+        approvals.rule_on(approvals.ResolveRequest("apr_x", "deny", None, ANN, 0), None,
+                          False, NOW, "grt_1")
+
+
 def test_expired_is_a_conflict_and_unknown_is_not_found():
     approval = staged(TWO_OF_ANY, ttl=10)
     with pytest.raises(errors.Conflict):

@@ -1,19 +1,22 @@
 """Approvals, sticky grants and the approval history on PostgreSQL, inside a transaction.
 
-Load, decide with clawguard.core.approvals, apply: no rule lives here. A
-decision locks its row (FOR UPDATE) before the core decides, and writes it
-with a conditional UPDATE on a pending row, so it happens once whichever
-instance gets it; the sweep takes due rows FOR UPDATE SKIP LOCKED, so each
-expiry is written once even with every instance sweeping. Both NOTIFY, so
-waiters parked on the other instances wake. Locks are taken in one order:
-the approval row, then grants, then the audit head.
+Load, decide with clawguard.core.approvals, apply: no rule lives here.
+Decisions come in batches (`decide_all`): their rows are locked (FOR UPDATE,
+in id order, so two instances' batches never deadlock) before the core rules,
+and written with one conditional UPDATE on pending rows, so each happens once
+whichever instance gets it. The sweep takes due rows FOR UPDATE SKIP LOCKED,
+so each expiry is written once even with every instance sweeping. Both
+NOTIFY, so waiters parked on the other instances wake. Locks are taken in one
+order: the approval rows, then grants, then the audit head.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from typing import Any
 
-from clawguard.core import approvals, principals, records
+from clawguard.core import approvals, errors, principals, records
 from clawguard.store import tables
 from clawguard.store.postgres import audit_log, connection, listener
 from clawguard.store.postgres import authorize as receipts
@@ -44,89 +47,84 @@ async def open_approval(
     return opening.opened
 
 
-async def _lock(conn: connection.Connection, approval_id: str) -> records.Approval | None:
-    """The row, locked until the transaction ends: concurrent votes and decisions on one
-    approval, on any instance, each read the votes committed before them."""
+async def decide_all(
+    conn: connection.Connection, now: int, requests: Sequence[approvals.DecisionRequest],
+    instance: str,
+) -> list[records.Approval | errors.ClawguardError]:
+    """Decisions, votes and waivers, many in one transaction (store.py queues them) with a
+    statement per step, not per request: every row they touch locked and read at once, a
+    ruling on each request in turn (a second vote on one row sees the first), then the rows
+    written together. Each request's answer is its approval or its domain error."""
+    ids = sorted({request.approval_id for request in requests})  # one lock order for all
     cursor = await conn.execute(
-        f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE id = %s FOR UPDATE",
-        (approval_id,),
+        f"SELECT {tables.APPROVAL_COLUMNS} FROM approvals WHERE id = ANY(%s) ORDER BY id"
+        " FOR UPDATE", (ids,))
+    rows = {approval.id: approval
+            for approval in map(tables.approval_from_row, await cursor.fetchall())}
+    allow_self = any(approvals.reads_setting(request, rows.get(request.approval_id))
+                     for request in requests) and (
+        await receipts.load_settings(conn)).allow_self_approval
+    answers: list[records.Approval | errors.ClawguardError] = []
+    written: dict[str, approvals.Decided] = {}  # each row's last state
+    decisions: list[approvals.Decided] = []
+    for request in requests:
+        try:
+            decided = approvals.rule_on(request, rows.get(request.approval_id), allow_self,
+                                        now, "grt_" + secrets.token_hex(8))
+        except errors.ClawguardError as exc:
+            answers.append(exc)
+            continue
+        rows[decided.approval.id] = decided.approval
+        written[decided.approval.id] = decided
+        decisions.append(decided)
+        answers.append(decided.approval)
+    if written:
+        await _write(conn, now, list(written.values()), decisions, instance)
+    return answers
+
+
+async def _write(conn: connection.Connection, now: int, last: list[approvals.Decided],
+                 decisions: list[approvals.Decided], instance: str) -> None:
+    """Each row's last state with one conditional UPDATE (a decision's NOTIFY riding on it),
+    the grants, the history lines and the audit rows in ruling order."""
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for decided in last:
+        resolver = decided.resolver if decided.final else None
+        for column, value in zip(columns, (
+                decided.approval.id, *tables.approval_values(decided.approval),
+                None if resolver is None else resolver.key_id,
+                None if resolver is None else resolver.role), strict=True):
+            column.append(value)
+    notices = [listener.decided(instance, decided.approval) if decided.final else None
+               for decided in last]
+    # Only pending, unexpired rows: the locks above make a miss unreachable; the guard stays.
+    updated = await conn.execute(
+        "UPDATE approvals AS a SET status = u.status, resolved_at = u.resolved_at,"
+        " resolved_by = u.resolved_by, stages = u.stages, waiver = u.waiver,"
+        " resolved_by_key = u.by_key, resolved_by_role = u.by_role"
+        " FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[],"
+        " %b::text[], %b::text[], %b::text[], %b::text[]) AS u(id, status, resolved_at,"
+        " resolved_by, stages, waiver, by_key, by_role, notice)"
+        " WHERE a.id = u.id AND a.status = 'pending' AND a.expires_at > %s"
+        " RETURNING a.id, CASE WHEN u.notice IS NOT NULL THEN pg_notify(%s, u.notice) END",
+        (*columns, notices, now, listener.CHANNEL),
     )
-    row = await cursor.fetchone()
-    return None if row is None else tables.approval_from_row(row)
-
-
-async def resolve_approval(
-    conn: connection.Connection, now: int, approval_id: str, decision: records.Decision,
-    resolved_by: str | None, sticky_ttl_ms: int, decider: principals.Principal,
-    grant_scope: records.GrantScope, instance: str,
-) -> records.Approval:
-    approval = await _lock(conn, approval_id)
-    decided = approvals.decide(
-        approval, None if approval is None else approval.requested_by_key,
-        approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
-        "grt_" + secrets.token_hex(8), grant_scope,
-    )
-    return await _apply(conn, now, decided, instance)
-
-
-async def vote_approval(
-    conn: connection.Connection, now: int, approval_id: str, ballot: approvals.Ballot,
-    resolved_by: str | None, voter: principals.Principal, allow_self: bool | None,
-    sticky_ttl_ms: int, grant_scope: records.GrantScope, instance: str,
-) -> records.Approval:
-    approval = await _lock(conn, approval_id)
-    if allow_self is None:
-        allow_self = approvals.needs_self_setting(approval, voter) and (
-            await receipts.load_settings(conn)).allow_self_approval
-    decided = approvals.vote(
-        approval, approval_id, ballot, resolved_by, voter, allow_self,
-        sticky_ttl_ms, now, "grt_" + secrets.token_hex(8), grant_scope,
-    )
-    return await _apply(conn, now, decided, instance)
-
-
-async def waive_approval(
-    conn: connection.Connection, now: int, approval_id: str, reason: str,
-    resolved_by: str | None, admin: principals.Principal, instance: str,
-) -> records.Approval:
-    decided = approvals.waive(await _lock(conn, approval_id), approval_id, reason,
-                              resolved_by, admin, now)
-    return await _apply(conn, now, decided, instance)
-
-
-async def _apply(
-    conn: connection.Connection, now: int, decided: approvals.Decided, instance: str
-) -> records.Approval:
-    resolver = decided.resolver if decided.final else None
-    # The one conditional update that decides or votes: only a pending, unexpired row. A
-    # decision's NOTIFY rides on it (no round trip of its own); a vote that leaves it
-    # pending wakes nobody.
-    announce = ""
-    params: tuple[object, ...] = ()
-    if decided.final:
-        announce = " RETURNING pg_notify(%s, %s)"
-        params = (listener.CHANNEL, listener.decided(instance, decided.approval))
-    cursor = await conn.execute(
-        "UPDATE approvals SET status = %s, resolved_at = %s, resolved_by = %s, stages = %s,"
-        " waiver = %s, resolved_by_key = %s, resolved_by_role = %s"
-        " WHERE id = %s AND status = 'pending' AND expires_at > %s" + announce,
-        (*tables.approval_values(decided.approval),
-         None if resolver is None else resolver.key_id,
-         None if resolver is None else resolver.role, decided.approval.id, now, *params),
-    )
-    if cursor.rowcount != 1:  # the lock above makes this unreachable; the guard stays
-        raise approvals.already_decided(decided.approval.id, "decided")
-    if decided.grant is not None:
-        await _insert_grant(conn, now, decided.grant)
-    if decided.history_action is not None:
+    for decided in decisions:
+        if decided.grant is not None:
+            await _insert_grant(conn, now, decided.grant)
+    history = [decided for decided in decisions if decided.history_action is not None]
+    if history:
         await conn.execute(
             "INSERT INTO approval_history (agent_id, action, tool_name, details, created_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (decided.approval.agent_id, decided.history_action, decided.approval.tool_name,
-             decided.history_details, now),
+            " SELECT agent_id, action, tool_name, details, %s"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])"
+            " WITH ORDINALITY AS h(agent_id, action, tool_name, details, n) ORDER BY n",
+            (now, [d.approval.agent_id for d in history], [d.history_action for d in history],
+             [d.approval.tool_name for d in history], [d.history_details for d in history]),
         )
-    await audit_log.append(conn, now, [decided.event])
-    return decided.approval
+    await audit_log.append(conn, now, [decided.event for decided in decisions])
+    if len(await updated.fetchall()) != len(last):
+        raise connection.Retry("an approval changed under its lock")
 
 
 async def _insert_grant(conn: connection.Connection, now: int, grant: records.Grant) -> None:

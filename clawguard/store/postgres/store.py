@@ -18,7 +18,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from clawguard.core import approvals as approval_rules
 from clawguard.core import (
@@ -65,6 +66,19 @@ Clock = Callable[[], int]
 _CATCH_UP_SLACK_MS = 1_000
 
 
+@dataclass(eq=False)
+class _Lane(Generic[J]):
+    """Writes of one kind, queued for PostgresStore._drain, and the task draining them:
+    `running` makes the transaction job of a batch (`pipelined`: connection.Database)."""
+
+    what: str
+    running: Callable[[list[J]], connection.Job[list[Any]]]
+    pipelined: bool = False
+    queue: asyncio.Queue[tuple[J, asyncio.Future[Any]] | None] = field(
+        default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
 class PostgresStore:
     """The Store contract on one PostgreSQL database."""
 
@@ -79,14 +93,12 @@ class PostgresStore:
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
         self._last_heard_ms = 0
         self._catch_ups: set[asyncio.Task[None]] = set()
-        self._queue: asyncio.Queue[tuple[budgets.Spend, asyncio.Future[Any]] | None] = (
-            asyncio.Queue()
-        )
-        self._spender: asyncio.Task[None] | None = None
-        self._writes: asyncio.Queue[tuple[batch.Job, asyncio.Future[Any]] | None] = (
-            asyncio.Queue()
-        )
-        self._batcher: asyncio.Task[None] | None = None
+        # The writes every instance makes many of at once, each kind drained a batch at a
+        # time, one transaction a batch (_drain).
+        self._spends = _Lane("spend", self._charging, pipelined=True)
+        self._decisions = _Lane("decision", self._deciding, pipelined=True)
+        self._writes = _Lane("write", self._running)
+        self._lanes: tuple[_Lane[Any], ...] = (self._spends, self._decisions, self._writes)
         self._closing = False
         self.batch_observer: Callable[[int, float], None] | None = None
 
@@ -103,22 +115,16 @@ class PostgresStore:
         await asyncio.to_thread(schema.migrate_database, self._settings.location)
         await self._db.open()
         await self._listener.start()
-        self._spender = asyncio.create_task(
-            self._drain(self._queue, self._charging, "spend", pipelined=True),
-            name="clawguard-spends")
-        self._batcher = asyncio.create_task(
-            self._drain(self._writes, self._running, "write"), name="clawguard-writes")
+        for lane in self._lanes:
+            lane.task = asyncio.create_task(self._drain(lane), name=f"clawguard-{lane.what}s")
 
     async def close(self) -> None:
         self._closing = True
-        if self._spender is not None:
-            self._queue.put_nowait(None)  # after every spend already queued
-            await self._spender
-            self._spender = None
-        if self._batcher is not None:
-            self._writes.put_nowait(None)  # after every write already queued
-            await self._batcher
-            self._batcher = None
+        for lane in self._lanes:
+            if lane.task is not None:
+                lane.queue.put_nowait(None)  # after every write already queued
+                await lane.task
+                lane.task = None
         await self._listener.stop()
         await self._db.close()
 
@@ -147,11 +153,15 @@ class PostgresStore:
 
     async def _batched(self, job: batch.Job) -> Any:
         """`job` in a transaction shared with the other writes waiting now (batch.py): for
-        the writes every instance makes many of at once, approval decisions and receipts."""
-        if self._closing or self._batcher is None:
+        the writes every instance makes many of at once, approval openings and receipts."""
+        return await self._queued(self._writes, job)
+
+    async def _queued(self, lane: _Lane[J], write: J) -> Any:
+        """`write`'s outcome, once `lane`'s batch that took it has committed."""
+        if self._closing or lane.task is None:
             raise errors.StoreUnavailable("the store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writes.put_nowait((job, future))
+        lane.queue.put_nowait((write, future))
         return await future
 
     def _running(self, jobs: list[batch.Job]) -> connection.Job[list[Any]]:
@@ -427,37 +437,31 @@ class PostgresStore:
         sticky_ttl_ms: int, decider: principals.Principal,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        result: records.Approval = await self._batched(
-            lambda conn, now: approvals.resolve_approval(
-                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
-                grant_scope, self._instance,
-            )
-        )
-        return result
+        return await self._decide(approval_rules.ResolveRequest(
+            approval_id, decision, resolved_by, decider, sticky_ttl_ms, grant_scope))
 
     async def vote_approval(
         self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
         voter: principals.Principal, allow_self: bool | None, sticky_ttl_ms: int,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        result: records.Approval = await self._batched(
-            lambda conn, now: approvals.vote_approval(
-                conn, now, approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms,
-                grant_scope, self._instance,
-            )
-        )
-        return result
+        return await self._decide(approval_rules.VoteRequest(
+            approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms, grant_scope))
 
     async def waive_approval(
         self, approval_id: str, reason: str, resolved_by: str | None,
         admin: principals.Principal,
     ) -> records.Approval:
-        result: records.Approval = await self._batched(
-            lambda conn, now: approvals.waive_approval(
-                conn, now, approval_id, reason, resolved_by, admin, self._instance,
-            )
-        )
+        return await self._decide(approval_rules.WaiveRequest(
+            approval_id, reason, resolved_by, admin))
+
+    async def _decide(self, request: approval_rules.DecisionRequest) -> records.Approval:
+        result: records.Approval = await self._queued(self._decisions, request)
         return result
+
+    def _deciding(self, requests: list[approval_rules.DecisionRequest]
+                  ) -> connection.Job[list[Any]]:
+        return lambda conn: approvals.decide_all(conn, self._clock(), requests, self._instance)
 
     async def expire_approvals(self, limit: int) -> list[records.Approval]:
         result: list[records.Approval] = await self._write(
@@ -878,31 +882,26 @@ class PostgresStore:
     async def record_spend(
         self, request: commands.SpendRequest, fingerprint: str, ledger_key: str | None
     ) -> records.SpendCharged:
-        if self._closing or self._spender is None:
-            raise errors.StoreUnavailable("the store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((budgets.Spend(request, fingerprint, ledger_key), future))
-        result: records.SpendCharged = await future
+        result: records.SpendCharged = await self._queued(
+            self._spends, budgets.Spend(request, fingerprint, ledger_key))
         return result
 
     def _charging(self, spends: list[budgets.Spend]) -> connection.Job[list[budgets.Outcome]]:
         return lambda conn: budgets.record_spends(conn, self._clock(), spends)
 
-    async def _drain(self, queue: asyncio.Queue[tuple[J, asyncio.Future[Any]] | None],
-                     running: Callable[[list[J]], connection.Job[list[Any]]], what: str,
-                     pipelined: bool = False) -> None:
-        """Take the writes waiting on `queue` a batch at a time, one transaction a batch
-        (`pipelined`: connection.Database.transaction; the spend batches are)."""
+    async def _drain(self, lane: _Lane[J]) -> None:
+        """Take the writes waiting in `lane` a batch at a time, one transaction a batch."""
+        what = lane.what
         while True:
-            taken = await batches.next_batch(queue, self._settings.batch_max)
+            taken = await batches.next_batch(lane.queue, self._settings.batch_max)
             if taken is None:
                 return
             writes, stop = taken
             started = time.perf_counter()
             outcomes: list[Any]
             try:
-                outcomes = await self._db.transaction(running([item for item, _ in writes]),
-                                                      pipelined)
+                outcomes = await self._db.transaction(
+                    lane.running([item for item, _ in writes]), lane.pipelined)
             except errors.ClawguardError as exc:
                 outcomes = [exc] * len(writes)
             except Exception as exc:  # never leave a caller waiting

@@ -53,44 +53,15 @@ def _load(conn: sqlite3.Connection, approval_id: str) -> records.Approval | None
     return None if row is None else tables.approval_from_row(row)
 
 
-def resolve_approval(
-    conn: sqlite3.Connection, now: int, approval_id: str, decision: records.Decision,
-    resolved_by: str | None, sticky_ttl_ms: int, decider: principals.Principal,
-    grant_scope: records.GrantScope,
-) -> records.Approval:
-    approval = _load(conn, approval_id)
-    decided = approvals.decide(
-        approval, None if approval is None else approval.requested_by_key,
-        approval_id, decision, resolved_by, decider, sticky_ttl_ms, now,
-        "grt_" + secrets.token_hex(8), grant_scope,
-    )
-    return _apply(conn, now, decided)
-
-
-def vote_approval(
-    conn: sqlite3.Connection, now: int, approval_id: str, ballot: approvals.Ballot,
-    resolved_by: str | None, voter: principals.Principal, allow_self: bool | None,
-    sticky_ttl_ms: int, grant_scope: records.GrantScope,
-) -> records.Approval:
-    # The single writer runs one vote at a time: each reads the votes before it.
-    approval = _load(conn, approval_id)
-    if allow_self is None:
-        allow_self = approvals.needs_self_setting(approval, voter) and (
-            receipts.load_settings(conn).allow_self_approval)
-    decided = approvals.vote(
-        approval, approval_id, ballot, resolved_by, voter, allow_self,
-        sticky_ttl_ms, now, "grt_" + secrets.token_hex(8), grant_scope,
-    )
-    return _apply(conn, now, decided)
-
-
-def waive_approval(
-    conn: sqlite3.Connection, now: int, approval_id: str, reason: str,
-    resolved_by: str | None, admin: principals.Principal,
-) -> records.Approval:
-    decided = approvals.waive(_load(conn, approval_id), approval_id, reason, resolved_by,
-                              admin, now)
-    return _apply(conn, now, decided)
+def decide(conn: sqlite3.Connection, now: int, request: approvals.DecisionRequest
+           ) -> records.Approval:
+    """A decision, a vote or a waiver (core.approvals.rule_on). The single writer runs one at
+    a time: each reads the votes before it."""
+    approval = _load(conn, request.approval_id)
+    setting = approvals.reads_setting(request, approval) and (
+        receipts.load_settings(conn).allow_self_approval)
+    return _apply(conn, now, approvals.rule_on(request, approval, setting, now,
+                                               "grt_" + secrets.token_hex(8)))
 
 
 def _apply(conn: sqlite3.Connection, now: int, decided: approvals.Decided) -> records.Approval:

@@ -435,44 +435,31 @@ class SQLiteStore:
         return [tables.approval_from_row(row) for row in rows]
 
     async def resolve_approval(
-        self,
-        approval_id: str,
-        decision: records.Decision,
-        resolved_by: str | None,
-        sticky_ttl_ms: int,
-        decider: principals.Principal,
+        self, approval_id: str, decision: records.Decision, resolved_by: str | None,
+        sticky_ttl_ms: int, decider: principals.Principal,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        result: records.Approval = await self._writer.write(
-            lambda conn, now: approvals.resolve_approval(
-                conn, now, approval_id, decision, resolved_by, sticky_ttl_ms, decider,
-                grant_scope,
-            )
-        )
-        return result
+        return await self._decide(approval_rules.ResolveRequest(
+            approval_id, decision, resolved_by, decider, sticky_ttl_ms, grant_scope))
 
     async def vote_approval(
         self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
         voter: principals.Principal, allow_self: bool | None, sticky_ttl_ms: int,
         grant_scope: records.GrantScope = "tool",
     ) -> records.Approval:
-        result: records.Approval = await self._writer.write(
-            lambda conn, now: approvals.vote_approval(
-                conn, now, approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms,
-                grant_scope,
-            )
-        )
-        return result
+        return await self._decide(approval_rules.VoteRequest(
+            approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms, grant_scope))
 
     async def waive_approval(
         self, approval_id: str, reason: str, resolved_by: str | None,
         admin: principals.Principal,
     ) -> records.Approval:
+        return await self._decide(approval_rules.WaiveRequest(
+            approval_id, reason, resolved_by, admin))
+
+    async def _decide(self, request: approval_rules.DecisionRequest) -> records.Approval:
         result: records.Approval = await self._writer.write(
-            lambda conn, now: approvals.waive_approval(
-                conn, now, approval_id, reason, resolved_by, admin,
-            )
-        )
+            lambda conn, now: approvals.decide(conn, now, request))
         return result
 
     async def expire_approvals(self, limit: int) -> list[records.Approval]:
