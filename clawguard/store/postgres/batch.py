@@ -3,9 +3,10 @@
 Every write that appends to the audit chain locks its one head row until it
 commits, so written one transaction each, the writes of every instance queue on
 that row for a commit apiece (approval openings and authorize receipts; decisions
-have batches of their own, approvals.decide_all). A batch runs its jobs in turn, each in its own savepoint, holds back
-their audit events (audit_log.deferred) and appends them all at its end, so
-the head is still the last lock the transaction takes.
+have batches of their own, approvals.decide_all). A batch runs its jobs in turn,
+each in its own savepoint, holds back their audit events (audit_log.deferred)
+and appends them all at its end, so the head is still the last lock the
+transaction takes.
 
 A job that raises a domain error rolls back to its savepoint and answers that
 error; one that loses a race (a unique key another instance took first, a

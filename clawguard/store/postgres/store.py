@@ -88,6 +88,7 @@ class PostgresStore:
         self._db = connection.Database(settings.location, settings.busy_timeout_ms,
                                        settings.pool_size)
         self._instance = secrets.token_hex(4)  # tells our own notifications from others'
+        self._own_prefix = self._instance + ":"
         self._wake: Callable[[str, records.Approval | None], None] | None = None
         self._audit_watchers: list[Callable[[int], None]] = []
         self._listener = listener.Listener(settings.location, self._heard, self._relistened)
@@ -176,9 +177,10 @@ class PostgresStore:
             for watcher in self._audit_watchers:
                 watcher(int(seq) if seq.isdigit() else 0)
             return
-        instance, approval_id, approval = listener.read(payload)
-        if instance != self._instance and self._wake is not None:
-            self._wake(approval_id, approval)
+        if self._wake is None or payload.startswith(self._own_prefix):
+            return  # our own decisions woke our waiters already; no need to read the row
+        _, approval_id, approval = listener.read(payload)
+        self._wake(approval_id, approval)
 
     def _relistened(self, times_before: int) -> None:
         """Back after a drop: what was decided meanwhile was announced to no one here."""
