@@ -87,16 +87,16 @@ async def _write(conn: connection.Connection, now: int, last: list[approvals.Dec
                  decisions: list[approvals.Decided], instance: str) -> None:
     """Each row's last state with one conditional UPDATE (a decision's NOTIFY riding on it),
     the grants, the history lines and the audit rows in ruling order."""
-    columns: list[list[Any]] = [[] for _ in range(8)]
+    values: list[tuple[Any, ...]] = []
     for decided in last:
         resolver = decided.resolver if decided.final else None
-        for column, value in zip(columns, (
-                decided.approval.id, *tables.approval_values(decided.approval),
-                None if resolver is None else resolver.key_id,
-                None if resolver is None else resolver.role), strict=True):
-            column.append(value)
-    notices = [listener.decided(instance, decided.approval) if decided.final else None
-               for decided in last]
+        values.append((
+            decided.approval.id, *tables.approval_values(decided.approval),
+            None if resolver is None else resolver.key_id,
+            None if resolver is None else resolver.role,
+            listener.decided(instance, decided.approval) if decided.final else None,
+        ))
+    columns = [list(column) for column in zip(*values, strict=True)]
     # Only pending, unexpired rows: the locks above make a miss unreachable; the guard stays.
     updated = await conn.execute(
         "UPDATE approvals AS a SET status = u.status, resolved_at = u.resolved_at,"
@@ -107,7 +107,7 @@ async def _write(conn: connection.Connection, now: int, last: list[approvals.Dec
         " resolved_by, stages, waiver, by_key, by_role, notice)"
         " WHERE a.id = u.id AND a.status = 'pending' AND a.expires_at > %s"
         " RETURNING a.id, CASE WHEN u.notice IS NOT NULL THEN pg_notify(%s, u.notice) END",
-        (*columns, notices, now, listener.CHANNEL),
+        (*columns, now, listener.CHANNEL),
     )
     for decided in decisions:
         if decided.grant is not None:
