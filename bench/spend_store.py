@@ -16,15 +16,13 @@ import argparse
 import asyncio
 import sys
 import time
-import urllib.parse
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import psycopg  # noqa: E402
+from spend import bench_database  # noqa: E402
 
 from clawguard.core import budgets, commands, principals  # noqa: E402
 from clawguard.runtime import config  # noqa: E402
@@ -90,16 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=64, help="concurrent callers (default 64)")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args(argv)
-    name = "clawguard_bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(args.pg_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # a name made here, not input
-    try:
-        parts = urllib.parse.urlsplit(args.pg_url)
-        url = urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    with bench_database(argparse.Namespace(store="postgresql", pg_url=args.pg_url)) as url:
+        assert url is not None
         print(asyncio.run(run(url, args.seconds, args.instances, args.tasks)))
-    finally:
-        with psycopg.connect(args.pg_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     return 0
 
 
