@@ -32,11 +32,15 @@ class Route(NamedTuple):
     path: str
     handler: middleware.Call
     endpoint: openapi.Endpoint
+    # The handler may answer with the future of its response (a blocking approval route):
+    # nothing of serve's is kept while a caller waits on it (middleware.serve).
+    parks: bool = False
 
     def definition(self) -> web.RouteDef:
         ep = self.endpoint
         return web.route(self.method, self.path, middleware.serve(
-            self.handler, _parsing(ep), _seed_code if ep.seed_codes else None))
+            self.handler, _parsing(ep), _seed_code if ep.seed_codes else None,
+            parks=self.parks))
 
 
 def _seed_code(exc: errors.ClawguardError) -> errors.ClawguardError:
@@ -293,6 +297,7 @@ ROUTES = [
             body=commands.DelegationApprovalRequest,
             tag="approvals",
         ),
+        parks=True,
     ),
     Route(
         "POST",
@@ -304,6 +309,7 @@ ROUTES = [
             body=commands.ToolApprovalRequest,
             tag="approvals",
         ),
+        parks=True,
     ),
     Route(
         "GET",
