@@ -27,8 +27,9 @@ def actor_of(request: web.Request, given: str | None = None) -> str | None:
     return actor
 
 
-# The blocking routes answer with the future of their response: middleware.serve awaits
-# it, so no frame of these handlers (nor their parsed body) is kept while a caller waits.
+# The blocking routes answer with the future of their response, which middleware.serve's
+# _Parking awaits (their Routes say parks=True): no frame of these handlers (nor their
+# parsed body), nor of serve's, is kept while a caller waits.
 
 
 async def delegation_approval(
