@@ -42,10 +42,12 @@ async def append(conn: connection.Connection, now: int, events: Sequence[audit.E
         rows.append((row.seq, row.event_type, row.action, row.agent_id, row.details_json,
                      row.created_at, row.prev_hash, row.hash))
         last = (row.seq, row.hash)
-    await cursor.executemany(
+    # One statement for every row (a batch of decisions appends dozens): columns as arrays.
+    await conn.execute(
         "INSERT INTO audit (seq, event_type, action, agent_id, details, created_at, prev_hash,"
-        " hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        rows,
+        " hash) SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[],"
+        " %b::text[], %b::bigint[], %b::text[], %b::text[])",
+        [list(column) for column in zip(*rows, strict=True)],
     )
     assert last is not None
     # The notification rides on the head's UPDATE (no extra round trip) and leaves at the
