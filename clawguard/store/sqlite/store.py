@@ -36,7 +36,7 @@ from clawguard.core import budgets as budget_rules
 from clawguard.core import gate as gate_rules
 from clawguard.core.gate import settings as gate_settings
 from clawguard.runtime import config
-from clawguard.store import migrations, tables
+from clawguard.store import decisions, migrations, tables
 from clawguard.store.sqlite import (
     approvals,
     audit_log,
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.5
 
 
-class SQLiteStore:
+class SQLiteStore(decisions.DecisionVerbs):
     """The Store contract on one SQLite file."""
 
     def __init__(self, settings: config.StorageConfig, clock: writer.Clock) -> None:
@@ -433,29 +433,6 @@ class SQLiteStore:
                 (now, after.created_at, after.id, only, only, limit),
             )
         return [tables.approval_from_row(row) for row in rows]
-
-    async def resolve_approval(
-        self, approval_id: str, decision: records.Decision, resolved_by: str | None,
-        sticky_ttl_ms: int, decider: principals.Principal,
-        grant_scope: records.GrantScope = "tool",
-    ) -> records.Approval:
-        return await self._decide(approval_rules.ResolveRequest(
-            approval_id, decision, resolved_by, decider, sticky_ttl_ms, grant_scope))
-
-    async def vote_approval(
-        self, approval_id: str, ballot: approval_rules.Ballot, resolved_by: str | None,
-        voter: principals.Principal, allow_self: bool | None, sticky_ttl_ms: int,
-        grant_scope: records.GrantScope = "tool",
-    ) -> records.Approval:
-        return await self._decide(approval_rules.VoteRequest(
-            approval_id, ballot, resolved_by, voter, allow_self, sticky_ttl_ms, grant_scope))
-
-    async def waive_approval(
-        self, approval_id: str, reason: str, resolved_by: str | None,
-        admin: principals.Principal,
-    ) -> records.Approval:
-        return await self._decide(approval_rules.WaiveRequest(
-            approval_id, reason, resolved_by, admin))
 
     async def _decide(self, request: approval_rules.DecisionRequest) -> records.Approval:
         result: records.Approval = await self._writer.write(
