@@ -1,14 +1,18 @@
 """Writes sharing one PostgreSQL transaction (store/postgres/batch.py): each job all or
-nothing in its savepoint, a lost race run again, the audit rows appended last in job order."""
+nothing in its savepoint, a lost race run again, the audit rows appended last in job order;
+hold batches that lock every chain first."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import psycopg
 
-from clawguard.core import audit, errors
+from clawguard.core import audit, commands, errors, holds, principals, records
+from clawguard.runtime import config
 from clawguard.store.postgres import audit_log, batch, connection, schema
+from clawguard.store.postgres import store as pg_store
 
 
 def _event(name: str) -> audit.Event:
@@ -96,3 +100,36 @@ def _counted(runs: list[int]) -> batch.Job:
         await audit_log.append(conn, now, [_event(f"run.{len(runs)}")])
         return len(runs)
     return job
+
+
+async def test_hold_batches_lock_every_chain_first_so_two_instances_never_deadlock(
+    pg_url: str,
+) -> None:
+    """Two instances each batch placements on two chains, in opposite orders: each batch
+    locks every chain's budget rows at once, in the one order, before its first step
+    (holds.run_steps), so neither waits for the other while holding what it needs."""
+    stores = [pg_store.PostgresStore(config.StorageConfig(url=pg_url), lambda: 1_000)
+              for _ in range(2)]
+    for store in stores:
+        await store.open()
+    operator = principals.Principal("key_op", "op", "operator")
+    try:
+        for scope, scope_id in (("agent", "a1"), ("agent", "a2"), ("team", "t1"), ("team", "t2")):
+            await stores[0].set_budget(commands.BudgetSet.model_validate(
+                {"scope": scope, "scopeId": scope_id, "limitUsdCents": 1_000_000}), operator)
+
+        def place(store: pg_store.PostgresStore, key: str, agent: str, team: str
+                  ) -> Awaitable[records.Hold]:
+            request = commands.HoldRequest.model_validate(
+                {"amountUsdCents": 1, "idempotencyKey": key, "agentId": agent, "teamId": team})
+            return store.place_hold(request, holds.fingerprint(request), key, 60_000)
+
+        for n in range(5):
+            placed = await asyncio.wait_for(asyncio.gather(
+                place(stores[0], f"x{n}", "a1", "t2"), place(stores[0], f"y{n}", "a2", "t1"),
+                place(stores[1], f"z{n}", "a2", "t1"), place(stores[1], f"w{n}", "a1", "t2"),
+            ), 10)
+            assert [hold.status for hold in placed] == ["held"] * 4
+    finally:
+        for store in stores:
+            await store.close()

@@ -12,7 +12,9 @@ A job that raises a domain error rolls back to its savepoint and answers that
 error; one that loses a race (a unique key another instance took first, a
 deadlock, connection.Retry) runs again in a new savepoint and reads what the
 other transaction committed. Jobs that lock several rows of one kind (budget
-rows) are not batched this way: two batches could take them in opposite orders.
+rows) are batched this way only after their batch has locked all of them at
+once, in the one order (holds.run_steps): else two batches could take them in
+opposite orders.
 """
 
 from __future__ import annotations

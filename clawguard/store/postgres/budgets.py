@@ -10,7 +10,7 @@ deadlocking, and running totals form one serial order across instances.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,12 +167,15 @@ Outcome = records.SpendCharged | errors.ClawguardError
 # ledger rows already under its idempotency keys; and its ledger ids. The keys and ids
 # take no lock, and a key another instance commits after this read still cannot charge
 # twice: our INSERT then raises UniqueViolation and the transaction runs again.
-_LOAD = (
-    "WITH locked AS (SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros,"
-    " b.status, b.mode, b.window_kind, b.window_zone, b.window_start"
+# The budget rows of every chain a batch names (_chain_rows), locked in the fixed order.
+_CHAINS_LOCKED = (
     " FROM budgets b JOIN unnest(%(scopes)b::text[], %(ids)b::text[]) AS w(scope, scope_id)"
     " ON b.scope = w.scope AND b.scope_id = w.scope_id"
-    " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b)"
+    " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b"
+)
+_LOAD = (
+    "WITH locked AS (SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros,"
+    " b.status, b.mode, b.window_kind, b.window_zone, b.window_start" + _CHAINS_LOCKED + ")"
     f" SELECT (SELECT json_agg(json_build_array({budgets.LEVEL_COLUMNS})) FROM locked),"
     " (SELECT json_agg(json_build_array(idempotency_key, id, fingerprint, cost_micros, scopes))"
     " FROM spends WHERE idempotency_key = ANY(%(keys)b::text[])),"
@@ -212,16 +215,9 @@ async def record_spends(
     second with the COMMIT, so the rows stay locked for two round trips. A spend
     the deciders refuse (409, 422) gets its error and writes nothing.
     """
-    chains = {_chain_key(s.request) for s in spends}
-    scopes, scope_ids = [], []
-    for chain_ids in chains:
-        for scope, scope_id in zip(records.SCOPES, chain_ids, strict=True):
-            if scope_id is not None:
-                scopes.append(scope)
-                scope_ids.append(scope_id)
     keys = [s.ledger_key for s in spends if s.ledger_key is not None]
     cursor = await conn.execute(
-        _LOAD, {"scopes": scopes, "ids": scope_ids, "keys": keys, "count": len(spends)}
+        _LOAD, _chain_rows([s.request for s in spends]) | {"keys": keys, "count": len(spends)}
     )
     loaded = await cursor.fetchone()
     assert loaded is not None
@@ -290,6 +286,27 @@ async def record_spends(
 
 def _chain_key(request: commands.ScopeIds) -> tuple[str | None, ...]:
     return (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
+
+
+def _chain_rows(requests: Iterable[commands.ScopeIds]) -> dict[str, list[str]]:
+    """Every (scope, scope id) the requests' chains name: the arrays _CHAINS_LOCKED joins."""
+    scopes: list[str] = []
+    scope_ids: list[str] = []
+    for chain_ids in {_chain_key(request) for request in requests}:
+        for scope, scope_id in zip(records.SCOPES, chain_ids, strict=True):
+            if scope_id is not None:
+                scopes.append(scope)
+                scope_ids.append(scope_id)
+    return {"scopes": scopes, "ids": scope_ids}
+
+
+async def lock_chains(conn: connection.Connection, requests: Sequence[commands.ScopeIds]
+                      ) -> None:
+    """Lock the budget rows of every chain named, in the fixed order, in one statement: a
+    transaction that then locks them again chain by chain (holds.run_steps) waits for no
+    one and, taking no budget row in another order, deadlocks with no one."""
+    if requests:
+        await conn.execute("SELECT 1" + _CHAINS_LOCKED, _chain_rows(requests))
 
 
 def spend_rows(url: str) -> list[tuple[int, str | None, str, int, int]]:

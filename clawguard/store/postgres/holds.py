@@ -4,19 +4,42 @@ Load, decide with clawguard.core.holds, apply: no rule lives here. A
 placement locks its chain's budget rows FOR UPDATE in the spend path's order
 (`scope_rank, scope_id`) before it sums the live holds, so placements and
 spends on one budget form one serial order across instances and two
-instances never both reserve a cap's last room. A commit locks its hold row
-first, then (as a spend) the budget rows, then the audit head; a release or
-an expiry locks hold rows only. No transaction takes them in another order.
+instances never both reserve a cap's last room. Placements, commits and
+releases share batches (`run_steps`): a batch first locks the budget rows of
+every chain its steps name, in that order and in one statement, then runs each
+step in its savepoint (store/postgres/batch.py), so a step takes no budget row
+it waits for; then a commit locks its hold row, then the audit head. A release
+or an expiry locks hold rows only. No transaction takes them in another order.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from clawguard.core import budgets, commands, errors, holds, records
 from clawguard.store import tables
+from clawguard.store.postgres import batch, connection
 from clawguard.store.postgres import budgets as budget_rows
-from clawguard.store.postgres import connection
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A placement, commit or release waiting for its batch: the chain whose budget rows it
+    locks (None: a release locks none), and the job that makes it."""
+
+    chain: commands.ScopeIds | None
+    job: batch.Job
+
+
+async def run_steps(conn: connection.Connection, now: int, steps: Sequence[Step]
+                    ) -> list[Any]:
+    """Each step's result or domain error, in one transaction (batch.run_jobs), every chain's
+    budget rows locked first."""
+    await budget_rows.lock_chains(conn, [s.chain for s in steps if s.chain is not None])
+    return await batch.run_jobs(conn, now, [step.job for step in steps])
 
 
 async def _locked(conn: connection.Connection, hold_id: str) -> records.Hold | None:
@@ -31,8 +54,7 @@ async def place_hold(
     conn: connection.Connection, now: int, request: commands.HoldRequest, fingerprint: str,
     key: str, ttl_ms: int,
 ) -> records.Hold:
-    # Both statements leave in one round trip (the transaction is pipelined: store.py); a
-    # replay has locked its chain for nothing, and lets go at once.
+    # The chain's rows are locked already (run_steps): taking them again waits for no one.
     used = await conn.execute(
         f"SELECT {tables.HOLD_COLUMNS}, fingerprint FROM holds WHERE idempotency_key = %s",
         (key,),

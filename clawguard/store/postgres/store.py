@@ -98,8 +98,10 @@ class PostgresStore(decisions.DecisionVerbs):
         # time, one transaction a batch (_drain).
         self._spends = _Lane("spend", self._charging, pipelined=True)
         self._decisions = _Lane("decision", self._deciding, pipelined=True)
+        self._holds = _Lane("hold", self._holding)
         self._writes = _Lane("write", self._running)
-        self._lanes: tuple[_Lane[Any], ...] = (self._spends, self._decisions, self._writes)
+        self._lanes: tuple[_Lane[Any], ...] = (self._spends, self._decisions, self._holds,
+                                               self._writes)
         self._closing = False
         self.batch_observer: Callable[[int, float], None] | None = None
 
@@ -167,6 +169,9 @@ class PostgresStore(decisions.DecisionVerbs):
 
     def _running(self, jobs: list[batch.Job]) -> connection.Job[list[Any]]:
         return lambda conn: batch.run_jobs(conn, self._clock(), jobs)
+
+    def _holding(self, steps: list[holds.Step]) -> connection.Job[list[Any]]:
+        return lambda conn: holds.run_steps(conn, self._clock(), steps)
 
     # --- notifications -------------------------------------------------------------
 
@@ -803,10 +808,9 @@ class PostgresStore(decisions.DecisionVerbs):
     async def place_hold(
         self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
     ) -> records.Hold:
-        result: records.Hold = await self._write(
-            lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key, ttl_ms),
-            pipelined=True,
-        )
+        result: records.Hold = await self._queued(self._holds, holds.Step(
+            request, lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key,
+                                                        ttl_ms)))
         return result
 
     async def get_hold(self, hold_id: str) -> records.Hold | None:
@@ -817,16 +821,14 @@ class PostgresStore(decisions.DecisionVerbs):
     async def commit_hold(
         self, hold_id: str, request: commands.SpendRequest, fingerprint: str
     ) -> records.SpendCharged:
-        result: records.SpendCharged = await self._write(
-            lambda conn, now: holds.commit_hold(conn, now, hold_id, request, fingerprint),
-            pipelined=True,
-        )
+        result: records.SpendCharged = await self._queued(self._holds, holds.Step(
+            request, lambda conn, now: holds.commit_hold(conn, now, hold_id, request,
+                                                         fingerprint)))
         return result
 
     async def release_hold(self, hold_id: str) -> records.Hold:
-        result: records.Hold = await self._write(
-            lambda conn, now: holds.release_hold(conn, now, hold_id), pipelined=True
-        )
+        result: records.Hold = await self._queued(self._holds, holds.Step(
+            None, lambda conn, now: holds.release_hold(conn, now, hold_id)))
         return result
 
     async def expiries_due(self, now: int) -> tuple[bool, bool]:
