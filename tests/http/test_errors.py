@@ -30,6 +30,7 @@ import test_authorize_errors
 import test_guardrails_errors
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import FakeClock, dump
+from errortable import j
 
 from clawguard.http import application, routes
 from clawguard.runtime import config
@@ -60,10 +61,6 @@ MAX_ID = "y" * 200  # exactly at the bound
 DIGITS_5000 = "1" + "0" * 4999  # a 5000-digit integer literal
 HUGE_EXPONENT = "1E+1000000000000000000"  # a literal Decimal itself refuses to build
 DEEP_ARRAY = "[" * 100_000  # well under 1 MiB, far deeper than the recursion limit
-
-
-def j(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 def raw(text: str) -> bytes:
