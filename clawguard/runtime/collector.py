@@ -9,12 +9,18 @@ behind, so reference counting frees it, frozen or not.
 
 So automatic full collections are off (the oldest generation's threshold is
 out of reach; the young generations are collected as usual), and a tick
-each second
 
-- while many connections are open, freezes what is not frozen yet
-  (`gc.freeze()` splices two lists: no walk, no pause; a collection first,
-  even of the young generations alone, walked 8-18 ms of CPU there);
-- at a quiet moment (few are open), collects what is not frozen (little),
+- while many connections are open, every `BUSY_TICK_S`, freezes what is not
+  frozen yet (`gc.freeze()` splices two lists: no walk, no pause; a
+  collection first, even of the young generations alone, walked 8-18 ms of
+  CPU there). Often, because a wait that ends leaves its connection open for
+  the agent's next request, and that idle connection's new objects (~15) live
+  on in the young generations: with a tick each second, 2,000 decisions a
+  second left ~30,000 of them there, and every collection of the middle
+  generation walked them all, a 10-20 ms pause twice a second
+  (bench/README.md, "Young collections");
+- at a quiet moment (few are open), each `TICK_S`, collects what is not
+  frozen (little),
   and at most every `QUIET_FULL_S` unfreezes everything for one full
   collection (then a walk of the start-up objects and the few connections),
   which frees the cycles that became garbage while frozen (connections cut
@@ -38,6 +44,7 @@ from contextlib import contextmanager
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+BUSY_TICK_S = 0.1
 # At most this many open connections makes a quiet moment.
 QUIET_CONNECTIONS = 100
 QUIET_FULL_S = 60.0
@@ -57,7 +64,8 @@ class Collector:
         self._frozen_since_full = False
         self.full_collections = 0
 
-    def tick(self) -> None:
+    def tick(self) -> float:
+        """One tick's work; the seconds until the next one."""
         quiet = self._busy() <= QUIET_CONNECTIONS
         since_full = self._clock() - self._last_full
         if since_full >= FULL_EVERY_S or (
@@ -68,6 +76,8 @@ class Collector:
         else:
             gc.freeze()
             self._frozen_since_full = True
+            return BUSY_TICK_S
+        return TICK_S
 
     def collect_fully(self) -> int:
         """One collection over everything, frozen or not, then the survivors frozen again;
@@ -85,9 +95,10 @@ class Collector:
         return found
 
     async def run(self) -> None:
+        pause = TICK_S
         while True:
-            await asyncio.sleep(TICK_S)
-            self.tick()
+            await asyncio.sleep(pause)
+            pause = self.tick()
 
 
 @contextmanager

@@ -80,6 +80,30 @@ def test_busy_ticks_freeze_survivors_and_a_quiet_moment_frees_cycles_frozen_mean
         assert gc.get_freeze_count() < frozen
 
 
+@pytest.mark.parametrize(
+    ("connections", "since_full", "pause"),
+    [
+        (10_000, 0.0, collector.BUSY_TICK_S),  # froze: again soon, the young stay few
+        (collector.QUIET_CONNECTIONS + 1, 0.0, collector.BUSY_TICK_S),
+        (collector.QUIET_CONNECTIONS, 0.0, collector.TICK_S),  # collected what is young
+        (0, 0.0, collector.TICK_S),
+        (10_000, collector.FULL_EVERY_S, collector.TICK_S),  # the full collection
+    ],
+)
+def test_a_busy_daemon_ticks_ten_times_as_often(
+    connections: int, since_full: float, pause: float
+) -> None:
+    moment = Moment(connections)
+    with collector.governing(moment.busy, moment.clock) as collecting:
+        moment.now += since_full
+        young = [Node() for _ in range(100)]
+        assert len(gc.get_objects(0)) >= 100
+        assert collecting.tick() == pause
+        # Frozen or collected: nothing is left for the next young collection to walk.
+        assert (len(gc.get_objects(0)), len(gc.get_objects(1))) == (0, 0)
+        del young
+
+
 def test_a_daemon_never_quiet_still_collects_fully_now_and_then() -> None:
     moment = Moment(connections=10_000)
     with collector.governing(moment.busy, moment.clock) as collecting:
