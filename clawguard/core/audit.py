@@ -50,8 +50,13 @@ class Event:
     details: dict[str, Any]
 
 
+# json.dumps(value, sort_keys=True, ...) with these settings, without building an encoder
+# each call (~4 us of the ~9 a decision's details take; a decision canonicalises three times).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def row_hash(

@@ -18,6 +18,10 @@ _SECRET_VALUE = re.compile(
 )
 
 
+# No shorter text can match _SECRET_VALUE ("bearer" and a space and 8, or "xoxb-" and 10):
+# most values (ids, names, statuses) are judged by their length alone.
+SHORTEST_SECRET_VALUE = 15
+
 _NOT_LETTERS = re.compile(r"[^a-z]")
 
 
@@ -32,11 +36,11 @@ def redact(value: Any) -> Any:
     """A copy of a JSON-like value with secret-keyed values and credential-shaped text masked."""
     if isinstance(value, dict):
         return {
-            key: MASK if is_secret_key(str(key)) and item is not None else redact(item)
+            key: MASK if item is not None and is_secret_key(str(key)) else redact(item)
             for key, item in value.items()
         }
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(MASK, value) if len(value) >= SHORTEST_SECRET_VALUE else value
     if isinstance(value, list | tuple):
         return [redact(item) for item in value]
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub(MASK, value)
     return value
