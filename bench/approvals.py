@@ -1,7 +1,9 @@
 """Capacity of the approval handshake: many parked waits on one daemon, then every one resolved.
 
 Starts ``clawguard serve`` (a subprocess, port 0, a temporary database) and,
-from this process with one aiohttp session (``TCPConnector(limit=0)``):
+from this process, over HTTP/1.1 keep-alive connections of its own (``Http``:
+a few microseconds of this process's CPU a request, where an aiohttp client
+took ~4x more of the two cores the daemons are measured on):
 
 1. warms the daemon up with a small park-and-resolve round;
 2. parks ``--waits`` (default 10,000) approval waits, each its own connection
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import re
 import resource
@@ -51,8 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 from spend import bench_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,17 +268,87 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# The headers an aiohttp client sends (a parked request keeps them: the memory per wait
+# depends on them).
+_HEADERS = (b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\n"
+            b"User-Agent: Python/3.11 aiohttp/3.14.5\r\n")
+
+
+class Http(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection, one request at a time: all this bench asks of a
+    client, at a fraction of a general one's CPU (it shares the machine with the daemons
+    it measures). Answers must carry Content-Length, as the daemon's JSON answers do."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._answer: asyncio.Future[tuple[int, bytes]] | None = None
+        self._host = b""
+
+    @classmethod
+    async def connect(cls, base: str) -> Http:
+        url = urlsplit(base)
+        assert url.hostname is not None and url.port is not None, base
+        _, http = await asyncio.get_running_loop().create_connection(
+            cls, url.hostname, url.port)
+        http._host = url.netloc.encode()
+        return http
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(exc or ConnectionError("the daemon closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._answer is None:
+            return
+        head = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
+        length = next((int(line.split(":", 1)[1]) for line in head[1:]
+                       if line[:15].lower() == "content-length:"), None)
+        if length is None:
+            self._answer.set_exception(RuntimeError(f"no Content-Length: {head}"))
+            return
+        if len(self._buffer) < end + 4 + length:
+            return
+        body = bytes(self._buffer[end + 4:end + 4 + length])
+        del self._buffer[:end + 4 + length]
+        self._answer.set_result((int(head[0].split(" ", 2)[1]), body))
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """(status, body) of one request; `body` is sent as JSON."""
+        assert self._transport is not None and self._answer is None
+        payload = b"" if body is None else json.dumps(body).encode()
+        self._answer = asyncio.get_running_loop().create_future()
+        self._transport.write(
+            b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n"
+            b"Content-Type: application/json\r\n\r\n%s"
+            % (method.encode(), path.encode(), self._host, _HEADERS, len(payload), payload))
+        try:
+            return await self._answer
+        finally:
+            self._answer = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
 class Bench:
-    def __init__(self, bases: list[str], session: aiohttp.ClientSession, db: Path,
-                 url: str | None) -> None:
+    def __init__(self, bases: list[str], db: Path, url: str | None) -> None:
         self.base = bases[0]
         self.bases = bases
-        self.session = session
         self.db = db
         self.url = url
         self.answered: dict[str, float] = {}
         self.resolutions: dict[str, str] = {}
-        self.parked_on: dict[str, str] = {}  # agent -> the daemon it waits on
+        # A wait's connection stays open once answered, as an agent's would for its next
+        # request (the daemon keeps an idle connection for each); closed at the end.
+        self.connections: list[Http] = []
 
     def pending_ids(self) -> list[str]:
         """Read from the database, not over HTTP: listing 10,000 rows again and again
@@ -292,12 +365,23 @@ class Bench:
         finally:
             conn.close()
 
+    async def connect(self, base: str) -> Http:
+        http = await Http.connect(base)
+        self.connections.append(http)
+        return http
+
+    def close(self) -> None:
+        for http in self.connections:
+            http.close()
+
     async def wait(self, agent: str, n: int = 0) -> None:
         """Park on daemon n % instances."""
-        base = self.bases[n % len(self.bases)]
+        http = await self.connect(self.bases[n % len(self.bases)])
         body = {"toolName": "bench.deploy", "agentId": agent, "args": {"target": agent}}
-        async with self.session.post(base + TOOLS, json=body) as resp:
-            answer = await resp.json()
+        status, raw = await http.request("POST", TOOLS, body)
+        if status != 200:
+            raise RuntimeError(f"wait {agent}: {status} {raw[:200]!r}")
+        answer = json.loads(raw)
         self.answered[answer["approvalId"]] = time.perf_counter()
         self.resolutions[answer["approvalId"]] = answer["resolution"]
 
@@ -315,44 +399,46 @@ class Bench:
     async def resolve_all(
         self, ids: list[str], concurrency: int
     ) -> tuple[dict[str, float], dict[str, float]]:
-        """(when each resolve was sent, when its response came back)."""
+        """(when each resolve was sent, when its response came back): `concurrency`
+        connections, each sending its next resolve as soon as the last one is answered."""
         sent: dict[str, float] = {}
         resolved: dict[str, float] = {}
-        gate = asyncio.Semaphore(concurrency)
+        queue = iter(enumerate(ids))
 
-        async def one(n: int, approval_id: str) -> None:
-            async with gate:
-                # With two daemons, every other decision is made on the other one than
-                # half of its waiters are parked on: it reaches them by NOTIFY.
-                url = f"{self.bases[n % len(self.bases)]}{TOOLS}/{approval_id}/resolve"
+        async def resolver(slot: int) -> None:
+            # With two daemons, every other decision is made on the other one than half
+            # of its waiters are parked on: it reaches them by NOTIFY.
+            https = [await self.connect(base) for base in self.bases]
+            for n, approval_id in queue:
+                http = https[n % len(https)]
                 sent[approval_id] = time.perf_counter()
-                async with self.session.post(url, json={"decision": "allow_once"}) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"resolve {approval_id}: {resp.status}")
+                status, raw = await http.request(
+                    "POST", f"{TOOLS}/{approval_id}/resolve", {"decision": "allow_once"})
+                if status != 200:
+                    raise RuntimeError(f"resolve {approval_id}: {status} {raw[:200]!r}")
                 resolved[approval_id] = time.perf_counter()
 
-        await asyncio.gather(*(one(n, approval_id) for n, approval_id in enumerate(ids)))
+        await asyncio.gather(*(resolver(slot) for slot in range(concurrency)))
         return sent, resolved
 
     async def probe_until(self, task: asyncio.Task[Any]) -> list[float]:
         """Sequential /healthz latencies (ms) until `task` is done."""
+        http = await self.connect(self.base)
         latencies = []
         while not task.done():
             started = time.perf_counter()
-            async with self.session.get(self.base + "/healthz") as resp:
-                await resp.read()
+            await http.request("GET", "/healthz")
             latencies.append((time.perf_counter() - started) * 1000)
         return latencies
 
     async def probe(self, seconds: float) -> list[float]:
         """Sequential /healthz latencies (ms) over `seconds`."""
+        http = await self.connect(self.base)
         latencies = []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            async with self.session.get(self.base + "/healthz") as resp:
-                await resp.read()
+            await http.request("GET", "/healthz")
             latencies.append((time.perf_counter() - started) * 1000)
         return latencies
 
@@ -380,10 +466,8 @@ async def run(daemons: list[Daemon], bases: list[str], waits: int, concurrency: 
     # stall it for hundreds of milliseconds and show up as the daemon's latency. It runs
     # for a minute, so it does without the collector.
     gc.disable()
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        bench = Bench(bases, session, daemon.db, daemon.url)
+    bench = Bench(bases, daemon.db, daemon.url)
+    try:
         # Warm-up: every code path once, so lazily built state is in the baseline.
         warm = await bench.park(200, "warm", step=200)
         await bench.resolve_all(bench.pending_ids(), concurrency)
@@ -415,6 +499,8 @@ async def run(daemons: list[Daemon], bases: list[str], waits: int, concurrency: 
         resolve_seconds = time.perf_counter() - started
         cpu = meter.used()
         healthz_resolving = await probing
+    finally:
+        bench.close()
     delays = [(bench.answered[i] - resolved[i]) * 1000 for i in ids]
     round_trips = [(bench.answered[i] - sent[i]) * 1000 for i in ids]
     auto_gen2 = auto_pauses(daemon)
