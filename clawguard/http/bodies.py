@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -100,6 +101,22 @@ async def _read(request: web.Request) -> bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=most, actual_size=size)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def drop_read_buffer(request: web.Request) -> None:
+    """Free the empty buffer of a body read to its end, for a request that will be kept
+    (a parked approval wait): aiohttp keeps the body's reader, and its deque's block, as
+    long as the request (~1 KB of each parked wait, bench/README.md, "Fresh connections").
+
+    aiohttp has no public way to do this; it writes the reader's private `_buffer`, only
+    when it is the empty deque it expects, and puts an empty tuple in its place, which
+    reads as an empty buffer, and which any write would fail on loudly (nothing writes to
+    a reader at its end). tests/http/test_serve.py checks this against the installed
+    aiohttp."""
+    content = request.content
+    buffer = getattr(content, "_buffer", None)
+    if content.at_eof() and type(buffer) is collections.deque and not buffer:
+        content._buffer = ()  # type: ignore[assignment]
 
 
 async def _read_json(request: web.Request, optional: bool) -> Any:

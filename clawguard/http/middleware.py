@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, cast
 from aiohttp import web
 
 from clawguard.core import errors, principals
-from clawguard.http import access, state
+from clawguard.http import access, bodies, state
 from clawguard.runtime import logs
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ def serve(
                 # progress and is armed again once this one is answered, need not be kept
                 # meanwhile (~250 B a wait; RequestHandler.keep_alive cancels it).
                 request.protocol.keep_alive(True)
+                bodies.drop_read_buffer(request)
                 if parking:  # _Parking waits on it: this frame ends now
                     return _HandedOver(response, rid, route, started)
                 response = await response

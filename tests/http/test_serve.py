@@ -4,6 +4,7 @@ error shape after the wait, its logs naming the request, a cancelled wait forgot
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sqlite3
@@ -11,10 +12,12 @@ import threading
 
 import aiohttp
 import pytest
+from aiohttp import streams, web
+from aiohttp.test_utils import make_mocked_request
 from test_approvals import TOOLS, pending, until
 from test_metrics import scrape, value
 
-from clawguard.http import state
+from clawguard.http import bodies, state
 from clawguard.runtime import config, logs
 
 
@@ -116,6 +119,39 @@ async def test_a_cancelled_parked_request_is_forgotten_and_its_row_stays(client)
     assert service.parked == 0 and service.watched == 0
     [row] = await pending(client, 1)
     assert row["status"] == "pending"
+
+
+async def test_a_parked_wait_keeps_no_buffer_for_its_body_and_is_answered(client):
+    caller = asking(client, "r-parked", args={"target": "prod"})
+    await until(lambda: client.app[state.APPROVALS].parked == 1)
+    [request] = [o for o in gc.get_objects()
+                 if isinstance(o, web.BaseRequest) and o.path == TOOLS and o.method == "POST"]
+    content = request.content
+    # What bodies.drop_read_buffer expects of the installed aiohttp, and what it left.
+    assert content.at_eof() and content._buffer == ()  # type: ignore[attr-defined]
+    assert (await content.read(), await content.readany()) == (b"", b"")
+    [row] = await pending(client, 1)
+    resp = await client.post(f"{TOOLS}/{row['id']}/resolve", json={"decision": "allow_once"})
+    assert resp.status == 200
+    assert await caller == (200, "r-parked", {"resolution": "allow_once",
+                                               "approvalId": row["id"]})
+
+
+async def test_a_body_not_read_to_its_end_keeps_its_buffer():
+    request = make_mocked_request("POST", TOOLS, payload=streams.StreamReader(
+        streams.BaseProtocol(asyncio.get_running_loop()), 2**16,
+        loop=asyncio.get_running_loop()))
+    content = request.content
+    content.feed_data(b'{"a": ')
+    bodies.drop_read_buffer(request)  # more is to come: the buffer stays
+    assert await content.readany() == b'{"a": '
+    content.feed_data(b"1}")
+    content.feed_eof()
+    bodies.drop_read_buffer(request)  # not read yet: it stays
+    assert await content.read() == b"1}"
+    bodies.drop_read_buffer(request)  # read to its end
+    assert content._buffer == ()  # type: ignore[attr-defined]
+    assert await content.read() == b""
 
 
 async def test_no_request_id_outside_a_request():
