@@ -1,7 +1,7 @@
 """Holds on PostgreSQL, inside a write transaction: place, commit (a spend), release, expire.
 
 Load, decide with clawguard.core.holds, apply: no rule lives here. A
-placement locks its chain's budget rows FOR UPDATE in the spend path's order
+placement's chain of budget rows is locked FOR UPDATE in the spend path's order
 (`scope_rank, scope_id`) before it sums the live holds, so placements and
 spends on one budget form one serial order across instances and two
 instances never both reserve a cap's last room. Placements, commits and
@@ -50,28 +50,34 @@ async def _locked(conn: connection.Connection, hold_id: str) -> records.Hold | N
     return None if row is None else tables.hold_from_row(row)
 
 
+# What a placement reads, in one statement (one round trip, not three): the hold its key
+# already placed (a replay), its chain's budget rows, which run_steps has locked, and what
+# live holds reserve on each of their scopes.
+_PLACEMENT = (
+    f"SELECT (SELECT json_build_array({tables.HOLD_COLUMNS}, fingerprint) FROM holds"
+    " WHERE idempotency_key = %(key)s),"
+    f" (SELECT json_agg(json_build_array({budgets.LEVEL_COLUMNS})) FROM budgets"
+    + budget_rows.CHAIN_WHERE + "),"
+    " (SELECT json_agg(json_build_array(scope, scope_id, micros))"
+    " FROM (" + budget_rows.HELD_IN_CHAIN + ") AS held(scope, scope_id, micros))"
+)
+
+
 async def place_hold(
     conn: connection.Connection, now: int, request: commands.HoldRequest, fingerprint: str,
     key: str, ttl_ms: int,
 ) -> records.Hold:
-    # The chain's rows are locked already (run_steps): taking them again waits for no one.
-    used = await conn.execute(
-        f"SELECT {tables.HOLD_COLUMNS}, fingerprint FROM holds WHERE idempotency_key = %s",
-        (key,),
-    )
-    params = budget_rows.chain_params(request)
-    locking = await conn.execute(
-        f"SELECT {budgets.LEVEL_COLUMNS} FROM budgets" + budget_rows.CHAIN_WHERE
-        + " ORDER BY scope_rank, scope_id FOR UPDATE", params,
-    )
-    seen = await used.fetchone()
+    cursor = await conn.execute(
+        _PLACEMENT, budget_rows.chain_params(request) | {"key": key, "now": now})
+    loaded = await cursor.fetchone()
+    assert loaded is not None
+    seen, levels, reserved = loaded
     if seen is not None:
         stored = holds.StoredHold(tables.hold_from_row(seen[:13]), seen[13])
         return holds.replay(stored, fingerprint, now)
-    chain = budgets.in_chain_order([budgets.Level(*row) for row in await locking.fetchall()])
-    cursor = await conn.execute(budget_rows.HELD_IN_CHAIN, params | {"now": now})
+    chain = budgets.in_chain_order([budgets.Level(*row) for row in levels or ()])
     held = {scope: micros for (scope, _), micros in
-            tables.held_by_scope(await cursor.fetchall()).items()}
+            tables.held_by_scope(reserved or ()).items()}
     hold = holds.place(chain, held, request, now, ttl_ms, "hld_" + secrets.token_hex(8))
     # The same key placed by another instance since our read: UniqueViolation, and the
     # transaction runs again and replays it.
