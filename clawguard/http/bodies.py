@@ -106,7 +106,8 @@ async def _read(request: web.Request) -> bytes:
 def drop_read_buffer(request: web.Request) -> None:
     """Free the empty buffer of a body read to its end, for a request that will be kept
     (a parked approval wait): aiohttp keeps the body's reader, and its deque's block, as
-    long as the request (~1 KB of each parked wait, bench/README.md, "Fresh connections").
+    long as the request (~1 KB of each parked wait: bench/README.md, "Young collections,
+    the bench's own client, and a parked body's buffer").
 
     aiohttp has no public way to do this; it writes the reader's private `_buffer`, only
     when it is the empty deque it expects, and puts an empty tuple in its place, which
