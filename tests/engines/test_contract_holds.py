@@ -140,6 +140,34 @@ async def test_concurrent_holds_never_reserve_past_the_cap(
     assert tenant.held_usd_micros == 990 * C
 
 
+async def test_commits_releases_and_placements_at_once_each_see_the_ones_before(
+    store: contract.Store, settings: config.StorageConfig,
+) -> None:
+    """Sent together (PostgreSQL decides them in one batch, in memory, in turn): the
+    placements after the commits and releases find the room those left, no more."""
+    await store.set_budget(budget("tenant", "org", 1000, "cap"), OPERATOR)
+    first = [await place(store, hold_request(50, f"p{i}", tenantId="org", agentId=f"a{i}"))
+             for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(commit(store, hold, 50) for hold in first[:5]),
+        *(store.release_hold(hold.id) for hold in first[5:]),
+        place(store, hold_request(50, "p0", tenantId="org", agentId="a0")),  # a replay
+        *(place(store, hold_request(30, f"n{i}", tenantId="org", agentId=f"b{i}"))
+          for i in range(30)),
+        return_exceptions=True)
+    charged, released, [replayed], placed = (
+        outcomes[:5], outcomes[5:10], outcomes[10:11], outcomes[11:])
+    assert all(isinstance(o, records.SpendCharged) for o in charged), charged
+    assert [o.status for o in released] == ["released"] * 5  # type: ignore[union-attr]
+    assert (replayed.id, replayed.status) == (first[0].id, "committed")  # type: ignore[union-attr]
+    # 1000 - 250 spent = 750 of room once the first ten are resolved: 25 holds of 30.
+    assert [type(o).__name__ for o in placed] == ["Hold"] * 25 + ["BudgetExhausted"] * 5
+    [tenant] = await store.scope_states(ids(tenantId="org"))
+    assert (tenant.spent_usd_micros, tenant.held_usd_micros) == (250 * C, 750 * C)
+    assert await store.count_live_holds(store_now(store)) == (25, 750 * C)
+    assert all(spent == summed for _, spent, summed in ledger(settings))
+
+
 async def test_the_sweep_expires_lapsed_run_leases(
     store: contract.Store, clock: Any
 ) -> None:

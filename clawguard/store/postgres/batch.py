@@ -12,9 +12,9 @@ A job that raises a domain error rolls back to its savepoint and answers that
 error; one that loses a race (a unique key another instance took first, a
 deadlock, connection.Retry) runs again in a new savepoint and reads what the
 other transaction committed. Jobs that lock several rows of one kind (budget
-rows) are batched this way only after their batch has locked all of them at
-once, in the one order (holds.run_steps): else two batches could take them in
-opposite orders.
+rows) are not batched this way, since two batches could take them in opposite
+orders: spends and holds have set-based batches that lock all of theirs at
+once, in the one order (budgets.record_spends, holds.run_steps).
 """
 
 from __future__ import annotations

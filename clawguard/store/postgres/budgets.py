@@ -203,84 +203,112 @@ _LEDGER_COLUMNS = ("s_id", "s_key", "s_fingerprint", "s_agent", "s_mission", "s_
                    "s_tenant", "s_cost", "s_task", "s_model", "s_input", "s_output", "s_scopes")
 
 
-async def record_spends(
-    conn: connection.Connection, now: int, spends: Sequence[Spend]
-) -> list[Outcome]:
-    """Charge a batch of spends in the open transaction, each as if it ran alone in turn.
+class Charging:
+    """A batch's spends charged in memory after one load, each as if it ran alone in turn
+    (against the levels the ones before it left), then written in one statement.
 
-    Two statements whatever the batch holds: one locks every budget row of every
-    chain (in the fixed order), reads the used idempotency keys and takes ledger
-    ids; the other writes the ledger rows, their charges and the new levels. In
-    the spend loop's pipelined transaction the first leaves with the BEGIN and the
-    second with the COMMIT, so the rows stay locked for two round trips. A spend
-    the deciders refuse (409, 422) gets its error and writes nothing.
+    `load` locks every budget row of every chain the batch names (in the fixed order),
+    reads the ledger rows already under its keys and takes ledger ids; `charge` decides
+    one spend; `write` writes the ledger rows, their charges and the new levels. The
+    caller appends `events` to the audit log last (the head is the last lock taken).
     """
-    keys = [s.ledger_key for s in spends if s.ledger_key is not None]
-    cursor = await conn.execute(
-        _LOAD, _chain_rows([s.request for s in spends]) | {"keys": keys, "count": len(spends)}
-    )
-    loaded = await cursor.fetchone()
-    assert loaded is not None
-    locked, used, numbered = loaded
-    levels = {(row[1], row[2]): budgets.Level(*row) for row in locked or ()}
-    stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in used or ()}
-    ids = iter(sorted(numbered))
 
-    outcomes: list[Outcome] = []
-    ledger: list[tuple[Any, ...]] = []
-    charges: list[tuple[str, int, int]] = []
-    charged: dict[str, budgets.Level] = {}
-    events: list[audit.Event] = []
-    for spend in spends:
+    def __init__(self, locked: Any, used: Any, numbered: Any) -> None:
+        self._levels = {(row[1], row[2]): budgets.Level(*row) for row in locked or ()}
+        self._stored = {row[0]: budgets.StoredSpend(*row[1:]) for row in used or ()}
+        self._ids = iter(sorted(numbered or ()))
+        self._ledger: list[tuple[Any, ...]] = []
+        self._charges: list[tuple[str, int, int]] = []
+        self._charged: dict[str, budgets.Level] = {}
+        self.events: list[audit.Event] = []
+
+    @classmethod
+    async def load(cls, conn: connection.Connection, chains: Iterable[commands.ScopeIds],
+                   keys: list[str], count: int) -> Charging:
+        """For `count` spends under `keys` on `chains` (more chains may be locked along)."""
+        cursor = await conn.execute(_LOAD, _chain_rows(chains) | {"keys": keys, "count": count})
+        loaded = await cursor.fetchone()
+        assert loaded is not None
+        return cls(*loaded)
+
+    def chain(self, request: commands.ScopeIds) -> list[budgets.Level]:
+        """The chain's budget rows as the batch has left them, in chain order."""
+        return budgets.in_chain_order([
+            self._levels[(scope, scope_id)]
+            for scope, scope_id in zip(records.SCOPES, _chain_key(request), strict=True)
+            if (scope, scope_id) in self._levels
+        ])
+
+    def stored(self, key: str) -> budgets.StoredSpend | None:
+        return self._stored.get(key)
+
+    def charge(self, spend: Spend, now: int) -> Outcome:
+        """The spend's answer; a refused one (409, 422) changes nothing."""
         request = spend.request
         key = spend.ledger_key
         try:
-            if key is not None and key in stored:
-                outcomes.append(budgets.replay(stored[key], spend.fingerprint))
-                continue
-            chain = budgets.in_chain_order([
-                levels[(scope, scope_id)]
-                for scope, scope_id in zip(records.SCOPES, _chain_key(request), strict=True)
-                if (scope, scope_id) in levels
-            ])
-            outcome = budgets.charge(chain, request, now)
+            if key is not None and key in self._stored:
+                return budgets.replay(self._stored[key], spend.fingerprint)
+            outcome = budgets.charge(self.chain(request), request, now)
         except errors.ClawguardError as exc:
-            outcomes.append(exc)
-            continue
-        spend_id = next(ids)
+            return exc
+        spend_id = next(self._ids)
         cost = request.cost_micros
         scopes_json = records.SCOPE_STATES.dump_json(outcome.scopes, by_alias=True).decode()
-        ledger.append((spend_id, key, spend.fingerprint, request.agent_id, request.mission_id,
-                       request.team_id, request.tenant_id, cost, request.task_id, request.model,
-                       request.input_tokens, request.output_tokens, scopes_json))
+        self._ledger.append((
+            spend_id, key, spend.fingerprint, request.agent_id, request.mission_id,
+            request.team_id, request.tenant_id, cost, request.task_id, request.model,
+            request.input_tokens, request.output_tokens, scopes_json))
         for row, spent, status, start in outcome.levels:
             row.spent, row.status, row.window_start = spent, status, start
-            charged[row.id] = row
-            charges.append((row.id, spend_id, cost))
-        events.extend(outcome.events)
+            self._charged[row.id] = row
+            self._charges.append((row.id, spend_id, cost))
+        self.events.extend(outcome.events)
         if key is not None:  # a retry later in this batch replays this one
-            stored[key] = budgets.StoredSpend(spend_id, spend.fingerprint, cost, scopes_json)
-        outcomes.append(records.SpendCharged(
+            self._stored[key] = budgets.StoredSpend(spend_id, spend.fingerprint, cost,
+                                                    scopes_json)
+        return records.SpendCharged(
             spend=records.SpendRecord(id=spend_id, cost_usd_micros=cost, duplicate=False),
             scopes=outcome.scopes,
-        ))
-    if ledger:
+        )
+
+    async def write(self, conn: connection.Connection, now: int) -> None:
+        if not self._ledger:
+            return
         # A key another instance committed after our read: UniqueViolation, and the
         # transaction runs again and replays it.
-        rows = sorted(charged.values(), key=lambda row: (records.SCOPES.index(row.scope),
-                                                         row.scope_id))
+        rows = sorted(self._charged.values(),
+                      key=lambda row: (records.SCOPES.index(row.scope), row.scope_id))
         params: dict[str, Any] = {"now": now}
-        params.update(zip(_LEDGER_COLUMNS, (list(c) for c in zip(*ledger, strict=True)),
+        params.update(zip(_LEDGER_COLUMNS, (list(c) for c in zip(*self._ledger, strict=True)),
                           strict=True))
         params["c_budget"], params["c_spend"], params["c_micros"] = (
-            (list(c) for c in zip(*charges, strict=True)) if charges else ([], [], [])
+            (list(c) for c in zip(*self._charges, strict=True)) if self._charges
+            else ([], [], [])
         )
         params["b_id"] = [r.id for r in rows]
         params["b_spent"] = [r.spent for r in rows]
         params["b_status"] = [r.status for r in rows]
         params["b_start"] = [r.window_start for r in rows]
         await conn.execute(_WRITE, params)
-    await audit_log.append(conn, now, events)
+
+
+async def record_spends(
+    conn: connection.Connection, now: int, spends: Sequence[Spend]
+) -> list[Outcome]:
+    """Charge a batch of spends in the open transaction, each as if it ran alone in turn.
+
+    Two statements whatever the batch holds (Charging): in the spend loop's pipelined
+    transaction the first leaves with the BEGIN and the second with the COMMIT, so the
+    rows stay locked for two round trips. A spend the deciders refuse (409, 422) gets its
+    error and writes nothing.
+    """
+    charging = await Charging.load(conn, [s.request for s in spends],
+                                   [s.ledger_key for s in spends if s.ledger_key is not None],
+                                   len(spends))
+    outcomes = [charging.charge(spend, now) for spend in spends]
+    await charging.write(conn, now)
+    await audit_log.append(conn, now, charging.events)
     return outcomes
 
 
@@ -298,15 +326,6 @@ def _chain_rows(requests: Iterable[commands.ScopeIds]) -> dict[str, list[str]]:
                 scopes.append(scope)
                 scope_ids.append(scope_id)
     return {"scopes": scopes, "ids": scope_ids}
-
-
-async def lock_chains(conn: connection.Connection, requests: Sequence[commands.ScopeIds]
-                      ) -> None:
-    """Lock the budget rows of every chain named, in the fixed order, in one statement: a
-    transaction that then locks them again chain by chain (holds.run_steps) waits for no
-    one and, taking no budget row in another order, deadlocks with no one."""
-    if requests:
-        await conn.execute("SELECT 1" + _CHAINS_LOCKED, _chain_rows(requests))
 
 
 def spend_rows(url: str) -> list[tuple[int, str | None, str, int, int]]:

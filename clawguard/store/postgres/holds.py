@@ -1,127 +1,205 @@
-"""Holds on PostgreSQL, inside a write transaction: place, commit (a spend), release, expire.
+"""Holds on PostgreSQL: placements, commits (a spend) and releases in set-based batches, and
+the sweep of expired holds.
 
-Load, decide with clawguard.core.holds, apply: no rule lives here. A
-placement's chain of budget rows is locked FOR UPDATE in the spend path's order
-(`scope_rank, scope_id`) before it sums the live holds, so placements and
-spends on one budget form one serial order across instances and two
-instances never both reserve a cap's last room. Placements, commits and
-releases share batches (`run_steps`): a batch first locks the budget rows of
-every chain its steps name, in that order and in one statement, then runs each
-step in its savepoint (store/postgres/batch.py), so a step takes no budget row
-it waits for; then a commit locks its hold row, then the audit head. A release
-or an expiry locks hold rows only. No transaction takes them in another order.
+Load, decide with clawguard.core.holds, apply: no rule lives here. A batch
+(`run_steps`) takes what every step needs in two statements: first every
+budget row of every chain its steps name, locked FOR UPDATE in the spend
+path's order (`scope_rank, scope_id`), with the commits' ledger keys and ids
+(budgets.Charging); then the hold rows its commits and releases name, locked
+in id order, the holds already under its placements' keys, and what live
+holds reserve on their scopes. Each step is then decided in turn, in memory,
+against what the steps before it left (a placement after a release sees the
+room it freed), and the batch writes everything in a few statements, the
+audit rows last. Placements and spends on one budget so form one serial
+order across instances (two never both reserve a cap's last room), and no
+transaction takes budget rows, hold rows and the audit head in another order.
+A step the rules refuse gets its error and writes nothing; a key another
+instance placed since the load fails the INSERT, and the batch runs again
+and replays it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from clawguard.core import budgets, commands, errors, holds, records
 from clawguard.store import tables
-from clawguard.store.postgres import batch, connection
+from clawguard.store.postgres import audit_log, connection
 from clawguard.store.postgres import budgets as budget_rows
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """A placement, commit or release waiting for its batch: the chain whose budget rows it
-    locks (None: a release locks none), and the job that makes it."""
+class Place:
+    request: commands.HoldRequest
+    fingerprint: str
+    key: str
+    ttl_ms: int
 
-    chain: commands.ScopeIds | None
-    job: batch.Job
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    hold_id: str
+    request: commands.SpendRequest  # the spend it records (core.holds.spend_of)
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    hold_id: str
+
+
+Step = Place | Commit | Release
+
+# The hold rows a batch's commits and releases name, locked in id order; the holds under
+# its placements' keys; what live holds reserve on each scope its placements name.
+_HOLDS = (
+    f"SELECT (SELECT json_agg(json_build_array({tables.HOLD_COLUMNS}))"
+    f" FROM (SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = ANY(%(hold_ids)s::text[])"
+    " ORDER BY id FOR UPDATE) AS locked),"
+    f" (SELECT json_agg(json_build_array(idempotency_key, fingerprint, {tables.HOLD_COLUMNS}))"
+    " FROM holds WHERE idempotency_key = ANY(%(keys)s::text[])),"
+    " (SELECT json_agg(json_build_array(scope, scope_id, micros)) FROM ("
+    "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND agent_id = ANY(%(agent)s::text[]) AND expires_at > %(now)s GROUP BY agent_id"
+    " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND mission_id = ANY(%(mission)s::text[]) AND expires_at > %(now)s"
+    " GROUP BY mission_id"
+    " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
+    " AND team_id = ANY(%(team)s::text[]) AND expires_at > %(now)s GROUP BY team_id"
+    " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
+    " WHERE status = 'held' AND tenant_id = ANY(%(tenant)s::text[]) AND expires_at > %(now)s"
+    " GROUP BY tenant_id) AS held(scope, scope_id, micros))"
+)
+_INSERT = (
+    f"INSERT INTO holds ({tables.HOLD_COLUMNS}, idempotency_key, fingerprint)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
+    " %s::bigint[], %s::text[], %s::text[], %s::text[])"
+)
+_UPDATE = (
+    "UPDATE holds AS h SET status = u.status, resolved_at = u.resolved_at,"
+    " spend_id = u.spend_id FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
+    " AS u(id, status, resolved_at, spend_id) WHERE h.id = u.id"
+)
+
+
+def _scopes(ids: commands.ScopeIds | records.Hold) -> Iterator[tuple[str, str]]:
+    """The (scope, scope id) pairs a hold reserves on."""
+    for scope, scope_id in zip(records.SCOPES, (ids.agent_id, ids.mission_id, ids.team_id,
+                                                ids.tenant_id), strict=True):
+        if scope_id is not None:
+            yield scope, scope_id
+
+
+class _Batch:
+    """The holds of one batch as its steps leave them, and what they write."""
+
+    def __init__(self, charging: budget_rows.Charging, loaded: Sequence[Any]) -> None:
+        locked, keyed, reserved = loaded
+        self.charging = charging
+        self.latest = {hold.id: hold for hold in map(tables.hold_from_row, locked or ())}
+        self.keyed = {key: holds.StoredHold(tables.hold_from_row(row), fingerprint)
+                      for key, fingerprint, *row in keyed or ()}
+        self.held = tables.held_by_scope(reserved or ())
+        self.inserts: list[tuple[Any, ...]] = []
+        self.updates: dict[str, records.Hold] = {}
+
+    def step(self, step: Step, now: int) -> Any:
+        if isinstance(step, Place):
+            return self.place(step, now)
+        if isinstance(step, Commit):
+            return self.commit(step, now)
+        return self.release(step, now)
+
+    def place(self, step: Place, now: int) -> records.Hold:
+        seen = self.keyed.get(step.key)
+        if seen is not None:
+            latest = self.latest.get(seen.hold.id, seen.hold)
+            return holds.replay(holds.StoredHold(latest, seen.fingerprint), step.fingerprint,
+                                now)
+        held = {scope: self.held.get((scope, scope_id), 0)
+                for scope, scope_id in _scopes(step.request)}
+        hold = holds.place(self.charging.chain(step.request), held, step.request, now,
+                           step.ttl_ms, "hld_" + secrets.token_hex(8))
+        self._reserve(hold, hold.amount_usd_micros)
+        self.keyed[step.key] = holds.StoredHold(hold, step.fingerprint)
+        self.latest[hold.id] = hold
+        self.inserts.append((*tables.hold_values(hold), step.key, step.fingerprint))
+        return hold
+
+    def commit(self, step: Commit, now: int) -> records.SpendCharged:
+        hold = self.latest.get(step.hold_id)
+        key = holds.commit_key(step.hold_id)
+        if holds.commit(hold, step.hold_id, now) == "replay":
+            stored = self.charging.stored(key)
+            assert stored is not None, "a committed hold's spend is in the ledger"
+            return budgets.replay(stored, step.fingerprint)
+        assert hold is not None
+        outcome = self.charging.charge(budget_rows.Spend(step.request, step.fingerprint, key),
+                                       now)
+        if isinstance(outcome, errors.ClawguardError):
+            raise outcome
+        self._resolve(hold, holds.committed(hold, outcome.spend.id, now))
+        return outcome
+
+    def release(self, step: Release, now: int) -> records.Hold:
+        hold = self.latest.get(step.hold_id)
+        released = holds.release(hold, step.hold_id, now)
+        assert hold is not None
+        self._resolve(hold, released)
+        return released
+
+    def _resolve(self, hold: records.Hold, resolved: records.Hold) -> None:
+        self._reserve(hold, -hold.amount_usd_micros)  # it was live: it counts no more
+        self.latest[hold.id] = self.updates[hold.id] = resolved
+
+    def _reserve(self, hold: records.Hold, micros: int) -> None:
+        for scope in _scopes(hold):
+            self.held[scope] = self.held.get(scope, 0) + micros
+
+    async def write(self, conn: connection.Connection, now: int) -> None:
+        """The ledger first (a committed hold names its spend), then the holds."""
+        await self.charging.write(conn, now)
+        if self.inserts:
+            await conn.execute(_INSERT, [list(c) for c in zip(*self.inserts, strict=True)])
+        if self.updates:
+            done = list(self.updates.values())
+            await conn.execute(_UPDATE, ([h.id for h in done], [h.status for h in done],
+                                         [h.resolved_at for h in done],
+                                         [h.spend_id for h in done]))
 
 
 async def run_steps(conn: connection.Connection, now: int, steps: Sequence[Step]
                     ) -> list[Any]:
-    """Each step's result or domain error, in one transaction (batch.run_jobs), every chain's
-    budget rows locked first."""
-    await budget_rows.lock_chains(conn, [s.chain for s in steps if s.chain is not None])
-    return await batch.run_jobs(conn, now, [step.job for step in steps])
-
-
-async def _locked(conn: connection.Connection, hold_id: str) -> records.Hold | None:
-    cursor = await conn.execute(
-        f"SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = %s FOR UPDATE", (hold_id,)
-    )
-    row = await cursor.fetchone()
-    return None if row is None else tables.hold_from_row(row)
-
-
-# What a placement reads, in one statement (one round trip, not three): the hold its key
-# already placed (a replay), its chain's budget rows, which run_steps has locked, and what
-# live holds reserve on each of their scopes.
-_PLACEMENT = (
-    f"SELECT (SELECT json_build_array({tables.HOLD_COLUMNS}, fingerprint) FROM holds"
-    " WHERE idempotency_key = %(key)s),"
-    f" (SELECT json_agg(json_build_array({budgets.LEVEL_COLUMNS})) FROM budgets"
-    + budget_rows.CHAIN_WHERE + "),"
-    " (SELECT json_agg(json_build_array(scope, scope_id, micros))"
-    " FROM (" + budget_rows.HELD_IN_CHAIN + ") AS held(scope, scope_id, micros))"
-)
-
-
-async def place_hold(
-    conn: connection.Connection, now: int, request: commands.HoldRequest, fingerprint: str,
-    key: str, ttl_ms: int,
-) -> records.Hold:
-    cursor = await conn.execute(
-        _PLACEMENT, budget_rows.chain_params(request) | {"key": key, "now": now})
+    """Each step's result or domain error, in order, in the open transaction."""
+    commits = [step for step in steps if isinstance(step, Commit)]
+    charging = await budget_rows.Charging.load(
+        conn, [step.request for step in steps if not isinstance(step, Release)],
+        [holds.commit_key(step.hold_id) for step in commits], len(commits))
+    places = [step for step in steps if isinstance(step, Place)]
+    named: dict[str, list[str]] = {scope: [] for scope in records.SCOPES}
+    for place in places:
+        for scope, scope_id in _scopes(place.request):
+            named[scope].append(scope_id)
+    cursor = await conn.execute(_HOLDS, {
+        "hold_ids": sorted({step.hold_id for step in steps if not isinstance(step, Place)}),
+        "keys": [place.key for place in places], "now": now, **named,
+    })
     loaded = await cursor.fetchone()
     assert loaded is not None
-    seen, levels, reserved = loaded
-    if seen is not None:
-        stored = holds.StoredHold(tables.hold_from_row(seen[:13]), seen[13])
-        return holds.replay(stored, fingerprint, now)
-    chain = budgets.in_chain_order([budgets.Level(*row) for row in levels or ()])
-    held = {scope: micros for (scope, _), micros in
-            tables.held_by_scope(reserved or ()).items()}
-    hold = holds.place(chain, held, request, now, ttl_ms, "hld_" + secrets.token_hex(8))
-    # The same key placed by another instance since our read: UniqueViolation, and the
-    # transaction runs again and replays it.
-    await conn.execute(
-        f"INSERT INTO holds ({tables.HOLD_COLUMNS}, idempotency_key, fingerprint)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (*tables.hold_values(hold), key, fingerprint),
-    )
-    return hold
-
-
-async def commit_hold(
-    conn: connection.Connection, now: int, hold_id: str, request: commands.SpendRequest,
-    fingerprint: str,
-) -> records.SpendCharged:
-    hold = await _locked(conn, hold_id)
-    key = holds.commit_key(hold_id)
-    if holds.commit(hold, hold_id, now) == "replay":
-        cursor = await conn.execute(
-            "SELECT id, fingerprint, cost_micros, scopes FROM spends WHERE idempotency_key = %s",
-            (key,),
-        )
-        seen = await cursor.fetchone()
-        assert seen is not None, "a committed hold's spend is in the ledger"
-        return budgets.replay(budgets.StoredSpend(*seen), fingerprint)
-    assert hold is not None
-    [outcome] = await budget_rows.record_spends(
-        conn, now, [budget_rows.Spend(request, fingerprint, key)]
-    )
-    if isinstance(outcome, errors.ClawguardError):
-        raise outcome
-    done = holds.committed(hold, outcome.spend.id, now)
-    await conn.execute(
-        "UPDATE holds SET status = %s, resolved_at = %s, spend_id = %s WHERE id = %s",
-        (done.status, done.resolved_at, done.spend_id, hold_id),
-    )
-    return outcome
-
-
-async def release_hold(conn: connection.Connection, now: int, hold_id: str) -> records.Hold:
-    released = holds.release(await _locked(conn, hold_id), hold_id, now)
-    await conn.execute("UPDATE holds SET status = %s, resolved_at = %s WHERE id = %s",
-                       (released.status, released.resolved_at, hold_id))
-    return released
+    batch = _Batch(charging, loaded)
+    outcomes: list[Any] = []
+    for step in steps:
+        try:
+            outcomes.append(batch.step(step, now))
+        except errors.ClawguardError as exc:
+            outcomes.append(exc)
+    await batch.write(conn, now)
+    await audit_log.append(conn, now, charging.events)
+    return outcomes
 
 
 async def expire_holds(conn: connection.Connection, now: int, limit: int) -> int:

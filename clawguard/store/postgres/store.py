@@ -808,9 +808,8 @@ class PostgresStore(decisions.DecisionVerbs):
     async def place_hold(
         self, request: commands.HoldRequest, fingerprint: str, key: str, ttl_ms: int
     ) -> records.Hold:
-        result: records.Hold = await self._queued(self._holds, holds.Step(
-            request, lambda conn, now: holds.place_hold(conn, now, request, fingerprint, key,
-                                                        ttl_ms)))
+        result: records.Hold = await self._queued(
+            self._holds, holds.Place(request, fingerprint, key, ttl_ms))
         return result
 
     async def get_hold(self, hold_id: str) -> records.Hold | None:
@@ -821,14 +820,12 @@ class PostgresStore(decisions.DecisionVerbs):
     async def commit_hold(
         self, hold_id: str, request: commands.SpendRequest, fingerprint: str
     ) -> records.SpendCharged:
-        result: records.SpendCharged = await self._queued(self._holds, holds.Step(
-            request, lambda conn, now: holds.commit_hold(conn, now, hold_id, request,
-                                                         fingerprint)))
+        result: records.SpendCharged = await self._queued(
+            self._holds, holds.Commit(hold_id, request, fingerprint))
         return result
 
     async def release_hold(self, hold_id: str) -> records.Hold:
-        result: records.Hold = await self._queued(self._holds, holds.Step(
-            None, lambda conn, now: holds.release_hold(conn, now, hold_id)))
+        result: records.Hold = await self._queued(self._holds, holds.Release(hold_id))
         return result
 
     async def expiries_due(self, now: int) -> tuple[bool, bool]:
