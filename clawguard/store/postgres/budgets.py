@@ -10,7 +10,7 @@ deadlocking, and running totals form one serial order across instances.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,19 +45,38 @@ async def _locked_budget(
     return None if row is None else tables.budget_from_row(row)
 
 
-# What live holds reserve on each scope of one chain (chain_params, and now).
-HELD_IN_CHAIN = (
+# What live holds reserve on each scope id named (held_params: one array per scope, and
+# now): one chain's, or every chain a hold batch names.
+HELD_ON = (
     "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
-    " AND agent_id = %(agent)s AND expires_at > %(now)s GROUP BY agent_id"
+    " AND agent_id = ANY(%(agent)s::text[]) AND expires_at > %(now)s GROUP BY agent_id"
     " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
-    " WHERE status = 'held' AND mission_id = %(mission)s AND expires_at > %(now)s"
+    " WHERE status = 'held' AND mission_id = ANY(%(mission)s::text[]) AND expires_at > %(now)s"
     " GROUP BY mission_id"
     " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
-    " AND team_id = %(team)s AND expires_at > %(now)s GROUP BY team_id"
+    " AND team_id = ANY(%(team)s::text[]) AND expires_at > %(now)s GROUP BY team_id"
     " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
-    " WHERE status = 'held' AND tenant_id = %(tenant)s AND expires_at > %(now)s"
+    " WHERE status = 'held' AND tenant_id = ANY(%(tenant)s::text[]) AND expires_at > %(now)s"
     " GROUP BY tenant_id"
 )
+
+
+def named_scopes(ids: commands.ScopeIds | records.Hold) -> Iterator[tuple[str, str]]:
+    """The (scope, scope id) pairs a request or a hold names."""
+    for scope, scope_id in zip(records.SCOPES, _chain_key(ids), strict=True):
+        if scope_id is not None:
+            yield scope, scope_id
+
+
+def held_params(chains: Iterable[commands.ScopeIds]) -> dict[str, list[str]]:
+    """HELD_ON's arrays: every scope id the chains name, by scope."""
+    named: dict[str, list[str]] = {scope: [] for scope in records.SCOPES}
+    for ids in chains:
+        for scope, scope_id in named_scopes(ids):
+            named[scope].append(scope_id)
+    return named
+
+
 # ... and on every scope that has any.
 HELD_ALL = (
     "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
@@ -312,7 +331,7 @@ async def record_spends(
     return outcomes
 
 
-def _chain_key(request: commands.ScopeIds) -> tuple[str | None, ...]:
+def _chain_key(request: commands.ScopeIds | records.Hold) -> tuple[str | None, ...]:
     return (request.agent_id, request.mission_id, request.team_id, request.tenant_id)
 
 

@@ -21,7 +21,7 @@ and replays it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,17 +61,8 @@ _HOLDS = (
     " ORDER BY id FOR UPDATE) AS locked),"
     f" (SELECT json_agg(json_build_array(idempotency_key, fingerprint, {tables.HOLD_COLUMNS}))"
     " FROM holds WHERE idempotency_key = ANY(%(keys)s::text[])),"
-    " (SELECT json_agg(json_build_array(scope, scope_id, micros)) FROM ("
-    "SELECT 'agent', agent_id, sum(amount_micros) FROM holds WHERE status = 'held'"
-    " AND agent_id = ANY(%(agent)s::text[]) AND expires_at > %(now)s GROUP BY agent_id"
-    " UNION ALL SELECT 'mission', mission_id, sum(amount_micros) FROM holds"
-    " WHERE status = 'held' AND mission_id = ANY(%(mission)s::text[]) AND expires_at > %(now)s"
-    " GROUP BY mission_id"
-    " UNION ALL SELECT 'team', team_id, sum(amount_micros) FROM holds WHERE status = 'held'"
-    " AND team_id = ANY(%(team)s::text[]) AND expires_at > %(now)s GROUP BY team_id"
-    " UNION ALL SELECT 'tenant', tenant_id, sum(amount_micros) FROM holds"
-    " WHERE status = 'held' AND tenant_id = ANY(%(tenant)s::text[]) AND expires_at > %(now)s"
-    " GROUP BY tenant_id) AS held(scope, scope_id, micros))"
+    " (SELECT json_agg(json_build_array(scope, scope_id, micros))"
+    " FROM (" + budget_rows.HELD_ON + ") AS held(scope, scope_id, micros))"
 )
 _INSERT = (
     f"INSERT INTO holds ({tables.HOLD_COLUMNS}, idempotency_key, fingerprint)"
@@ -84,14 +75,6 @@ _UPDATE = (
     " spend_id = u.spend_id FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
     " AS u(id, status, resolved_at, spend_id) WHERE h.id = u.id"
 )
-
-
-def _scopes(ids: commands.ScopeIds | records.Hold) -> Iterator[tuple[str, str]]:
-    """The (scope, scope id) pairs a hold reserves on."""
-    for scope, scope_id in zip(records.SCOPES, (ids.agent_id, ids.mission_id, ids.team_id,
-                                                ids.tenant_id), strict=True):
-        if scope_id is not None:
-            yield scope, scope_id
 
 
 class _Batch:
@@ -121,7 +104,7 @@ class _Batch:
             return holds.replay(holds.StoredHold(latest, seen.fingerprint), step.fingerprint,
                                 now)
         held = {scope: self.held.get((scope, scope_id), 0)
-                for scope, scope_id in _scopes(step.request)}
+                for scope, scope_id in budget_rows.named_scopes(step.request)}
         hold = holds.place(self.charging.chain(step.request), held, step.request, now,
                            step.ttl_ms, "hld_" + secrets.token_hex(8))
         self._reserve(hold, hold.amount_usd_micros)
@@ -157,7 +140,7 @@ class _Batch:
         self.latest[hold.id] = self.updates[hold.id] = resolved
 
     def _reserve(self, hold: records.Hold, micros: int) -> None:
-        for scope in _scopes(hold):
+        for scope in budget_rows.named_scopes(hold):
             self.held[scope] = self.held.get(scope, 0) + micros
 
     async def write(self, conn: connection.Connection, now: int) -> None:
@@ -180,13 +163,10 @@ async def run_steps(conn: connection.Connection, now: int, steps: Sequence[Step]
         conn, [step.request for step in steps if not isinstance(step, Release)],
         [holds.commit_key(step.hold_id) for step in commits], len(commits))
     places = [step for step in steps if isinstance(step, Place)]
-    named: dict[str, list[str]] = {scope: [] for scope in records.SCOPES}
-    for place in places:
-        for scope, scope_id in _scopes(place.request):
-            named[scope].append(scope_id)
     cursor = await conn.execute(_HOLDS, {
         "hold_ids": sorted({step.hold_id for step in steps if not isinstance(step, Place)}),
-        "keys": [place.key for place in places], "now": now, **named,
+        "keys": [place.key for place in places], "now": now,
+        **budget_rows.held_params(place.request for place in places),
     })
     loaded = await cursor.fetchone()
     assert loaded is not None

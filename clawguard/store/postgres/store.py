@@ -234,8 +234,8 @@ class PostgresStore(decisions.DecisionVerbs):
         rows = await self._db.read(
             f"SELECT {tables.BUDGET_COLUMNS} FROM budgets" + budgets.CHAIN_WHERE, params
         )
-        held = tables.held_by_scope(
-            await self._db.read(budgets.HELD_IN_CHAIN, params | {"now": now}))
+        held = tables.held_by_scope(await self._db.read(
+            budgets.HELD_ON, budgets.held_params([scope_ids]) | {"now": now}))
         return budget_rules.chain_states(
             budget_rules.current(budget, now, held.get((budget.scope, budget.scope_id), 0))
             for budget in map(tables.budget_from_row, rows)
