@@ -252,11 +252,8 @@ class Charging:
 
     def chain(self, request: commands.ScopeIds) -> list[budgets.Level]:
         """The chain's budget rows as the batch has left them, in chain order."""
-        return budgets.in_chain_order([
-            self._levels[(scope, scope_id)]
-            for scope, scope_id in zip(records.SCOPES, _chain_key(request), strict=True)
-            if (scope, scope_id) in self._levels
-        ])
+        return budgets.in_chain_order([self._levels[named] for named in named_scopes(request)
+                                       if named in self._levels])
 
     def stored(self, key: str) -> budgets.StoredSpend | None:
         return self._stored.get(key)
@@ -337,14 +334,9 @@ def _chain_key(request: commands.ScopeIds | records.Hold) -> tuple[str | None, .
 
 def _chain_rows(requests: Iterable[commands.ScopeIds]) -> dict[str, list[str]]:
     """Every (scope, scope id) the requests' chains name: the arrays _CHAINS_LOCKED joins."""
-    scopes: list[str] = []
-    scope_ids: list[str] = []
-    for chain_ids in {_chain_key(request) for request in requests}:
-        for scope, scope_id in zip(records.SCOPES, chain_ids, strict=True):
-            if scope_id is not None:
-                scopes.append(scope)
-                scope_ids.append(scope_id)
-    return {"scopes": scopes, "ids": scope_ids}
+    chains = {_chain_key(request): request for request in requests}
+    named = [pair for request in chains.values() for pair in named_scopes(request)]
+    return {"scopes": [scope for scope, _ in named], "ids": [scope_id for _, scope_id in named]}
 
 
 def spend_rows(url: str) -> list[tuple[int, str | None, str, int, int]]:
