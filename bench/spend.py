@@ -16,7 +16,9 @@ each:
    counts steps (two requests each) and their latencies are per request.
 
 It prints requests/s, p50 and p99 latency for each phase and the ratio
-spend-rps / healthz-rps (and holds steps/s over spend requests/s). The target
+spend-rps / healthz-rps (and holds steps/s over spend requests/s), and how
+often the disk stalled a flush during the spend phase (DiskProbe): a stall
+of the disk delays every commit of either store, so read a p99 next to it. The target
 (on a 2-core machine) is a ratio of at least 0.3 with a spend p99 under 25 ms
 and no errors; the exit status is 1 when it is missed.
 
@@ -48,6 +50,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -88,6 +91,58 @@ class Result:
             f"{name + ':':8} {self.rps:8.0f} req/s  p50 {self.p50_ms:6.2f} ms"
             f"  p99 {self.p99_ms:6.2f} ms  errors {self.errors}"
         )
+
+
+class DiskProbe:
+    """How long the disk made a durable write wait while a phase ran.
+
+    A thread writes one 8 KiB block and fdatasyncs it every 20 ms, in the bench's
+    temporary directory (on these machines the same disk as PostgreSQL's data), and
+    counts the flushes that took over 10 ms. Both stores wait for such a flush at every
+    commit, and the budget rows stay locked until it returns, so one stall of the disk
+    holds back every spend in flight: a phase with stalls has them in its p99. The
+    probe adds 50 small flushes a second to the store's own.
+    """
+
+    EVERY_S = 0.02
+    STALL_S = 0.01
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / "disk-probe"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+        self.flushes = 0
+        self.stalls = 0
+        self.longest_s = 0.0
+
+    def __enter__(self) -> DiskProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        block = b"\0" * 8192
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while not self._stop.wait(self.EVERY_S):
+                started = time.perf_counter()
+                os.pwrite(fd, block, 0)
+                os.fdatasync(fd)
+                took = time.perf_counter() - started
+                self.flushes += 1
+                self.stalls += took > self.STALL_S
+                self.longest_s = max(self.longest_s, took)
+        finally:
+            os.close(fd)
+            self._path.unlink(missing_ok=True)
+
+    def line(self) -> str:
+        return (f"{'disk:':8} {self.stalls} of {self.flushes} fdatasync probes over "
+                f"{self.STALL_S * 1000:.0f} ms, longest {self.longest_s * 1000:.0f} ms"
+                " (during the spend phase)")
 
 
 # --------------------------------------------------------------------- daemon
@@ -457,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             healthz = phase("/healthz", spend=False)
-            spend = phase("/api/governance/spend", spend=True)
+            with DiskProbe(tmp) as disk:
+                spend = phase("/api/governance/spend", spend=True)
             charged = agent_spent_micros(bases[0]) // SPEND_MICROS - 1  # minus the probe
             holds = phase("/api/governance/holds", spend="holds")
             committed = agent_spent_micros(bases[0]) // SPEND_MICROS - 1 - charged
@@ -474,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
           f"  ({args.connections} connections, {args.seconds} s per phase)")
     print(healthz.line("healthz"))
     print(spend.line("spend"))
+    print(disk.line())
     print(f"spends charged to agent a1: {charged} (responses counted: {spend.requests})")
     steps = holds.requests // 2
     print(f"{'holds:':8} {steps / holds.seconds:8.0f} steps/s (hold + commit)  p50 "
