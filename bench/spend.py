@@ -111,9 +111,7 @@ class DiskProbe:
         self._path = directory / "disk-probe"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
-        self.flushes = 0
-        self.stalls = 0
-        self.longest_s = 0.0
+        self.took: list[float] = []  # seconds, one per flush
 
     def __enter__(self) -> DiskProbe:
         self._thread.start()
@@ -131,18 +129,17 @@ class DiskProbe:
                 started = time.perf_counter()
                 os.pwrite(fd, block, 0)
                 os.fdatasync(fd)
-                took = time.perf_counter() - started
-                self.flushes += 1
-                self.stalls += took > self.STALL_S
-                self.longest_s = max(self.longest_s, took)
+                self.took.append(time.perf_counter() - started)
         finally:
             os.close(fd)
             self._path.unlink(missing_ok=True)
 
     def line(self) -> str:
-        return (f"{'disk:':8} {self.stalls} of {self.flushes} fdatasync probes over "
-                f"{self.STALL_S * 1000:.0f} ms, longest {self.longest_s * 1000:.0f} ms"
-                " (during the spend phase)")
+        took = sorted(self.took) or [0.0]
+        stalls = sum(t > self.STALL_S for t in took)
+        return (f"{'disk:':8} {stalls} of {len(self.took)} fdatasync probes over "
+                f"{self.STALL_S * 1000:.0f} ms, median {took[len(took) // 2] * 1000:.2f} ms,"
+                f" longest {took[-1] * 1000:.0f} ms (during the spend phase)")
 
 
 # --------------------------------------------------------------------- daemon
