@@ -17,8 +17,8 @@ each:
 
 It prints requests/s, p50 and p99 latency for each phase and the ratio
 spend-rps / healthz-rps (and holds steps/s over spend requests/s), and how
-often the disk stalled a flush during the spend phase (DiskProbe): a stall
-of the disk delays every commit of either store, so read a p99 next to it. The target
+often the disk stalled a flush during the spend phase (DiskProbe): a stall of
+the disk delays every commit of either store, so read a p99 beside it. The target
 (on a 2-core machine) is a ratio of at least 0.3 with a spend p99 under 25 ms
 and no errors; the exit status is 1 when it is missed.
 

@@ -187,8 +187,8 @@ Outcome = records.SpendCharged | errors.ClawguardError
 # take no lock, and a key another instance commits after this read still cannot charge
 # twice: our INSERT then raises UniqueViolation and the transaction runs again.
 # The ids come from the identity column's sequence by its name (migration 0001 made it
-# spends_id_seq), a constant the plan resolves once: pg_get_serial_sequence per row cost
-# PostgreSQL ~4 us an id, a quarter of a millisecond per batch of 64, under the locks.
+# spends_id_seq), a constant the plan resolves once; pg_get_serial_sequence looked it up
+# per id, ~0.17 ms more per batch of 64 while the rows are locked (bench/README.md).
 # The budget rows of every chain a batch names (_chain_rows), locked in the fixed order.
 _CHAINS_LOCKED = (
     " FROM budgets b JOIN unnest(%(scopes)b::text[], %(ids)b::text[]) AS w(scope, scope_id)"
