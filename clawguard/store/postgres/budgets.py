@@ -182,22 +182,20 @@ class Spend:
 Outcome = records.SpendCharged | errors.ClawguardError
 
 
-# What a batch reads, in one statement: its budget rows, locked in the fixed order; the
-# ledger rows already under its idempotency keys; and its ledger ids. The keys and ids
-# take no lock, and a key another instance commits after this read still cannot charge
-# twice: our INSERT then raises UniqueViolation and the transaction runs again.
-# The ids come from the identity column's sequence by its name (migration 0001 made it
-# spends_id_seq), a constant the plan resolves once; pg_get_serial_sequence looked it up
-# per id, ~0.17 ms more per batch of 64 while the rows are locked (bench/README.md).
-# The budget rows of every chain a batch names (_chain_rows), locked in the fixed order.
-_CHAINS_LOCKED = (
-    " FROM budgets b JOIN unnest(%(scopes)b::text[], %(ids)b::text[]) AS w(scope, scope_id)"
-    " ON b.scope = w.scope AND b.scope_id = w.scope_id"
-    " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b"
-)
+# What a batch reads, in one statement: the budget rows of every chain it names
+# (_chain_rows), locked in the fixed order; the ledger rows already under its idempotency
+# keys; and its ledger ids. The keys and ids take no lock, and a key another instance
+# commits after this read still cannot charge twice: our INSERT then raises
+# UniqueViolation and the transaction runs again. The ids come from the identity column's
+# sequence by its name (migration 0001 made it spends_id_seq), a constant the plan
+# resolves once; pg_get_serial_sequence looked it up per id, ~0.17 ms more per batch of 64
+# while the rows are locked (bench/README.md).
 _LOAD = (
     "WITH locked AS (SELECT b.id, b.scope, b.scope_id, b.limit_cents, b.spent_micros,"
-    " b.status, b.mode, b.window_kind, b.window_zone, b.window_start" + _CHAINS_LOCKED + ")"
+    " b.status, b.mode, b.window_kind, b.window_zone, b.window_start"
+    " FROM budgets b JOIN unnest(%(scopes)b::text[], %(ids)b::text[]) AS w(scope, scope_id)"
+    " ON b.scope = w.scope AND b.scope_id = w.scope_id"
+    " ORDER BY b.scope_rank, b.scope_id FOR UPDATE OF b)"
     f" SELECT (SELECT json_agg(json_build_array({budgets.LEVEL_COLUMNS})) FROM locked),"
     " (SELECT json_agg(json_build_array(idempotency_key, id, fingerprint, cost_micros, scopes))"
     " FROM spends WHERE idempotency_key = ANY(%(keys)b::text[])),"
@@ -336,7 +334,7 @@ def _chain_key(request: commands.ScopeIds | records.Hold) -> tuple[str | None, .
 
 
 def _chain_rows(requests: Iterable[commands.ScopeIds]) -> dict[str, list[str]]:
-    """Every (scope, scope id) the requests' chains name: the arrays _CHAINS_LOCKED joins."""
+    """Every (scope, scope id) the requests' chains name: the arrays _LOAD joins."""
     chains = {_chain_key(request): request for request in requests}
     named = [pair for request in chains.values() for pair in named_scopes(request)]
     return {"scopes": [scope for scope, _ in named], "ids": [scope_id for _, scope_id in named]}
