@@ -54,25 +54,27 @@ class Release:
 Step = Place | Commit | Release
 
 # The hold rows a batch's commits and releases name, locked in id order; the holds under
-# its placements' keys; what live holds reserve on each scope its placements name.
+# its placements' keys; what live holds reserve on each scope its placements name. Arrays
+# go in binary (%b), as the spend batch's do: a %s list of text is escaped element by
+# element (the INSERT of 32 placements: 460-570 us of dumping against 130-190).
 _HOLDS = (
     f"SELECT (SELECT json_agg(json_build_array({tables.HOLD_COLUMNS}))"
-    f" FROM (SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = ANY(%(hold_ids)s::text[])"
+    f" FROM (SELECT {tables.HOLD_COLUMNS} FROM holds WHERE id = ANY(%(hold_ids)b::text[])"
     " ORDER BY id FOR UPDATE) AS locked),"
     f" (SELECT json_agg(json_build_array(idempotency_key, fingerprint, {tables.HOLD_COLUMNS}))"
-    " FROM holds WHERE idempotency_key = ANY(%(keys)s::text[])),"
+    " FROM holds WHERE idempotency_key = ANY(%(keys)b::text[])),"
     " (SELECT json_agg(json_build_array(scope, scope_id, micros))"
     " FROM (" + budget_rows.HELD_ON + ") AS held(scope, scope_id, micros))"
 )
 _INSERT = (
     f"INSERT INTO holds ({tables.HOLD_COLUMNS}, idempotency_key, fingerprint)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],"
-    " %s::bigint[], %s::text[], %s::text[], %s::text[])"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[],"
+    " %b::bigint[], %b::text[], %b::text[], %b::text[])"
 )
 _UPDATE = (
     "UPDATE holds AS h SET status = u.status, resolved_at = u.resolved_at,"
-    " spend_id = u.spend_id FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
+    " spend_id = u.spend_id FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[])"
     " AS u(id, status, resolved_at, spend_id) WHERE h.id = u.id"
 )
 
